@@ -1,0 +1,37 @@
+# Set-up is part of every target: a fresh clone needs only `make demo` or `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+VTK := $(VENV)/bin/visiontk
+export NO_ALBUMENTATIONS_UPDATE := 1
+
+.PHONY: install test demo bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+# Generate the synthetic shapes set, train the classification demo recipe on
+# the CPU, evaluate it and predict on a folder.
+demo: $(VENV)/.installed
+	rm -rf runs/demo
+	$(VTK) classify train recipes/classify/shapes.yaml --project runs/demo --name shapes
+	$(VTK) classify eval runs/demo/classify/shapes/best.pt
+	$(VTK) classify predict runs/demo/classify/shapes/best.pt data/shapes-classify/val --out runs/demo/predictions.jsonl
+	@echo
+	@echo "demo outputs:"
+	@echo "  run directory:  runs/demo/classify/shapes/ (best.pt, last.pt, results.csv, recipe.yaml, plots/)"
+	@echo "  predictions:    runs/demo/predictions.jsonl"
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf runs data .pytest_cache

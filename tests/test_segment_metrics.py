@@ -1,0 +1,90 @@
+"""ConfusionMatrix against a confusion matrix computed by hand."""
+import math
+
+import pytest
+import torch
+
+from visiontk.tasks.segment.metrics import ConfusionMatrix
+
+# target / pred, one image 2x4; 255 = ignore. Class 3 never appears.
+TARGET = torch.tensor([[[0, 0, 1, 1], [2, 2, 255, 1]]])
+PRED = torch.tensor([[[0, 1, 1, 1], [2, 0, 0, 2]]])
+# rows = target, cols = pred; the ignored pixel (pred 0) is not counted
+EXPECTED = torch.tensor(
+    [
+        [1, 1, 0, 0],
+        [0, 2, 1, 0],
+        [1, 0, 1, 0],
+        [0, 0, 0, 0],
+    ]
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread is faster and avoids oversubscribing the shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_matrix_and_metrics_match_hand_computation():
+    cm = ConfusionMatrix(4)
+    cm.update(PRED, TARGET)
+    assert cm.mat.dtype == torch.int64
+    assert torch.equal(cm.mat, EXPECTED)
+    m = cm.compute()
+    # IoU = tp / (row + col - tp): 1/(2+2-1), 2/(3+3-2), 1/(2+2-1), class 3 absent -> nan
+    assert m["per_class_iou"][:3] == pytest.approx([1 / 3, 1 / 2, 1 / 3])
+    assert math.isnan(m["per_class_iou"][3])
+    assert m["miou"] == pytest.approx(7 / 18)  # (1/3 + 1/2 + 1/3) / 3, nan excluded
+    assert m["pixel_accuracy"] == pytest.approx(4 / 7)
+    # Dice = 2 tp / (row + col): 2/4, 4/6, 2/4
+    assert m["per_class_dice"][:3] == pytest.approx([1 / 2, 2 / 3, 1 / 2])
+    assert math.isnan(m["per_class_dice"][3])
+    assert m["mean_dice"] == pytest.approx(5 / 9)
+
+
+def test_ignored_pixels_do_not_count_whatever_is_predicted():
+    a, b = ConfusionMatrix(4), ConfusionMatrix(4)
+    a.update(PRED, TARGET)
+    other = PRED.clone()
+    other[0, 1, 2] = 3  # the pixel whose target is 255
+    b.update(other, TARGET)
+    assert torch.equal(a.mat, b.mat)
+
+
+def test_false_positive_class_counts_as_zero_iou():
+    cm = ConfusionMatrix(3)
+    cm.update(torch.tensor([[[0, 2]]]), torch.tensor([[[0, 0]]]))
+    m = cm.compute()
+    assert m["per_class_iou"][0] == pytest.approx(0.5)
+    assert math.isnan(m["per_class_iou"][1])
+    assert m["per_class_iou"][2] == 0.0
+    assert m["miou"] == pytest.approx(0.25)
+
+
+def test_accumulates_batches_merges_and_reduces():
+    cm = ConfusionMatrix(4)
+    cm.update(torch.cat([PRED, PRED]), torch.cat([TARGET, TARGET]))
+    assert torch.equal(cm.mat, 2 * EXPECTED)
+    other = ConfusionMatrix(4)
+    other.update(PRED, TARGET)
+    cm.merge(other)
+    assert torch.equal(cm.mat, 3 * EXPECTED)
+    cm.reduce(lambda t: t.mul_(2))  # in place, like dist.all_reduce
+    assert torch.equal(cm.mat, 6 * EXPECTED)
+    cm.reduce(lambda t: t // 6)  # returning a new tensor
+    assert torch.equal(cm.mat, EXPECTED)
+    cm.reset()
+    assert cm.mat.sum() == 0
+    assert math.isnan(cm.compute()["miou"])
+
+
+def test_rejects_out_of_range_classes():
+    cm = ConfusionMatrix(3)
+    with pytest.raises(ValueError, match="target"):
+        cm.update(torch.tensor([[[0, 1]]]), torch.tensor([[[0, 3]]]))
+    with pytest.raises(ValueError, match="pred"):
+        cm.update(torch.tensor([[[0, 5]]]), torch.tensor([[[0, 1]]]))

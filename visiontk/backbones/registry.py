@@ -1,0 +1,60 @@
+"""Backbone registry: name -> builder, plus what each backbone knows about itself."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from visiontk.backbones.base import IMAGENET_MEAN, IMAGENET_STD, Backbone
+from visiontk.errors import UserError
+
+
+@dataclass
+class BackboneSpec:
+    name: str
+    builder: Callable[..., Backbone]
+    description: str = ""
+    # torchvision model name whose ImageNet weights this backbone can load.
+    torchvision_name: str | None = None
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    options: dict = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(name: str, description: str = "", torchvision_name: str | None = None, **spec_kwargs):
+    def deco(builder: Callable[..., Backbone]):
+        _REGISTRY[name] = BackboneSpec(name, builder, description, torchvision_name, **spec_kwargs)
+        return builder
+
+    return deco
+
+
+def _ensure_loaded() -> None:
+    # Importing the modules runs their @register_backbone decorators.
+    from visiontk.backbones import classic, torchvision_models  # noqa: F401
+
+
+def backbone_names() -> list[str]:
+    _ensure_loaded()
+    return sorted(_REGISTRY)
+
+
+def get_backbone_spec(name: str) -> BackboneSpec:
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UserError(f"model.backbone: unknown backbone '{name}'{hint}; see 'visiontk backbones list'")
+    return _REGISTRY[name]
+
+
+def create_backbone(name: str, in_channels: int = 3, **options) -> Backbone:
+    spec = get_backbone_spec(name)
+    try:
+        return spec.builder(in_channels=in_channels, **options)
+    except TypeError as e:
+        raise UserError(f"model.backbone_options: bad options {options} for backbone '{name}' ({e})") from None

@@ -1,0 +1,106 @@
+"""Pieces every task's commands share: error handling, train, eval, predict plumbing."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+
+from visiontk.console import err_console, info
+from visiontk.errors import JobError, VisionTKError
+
+STATE = {"debug": False}
+
+
+def fail(message: str, code: int) -> None:
+    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn library errors into one line on stderr and an exit code; tracebacks only with --debug."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except VisionTKError as e:
+            if STATE["debug"]:
+                traceback.print_exc()
+            fail(str(e), e.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except BrokenPipeError:
+            # A consumer such as `head` closed the pipe: stop quietly.
+            sys.stderr.close()
+            raise typer.Exit(0)
+        except Exception as e:  # noqa: BLE001 - the last resort must catch everything
+            if STATE["debug"]:
+                traceback.print_exc()
+            fail(f"unexpected {e.__class__.__name__}: {e} (run with --debug for the traceback)", 1)
+
+    return wrapper
+
+
+SetOpt = typer.Option(None, "--set", help="Override a recipe key, e.g. --set train.lr=0.01 (value parsed as YAML).")
+DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps")
+
+
+def run_train(task: str, recipe: str, overrides: Optional[list[str]], device: str, project: Optional[str],
+              name: Optional[str], resume: Optional[str]) -> dict:
+    from visiontk.engine.trainer import Trainer
+    from visiontk.errors import UserError
+    from visiontk.recipe import load_recipe
+
+    r = load_recipe(recipe, overrides or [])
+    if r.task != task:
+        raise UserError(f"{recipe}: recipe is for task '{r.task}', not '{task}' (use 'visiontk {r.task} train')")
+    result = Trainer(r, device=device, project=project, name=name, resume=resume).fit()
+    run_dir = Path(result["run_dir"])
+    if (run_dir / "best.pt").exists():
+        info(f"done: best fitness {result['best_fitness']:.4f} at epoch {result['best_epoch']}")
+        info(f"outputs in {run_dir}/ (best.pt, last.pt, results.csv, recipe.yaml, plots/)")
+    return result
+
+
+def run_eval(task_name: str, checkpoint: str, data: Optional[str], split: str, as_json: bool, device: str,
+             batch_size: int, plots_dir: Optional[str], options: dict | None = None) -> dict:
+    from visiontk.engine.evaluator import evaluate_checkpoint
+    from visiontk.tasks.registry import get_task
+
+    task = get_task(task_name)
+    metrics, ckpt = evaluate_checkpoint(checkpoint, task_name, data, split, device, batch_size, options=options)
+    classes = ckpt["classes"]
+    out_dir = Path(plots_dir) if plots_dir else Path(checkpoint).parent / "plots"
+    written = task.write_eval_plots(metrics, classes, out_dir, suffix=f"_{split}")
+    if as_json:
+        sys.stdout.write(json.dumps({"checkpoint": str(checkpoint), "split": split, "classes": classes, **metrics}) + "\n")
+    else:
+        task.print_metrics(metrics, classes)
+    for p in written:
+        info(f"wrote {p}")
+    return metrics
+
+
+def run_predict(task_name: str, checkpoint: str, sources: list[str], writer_factory, out: Optional[str],
+                overwrite: bool, device: str, batch_size: int, workers: int, options: dict) -> None:
+    from visiontk.data.sources import iter_sources
+    from visiontk.engine.predictor import Predictor
+    from visiontk.engine.writers import open_output
+
+    predictor = Predictor(checkpoint, task_name, device=device, batch_size=batch_size, workers=workers, options=options)
+    paths = iter_sources(sources)
+    with open_output(out, overwrite) as stream:
+        writer = writer_factory(stream)
+        stats = predictor.run(paths, writer)
+        if hasattr(writer, "close"):
+            writer.close()
+    if stats["errors"]:
+        raise JobError(f"{stats['errors']} of {stats['images']} images could not be read")
+    info(f"predicted {stats['images']} images")

@@ -1,0 +1,106 @@
+"""`visiontk recipes|backbones|data` commands."""
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from visiontk.commands.common import handle_errors
+from visiontk.console import out_console
+
+recipes_app = typer.Typer(help="Shipped recipes.", no_args_is_help=True)
+backbones_app = typer.Typer(help="Shared CNN backbones.", no_args_is_help=True)
+data_app = typer.Typer(help="Data sets.", no_args_is_help=True)
+
+
+@recipes_app.command("list")
+@handle_errors
+def recipes_list():
+    """List the shipped recipes."""
+    from visiontk.recipe import RECIPES_DIR, list_recipes, read_yaml
+
+    table = Table(show_header=True)
+    for col in ("recipe", "task", "backbone", "file"):
+        table.add_column(col)
+    for path in list_recipes():
+        raw = read_yaml(path) or {}
+        model = raw.get("model") or {}
+        name = str(path.relative_to(RECIPES_DIR).with_suffix(""))
+        table.add_row(name, str(raw.get("task", "?")), str(model.get("backbone", "tinycnn")), str(path))
+    out_console.print(table)
+
+
+@recipes_app.command("show")
+@handle_errors
+def recipes_show(
+    recipe: str = typer.Argument(..., help="Shipped recipe name (e.g. classify/shapes) or YAML path."),
+    set: Optional[list[str]] = typer.Option(None, "--set", help="Overrides to apply, as in train."),
+):
+    """Print the resolved recipe (defaults filled in, overrides applied) as YAML."""
+    from visiontk.recipe import dump_recipe, load_recipe
+
+    sys.stdout.write(dump_recipe(load_recipe(recipe, set or [])))
+
+
+@backbones_app.command("list")
+@handle_errors
+def backbones_list(json_out: bool = typer.Option(False, "--json", help="One JSON object per backbone on stdout.")):
+    """Name, parameters, output strides and channels, and whether torchvision has ImageNet weights."""
+    from visiontk.backbones.registry import backbone_names, create_backbone, get_backbone_spec
+
+    rows = []
+    for name in backbone_names():
+        spec = get_backbone_spec(name)
+        b = create_backbone(name)
+        rows.append({
+            "name": name,
+            "params": sum(p.numel() for p in b.parameters()),
+            "strides": b.strides,
+            "channels": b.out_channels,
+            "imagenet": spec.torchvision_name is not None,
+            "description": spec.description,
+        })
+    if json_out:
+        for r in rows:
+            sys.stdout.write(json.dumps(r) + "\n")
+        return
+    table = Table(show_header=True)
+    for col in ("backbone", "params", "strides", "channels", "ImageNet weights", "description"):
+        table.add_column(col, justify="right" if col == "params" else "left")
+    for r in rows:
+        table.add_row(r["name"], f"{r['params'] / 1e6:.2f} M", str(r["strides"]), str(r["channels"]),
+                      "yes" if r["imagenet"] else "no", r["description"])
+    out_console.print(table)
+
+
+class SynthTask(str, Enum):
+    classify = "classify"
+    detect = "detect"
+    segment = "segment"
+
+
+@data_app.command("synth")
+@handle_errors
+def data_synth(
+    task: SynthTask = typer.Option(..., help="classify (ImageFolder), detect (COCO json + YOLO txt) or segment (image + mask PNG)."),
+    out: Path = typer.Option(..., help="Output folder."),
+    n: Optional[int] = typer.Option(None, help="Number of images (train + val)."),
+    size: Optional[int] = typer.Option(None, help="Image side in pixels."),
+    seed: int = typer.Option(0),
+):
+    """Write a deterministic synthetic shapes data set in real on-disk formats."""
+    from visiontk.data import synth
+
+    fn = {"classify": synth.synth_classify, "detect": synth.synth_detect, "segment": synth.synth_segment}[task.value]
+    kwargs = {"seed": seed}
+    if n is not None:
+        kwargs["n"] = n
+    if size is not None:
+        kwargs["size"] = size
+    summary = fn(out, **kwargs)
+    sys.stdout.write(json.dumps(summary) + "\n")

@@ -1,0 +1,64 @@
+"""Building a task model from a recipe or from a checkpoint, the same way for every task."""
+from __future__ import annotations
+
+from torch import nn
+
+from visiontk.backbones.pretrained import load_pretrained
+from visiontk.backbones.registry import create_backbone
+from visiontk.engine.checkpoint import load_checkpoint
+from visiontk.engine.normalization import resolve_normalization
+from visiontk.errors import UserError
+from visiontk.recipe import Recipe, recipe_from_dict
+from visiontk.tasks.registry import get_task
+
+
+def build_model(recipe: Recipe, num_classes: int, load_weights: bool = True) -> nn.Module:
+    task = get_task(recipe.task)
+    m = recipe.model
+    backbone = create_backbone(m.backbone, in_channels=m.in_channels, **m.backbone_options)
+    if load_weights and m.pretrained not in ("", "none"):
+        load_pretrained(backbone, m.backbone, m.pretrained)
+    return task.build_model(recipe, backbone, num_classes)
+
+
+def checkpoint_meta(recipe: Recipe, classes: list[str]) -> dict:
+    """What a checkpoint needs besides weights to predict on its own."""
+    task = get_task(recipe.task)
+    norm = resolve_normalization(recipe)
+    return {
+        "task": recipe.task,
+        "backbone": recipe.model.backbone,
+        "classes": list(classes),
+        "input_size": list(recipe.image_size),
+        "in_channels": recipe.model.in_channels,
+        "mean": norm["mean"],
+        "std": norm["std"],
+        "recipe": recipe.to_dict(),
+        "predict": dict(task.predict_defaults),
+    }
+
+
+def model_from_checkpoint(path, task: str | None = None) -> tuple[nn.Module, dict]:
+    ckpt = load_checkpoint(path, task)
+    try:
+        recipe = recipe_from_dict(ckpt["recipe"], source=f"{path} (recipe)")
+        model = build_model(recipe, len(ckpt["classes"]), load_weights=False)
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, RuntimeError) as e:
+        raise UserError(f"{path}: checkpoint does not match its model ({str(e).splitlines()[0][:200]})") from None
+    model.eval()
+    ckpt["recipe_obj"] = recipe
+    return model, ckpt
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def state_dict_fp32(model: nn.Module) -> dict:
+    return {k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+

@@ -1,0 +1,75 @@
+"""Checkpoints: plain dicts of tensors and primitives, written atomically.
+
+They load with `torch.load(weights_only=True)`, so a checkpoint from anyone can
+be opened without running code; and a checkpoint alone is enough to predict
+(task, backbone, classes, input size, normalisation, recipe travel in it).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from visiontk.errors import UserError
+
+FORMAT = "visiontk-checkpoint"
+VERSION = 1
+
+
+def atomic_save(obj, path: Path) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over `path`.
+
+    A kill at any moment leaves either the old file or the new one, never a
+    half-written one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, task: str | None = None) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - every failure to load gets one clear line
+        text = str(e)
+        if "Weights only load failed" in text or "weights_only" in text:
+            reason = "it holds Python objects that could run code; refused (only tensors and plain data are loaded)"
+        elif isinstance(e, (EOFError, RuntimeError)) or "zip" in text.lower() or "pickle" in text.lower():
+            reason = "file is truncated or not a PyTorch checkpoint"
+        else:
+            reason = (text.strip().splitlines() or [e.__class__.__name__])[0][:200]
+        raise UserError(f"{path}: cannot load checkpoint: {reason}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise UserError(f"{path}: not a visiontk checkpoint")
+    if task is not None and ckpt.get("task") != task:
+        raise UserError(f"{path}: checkpoint is for task '{ckpt.get('task')}', not '{task}'")
+    return ckpt

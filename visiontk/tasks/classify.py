@@ -1,0 +1,143 @@
+"""Image classification: a pooled linear head on the deepest backbone feature."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from visiontk.console import err_console
+from visiontk.data.imagefolder import ClassificationDataset, scan_imagefolder
+from visiontk.data.transforms import build_augmentations
+from visiontk.engine.normalization import resolve_normalization
+from visiontk.errors import UserError
+from visiontk.metrics.classification import ClassificationMetrics
+from visiontk.tasks.base import Task
+from visiontk.tasks.registry import register_task
+
+
+@dataclass
+class ClassifyHeadOptions:
+    # Global max pooling learns "is the shape anywhere" far faster than average
+    # pooling on small data (calibration: 90% in 5 epochs vs 20).
+    pool: Literal["avg", "max"] = "avg"
+    dropout: float = 0.0
+    hidden: int = 0  # 0: a single linear layer
+
+
+@dataclass
+class ClassifyLossOptions:
+    pass
+
+
+class ClassifierHead(nn.Module):
+    def __init__(self, in_channels: int, num_classes: int, pool: str = "avg", dropout: float = 0.0, hidden: int = 0):
+        super().__init__()
+        self.pool = nn.AdaptiveMaxPool2d(1) if pool == "max" else nn.AdaptiveAvgPool2d(1)
+        layers: list[nn.Module] = [nn.Flatten(), nn.Dropout(dropout)]
+        if hidden:
+            layers += [nn.Linear(in_channels, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            in_channels = hidden
+        layers.append(nn.Linear(in_channels, num_classes))
+        self.fc = nn.Sequential(*layers)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.fc(self.pool(features[-1]))
+
+
+class ClassifyTask(Task):
+    name = "classify"
+    head_schema = ClassifyHeadOptions
+    loss_schema = ClassifyLossOptions
+    predict_defaults = {"topk": 5}
+
+    def validate_recipe(self, recipe, source: str) -> None:
+        if recipe.data.format != "imagefolder":
+            raise UserError(f"{source}: 'data.format' must be 'imagefolder' for classify, got {recipe.data.format!r}")
+        if not recipe.data.root:
+            raise UserError(f"{source}: 'data.root' is required")
+
+    def prepare_data(self, recipe) -> None:
+        root = Path(recipe.data.root)
+        if recipe.data.synthetic is not None and not (root / recipe.data.train).is_dir():
+            from visiontk.data.synth import synth_classify
+
+            s = recipe.data.synthetic
+            err_console.print(f"generating the synthetic shapes set into {root}", highlight=False)
+            synth_classify(root, n=s.n, size=s.size, seed=s.seed)
+
+    def build_dataset(self, recipe, split: str, train: bool, classes=None, root=None):
+        data = recipe.data
+        split_dir = Path(root or data.root) / (getattr(data, split) if split in ("train", "val") else split)
+        samples, classes = scan_imagefolder(split_dir, classes or data.classes)
+        norm = resolve_normalization(recipe)
+        augment = build_augmentations(data.augment) if train else []
+        mode = "L" if recipe.model.in_channels == 1 else "RGB"
+        ds = ClassificationDataset(samples, recipe.image_size, norm["mean"], norm["std"], augment, mode, data.bad_annotations)
+        return ds, classes
+
+    def build_head(self, recipe, backbone, num_classes: int) -> nn.Module:
+        h = recipe.model.head
+        return ClassifierHead(backbone.out_channels[-1], num_classes, h["pool"], h["dropout"], h["hidden"])
+
+    def build_loss(self, recipe, num_classes: int):
+        smoothing = recipe.train.label_smoothing
+
+        def loss_fn(logits, labels):
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=smoothing)
+            return loss, {"ce": loss.item()}
+
+        return loss_fn
+
+    @torch.no_grad()
+    def evaluate(self, model, loader, device, classes, options=None) -> dict:
+        model.eval()
+        metrics = ClassificationMetrics(len(classes))
+        for images, labels in loader:
+            logits = model(images.to(device, non_blocking=True))
+            metrics.update(logits.float().cpu(), labels)
+        return metrics.compute()
+
+    def metric_scalars(self, metrics: dict) -> dict:
+        return {k: metrics[k] for k in ("top1", "top5", "loss") if k in metrics}
+
+    def write_eval_plots(self, metrics, classes, plots_dir: Path, suffix: str = "") -> list[Path]:
+        from visiontk.viz.plots import plot_confusion_matrix
+
+        path = plots_dir / f"confusion_matrix{suffix}.png"
+        plot_confusion_matrix(metrics["confusion_matrix"], classes, path)
+        return [path]
+
+    def print_metrics(self, metrics: dict, classes: list[str]) -> None:
+        from rich.table import Table
+
+        summary = Table(title="classification", show_header=True)
+        summary.add_column("images", justify="right")
+        summary.add_column("top-1", justify="right")
+        summary.add_column("top-5", justify="right")
+        summary.add_row(str(metrics["count"]), f"{metrics['top1']:.4f}", f"{metrics['top5']:.4f}")
+        err_console.print(summary)
+        per_class = Table(title="per class", show_header=True)
+        for col in ("class", "images", "precision", "recall"):
+            per_class.add_column(col, justify="left" if col == "class" else "right")
+        for i, name in enumerate(classes):
+            per_class.add_row(name, str(metrics["support"][i]), f"{metrics['precision'][i]:.4f}", f"{metrics['recall'][i]:.4f}")
+        err_console.print(per_class)
+
+    def postprocess(self, outputs, metas, options) -> Iterable[dict]:
+        classes = options["classes"]
+        k = max(1, min(int(options.get("topk", 5)), len(classes)))
+        probs, idx = F.softmax(outputs.float(), dim=1).topk(k, dim=1)
+        for meta, p, i in zip(metas, probs.tolist(), idx.tolist()):
+            yield {
+                "path": meta["path"],
+                "label": classes[i[0]],
+                "prob": round(p[0], 6),
+                "topk": [{"label": classes[j], "prob": round(q, 6)} for j, q in zip(i, p)],
+            }
+
+
+register_task(ClassifyTask())

@@ -1,0 +1,30 @@
+"""YOLO-v1 detection: head, target encoding, loss, decoding, COCO mAP, readers, dataset.
+
+Modules (import the heavier ones -- readers, dataset, coco_eval -- directly;
+they pull in PIL/albumentations/pycocotools/matplotlib):
+
+* head:      YoloV1Head, activate, grid_size_for
+* encode:    encode_targets, encode_batch, decode_grid_boxes
+* loss:      YoloV1Loss
+* decode:    decode_predictions, grid_to_boxes, scale_to_pixels
+* coco_eval: evaluate_coco, plot_pr_curve
+* readers:   DetectionRecord, ReadReport, read_coco, read_yolo, read_voc
+* dataset:   DetectionDataset, collate_detection, detection_bbox_params
+"""
+from visiontk.tasks.detect.decode import decode_predictions, grid_to_boxes, scale_to_pixels
+from visiontk.tasks.detect.encode import decode_grid_boxes, encode_batch, encode_targets
+from visiontk.tasks.detect.head import YoloV1Head, activate, grid_size_for
+from visiontk.tasks.detect.loss import YoloV1Loss
+
+__all__ = [
+    "YoloV1Head",
+    "YoloV1Loss",
+    "activate",
+    "decode_grid_boxes",
+    "decode_predictions",
+    "encode_batch",
+    "encode_targets",
+    "grid_size_for",
+    "grid_to_boxes",
+    "scale_to_pixels",
+]

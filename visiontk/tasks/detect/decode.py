@@ -1,0 +1,67 @@
+"""Activated YOLO-v1 grid -> scored, class-aware-NMS'd boxes per image."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchvision.ops import batched_nms
+
+from visiontk.tasks.detect.encode import decode_grid_boxes
+
+
+def grid_to_boxes(pred: Tensor, B: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Every predictor of the grid as a candidate detection, without filtering.
+
+    Returns ``boxes [N, S*S*B, 4]`` (normalised xyxy clipped to [0, 1]),
+    ``scores [N, S*S*B]`` and ``labels [N, S*S*B]``.
+
+    Score: the paper's class-specific confidence conf x P(class | object). Each
+    box takes its best class. Since conf is one number per box and the class
+    probabilities are shared by the B boxes of a cell, max_c(conf x p_c) =
+    conf x max_c p_c: the best class of a box is its cell's argmax class. We
+    keep one detection per box (not one per class above threshold), which is
+    what YOLO-v1 inference does in practice and keeps the output small.
+    """
+    n, S, S2, D = pred.shape
+    C = D - 5 * B
+    if S != S2 or C < 1:
+        raise ValueError(f"grid_to_boxes: expected [N, S, S, {B}*5 + C], got {tuple(pred.shape)}")
+    raw = pred[..., : 5 * B].reshape(n, S, S, B, 5)
+    cell = torch.cat([raw[..., 0:2], raw[..., 2:4].square()], dim=-1)  # head predicts sqrt(w), sqrt(h)
+    boxes = decode_grid_boxes(cell, "xyxy", per_box=True).clamp(0.0, 1.0)
+    best_p, best_c = pred[..., 5 * B :].max(dim=-1)  # [N, S, S]
+    scores = raw[..., 4] * best_p.unsqueeze(-1)  # [N, S, S, B]
+    labels = best_c.unsqueeze(-1).expand(n, S, S, B)
+    return boxes.reshape(n, -1, 4), scores.reshape(n, -1), labels.reshape(n, -1)
+
+
+def decode_predictions(
+    pred: Tensor,
+    conf_threshold: float = 0.25,
+    iou_threshold: float = 0.5,
+    max_det: int = 100,
+    B: int = 2,
+) -> list[dict[str, Tensor]]:
+    """Detections per image: ``{boxes [K, 4] normalised xyxy, scores [K], labels [K]}``.
+
+    Keeps boxes with score > conf_threshold, applies class-aware NMS
+    (`torchvision.ops.batched_nms`: boxes of different classes never suppress
+    each other), then the `max_det` best, sorted by decreasing score.
+    `pred` is the activated head output; B is needed to split its last axis.
+    """
+    boxes, scores, labels = grid_to_boxes(pred.detach(), B)
+    out = []
+    for b, s, l in zip(boxes, scores, labels):
+        keep = s > conf_threshold
+        b, s, l = b[keep], s[keep], l[keep]
+        idx = batched_nms(b, s, l, iou_threshold)[:max_det]  # sorted by decreasing score
+        out.append({"boxes": b[idx], "scores": s[idx], "labels": l[idx]})
+    return out
+
+
+def scale_to_pixels(boxes: Tensor, width: float, height: float) -> Tensor:
+    """Normalised xyxy -> pixel xyxy of an image of the given original size.
+
+    The dataset resizes plainly (no letterbox), so normalised coordinates are
+    the same before and after the resize.
+    """
+    return boxes * boxes.new_tensor([width, height, width, height])
