@@ -1,0 +1,60 @@
+"""ImageFolder classification data: root/<split>/<class>/<image>."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import albumentations as A
+from torch.utils.data import Dataset
+
+from visiontk.console import warn
+from visiontk.data.images import is_image_file, load_image
+from visiontk.data.transforms import to_tensor
+from visiontk.errors import DataError, UserError
+
+
+def scan_imagefolder(split_dir: Path, classes: list[str] | None = None) -> tuple[list[tuple[Path, int]], list[str]]:
+    if not split_dir.is_dir():
+        raise UserError(f"{split_dir}: data folder does not exist")
+    found = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if classes is None:
+        classes = found
+        if not classes:
+            raise UserError(f"{split_dir}: no class folders (expected {split_dir}/<class>/<image>)")
+    else:
+        extra = sorted(set(found) - set(classes))
+        if extra:
+            warn(f"{split_dir}: folders not in the class list are ignored: {', '.join(extra)}")
+    samples: list[tuple[Path, int]] = []
+    for idx, name in enumerate(classes):
+        folder = split_dir / name
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p)) if folder.is_dir() else []
+        if not files:
+            warn(f"{folder}: class '{name}' has no images")
+        samples.extend((p, idx) for p in files)
+    if not samples:
+        raise UserError(f"{split_dir}: data set is empty (no images in any class folder)")
+    return samples, classes
+
+
+class ClassificationDataset(Dataset):
+    """Yields (image tensor, label); an unreadable image yields None (skipped by collate)."""
+
+    def __init__(self, samples, size: tuple[int, int], mean, std, augment: list | None = None, mode: str = "RGB", policy: str = "skip"):
+        self.samples = samples
+        self.mean, self.std, self.mode, self.policy = mean, std, mode, policy
+        self.pipeline = A.Compose([*(augment or []), A.Resize(height=size[0], width=size[1])])
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        path, label = self.samples[i]
+        try:
+            image = load_image(path, self.mode)
+        except DataError as e:
+            if self.policy == "error":
+                raise
+            warn(f"{e} (skipped)")
+            return None
+        image = self.pipeline(image=image)["image"]
+        return to_tensor(image, self.mean, self.std), label

@@ -1,0 +1,56 @@
+"""Turning SOURCE arguments (files, folders, globs, `-` for stdin) into image paths.
+
+Paths are yielded lazily so a stdin list of millions of images is streamed,
+never held in memory.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from visiontk.console import warn
+from visiontk.data.images import is_image_file
+from visiontk.errors import UserError
+
+
+def _walk_images(folder: Path) -> Iterator[Path]:
+    # os.walk with sorted entries: deterministic order, no full listing in memory.
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        dirs.sort()
+        for name in sorted(files):
+            p = Path(root) / name
+            if is_image_file(p):
+                yield p
+
+
+def iter_sources(sources: Iterable[str], stdin=None) -> Iterator[Path]:
+    """Yield image paths. Missing explicit files are yielded too (they get an error record)."""
+    for src in sources:
+        if src == "-":
+            stream = stdin if stdin is not None else sys.stdin
+            for line in stream:
+                line = line.rstrip("\r\n")
+                if line.strip():
+                    yield Path(line)
+            continue
+        path = Path(src)
+        if path.is_dir():
+            found = False
+            for p in _walk_images(path):
+                found = True
+                yield p
+            if not found:
+                warn(f"{path}: folder holds no images")
+        elif path.exists():
+            yield path
+        elif glob.has_magic(src):
+            matches = sorted(glob.glob(src, recursive=True))
+            images = [Path(m) for m in matches if Path(m).is_file() and is_image_file(Path(m))]
+            if not images:
+                warn(f"{src}: pattern matches no images")
+            yield from images
+        else:
+            raise UserError(f"{src}: no such file, folder or pattern")
