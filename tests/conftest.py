@@ -30,3 +30,32 @@ def trained_classifier(shapes_classify, tmp_path_factory) -> Path:
                      "--project", str(runs), "--name", "shapes")
     assert result.returncode == 0, result.stderr
     return runs / "classify" / "shapes"
+
+
+@pytest.fixture(scope="session")
+def shapes_detect(tmp_path_factory) -> Path:
+    from visiontk.data.synth import synth_detect
+
+    root = tmp_path_factory.mktemp("shapes-detect")
+    synth_detect(root, n=400, size=128, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_detector(shapes_detect, tmp_path_factory) -> dict:
+    """The detect shapes recipe (calibration: width 8, S=8, SGD + warmup) trained once, 15 epochs.
+
+    In-process on one thread: with other jobs on the 2 cores, small convolutions
+    on 2 threads ran 5-20x slower. Returns the Trainer's result (run_dir, metrics, ...).
+    """
+    from visiontk.engine.trainer import Trainer
+    from visiontk.recipe import load_recipe
+
+    recipe = load_recipe("detect/shapes", [f"data.root={shapes_detect}", "train.epochs=15", "train.seed=0"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = Trainer(recipe, device="cpu", project=str(tmp_path_factory.mktemp("runs")), name="shapes").fit()
+    finally:
+        torch.set_num_threads(threads)
+    return {**result, "run_dir": Path(result["run_dir"]), "data": shapes_detect}

@@ -11,7 +11,9 @@ import typer  # noqa: E402
 
 from visiontk import __version__  # noqa: E402
 from visiontk.commands import classify as classify_cmd  # noqa: E402
+from visiontk.commands import export as export_cmd  # noqa: E402
 from visiontk.commands import misc  # noqa: E402
+from visiontk.commands import weights as weights_cmd  # noqa: E402
 from visiontk.commands.common import STATE  # noqa: E402
 
 app = typer.Typer(
@@ -41,6 +43,8 @@ app.add_typer(classify_cmd.app, name="classify")
 app.add_typer(misc.recipes_app, name="recipes")
 app.add_typer(misc.backbones_app, name="backbones")
 app.add_typer(misc.data_app, name="data")
+app.add_typer(weights_cmd.app, name="weights")
+app.command("export")(export_cmd.export)
 
 # Task command groups written alongside their tasks; absent ones are simply not offered.
 for _module, _name in (("visiontk.commands.detect", "detect"), ("visiontk.commands.segment", "segment"),

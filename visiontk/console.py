@@ -7,12 +7,16 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console
+from rich.text import Text
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:
-    err_console.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
+    # The message is plain text, never markup: file names such as
+    # 'photo [final].jpg' must come out as they are (markup would drop
+    # '[final]', and a '[/x]' in a name would raise).
+    err_console.print(Text.assemble(("warning:", "yellow"), " ", str(message)), highlight=False)
 
 
 def info(message: str) -> None:

@@ -1,10 +1,40 @@
 """Exceptions that the CLI turns into one-line messages and exit codes."""
+from __future__ import annotations
+
+
+def worker_message(message: str, exc_type: type) -> str:
+    """The original message of an exception re-raised by a DataLoader worker.
+
+    torch re-raises a worker's exception in the main process with the
+    worker's whole traceback as its message ("Caught DataError in DataLoader
+    worker process 0. Original Traceback ... visiontk.errors.DataError: x.jpg:
+    ..."); users must see only the last part. Other messages pass unchanged.
+    """
+    if not message.startswith("Caught ") or "Original Traceback" not in message:
+        return message
+    lines = message.splitlines()
+    # The raised exception is the last block of a (possibly chained) traceback:
+    # its first unindented line after the last "Traceback" header.
+    starts = [i for i, line in enumerate(lines) if line.rstrip().endswith("Traceback (most recent call last):")]
+    body = lines[starts[-1] + 1:] if starts else lines[1:]
+    for i, line in enumerate(body):
+        if line and not line[0].isspace():
+            module = exc_type.__module__
+            name = exc_type.__qualname__ if module in ("builtins", "__main__") else f"{module}.{exc_type.__qualname__}"
+            first = line[len(name) + 2:] if line.startswith(f"{name}: ") else line
+            return "\n".join([first, *body[i + 1:]]).strip()
+    return lines[0]
 
 
 class VisionTKError(Exception):
     """Base class; `exit_code` is what the CLI exits with."""
 
     exit_code = 1
+
+    def __init__(self, *args):
+        if args and isinstance(args[0], str):
+            args = (worker_message(args[0], type(self)), *args[1:])
+        super().__init__(*args)
 
 
 class UserError(VisionTKError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -82,14 +83,69 @@ class TrainConfig:
     warmup_iters: int = 0
     label_smoothing: float = 0.0
     # auto: mixed precision on CUDA (bf16 where supported, else fp16), off on CPU;
-    # true/false force it (true on the CPU means bf16 autocast).
-    amp: Union[bool, Literal["auto"]] = "auto"
+    # true/false force it (true on the CPU means bf16 autocast); bf16 | fp16 | fp32
+    # name the precision (bf16 on a CPU with AVX-512 BF16/AMX trains ~2x faster).
+    amp: Union[bool, Literal["auto", "bf16", "fp16", "fp32"]] = "auto"
+    # NHWC activations and weights (auto: on for CUDA; see engine/performance.py).
+    channels_last: Union[bool, Literal["auto"]] = "auto"
+    # torch.compile the model (slow start, faster steps on long runs; needs a C++ compiler or Triton).
+    compile: bool = False
     grad_clip: Optional[float] = None
     # Stop when the validation fitness has not improved for this many epochs (0: never).
     patience: int = 0
     seed: int = 0
     workers: int = 0
     eval_every: int = 1
+
+
+@dataclass
+class StageConfig:
+    """One fine-tuning stage; the stages run one after the other in one run (engine/stages.py)."""
+
+    epochs: int
+    name: str = ""
+    # What trains: 'head' (the backbone frozen; linear probing when it is the
+    # only stage), 'all', or an integer K: the head and the K deepest backbone
+    # blocks (blocks = the backbone's stages at increasing stride).
+    trainable: Union[Literal["head", "all"], int] = "all"
+    # The head's learning rate in this stage (default train.lr).
+    lr: Optional[float] = None
+    # Backbone learning rate = lr x backbone_lr_scale for its deepest block, and
+    # x layer_decay once more for each shallower block (layer-wise rates).
+    backbone_lr_scale: float = 1.0
+    layer_decay: float = 1.0
+    # Frozen blocks always keep batch norm in eval mode; 'frozen' does so for the
+    # trainable backbone blocks too (running statistics stay ImageNet's).
+    bn: Literal["train", "frozen"] = "train"
+    warmup_iters: Optional[int] = None  # default train.warmup_iters
+
+
+_STAGE_CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+    "epochs": (lambda v: v >= 1, "must be >= 1"),
+    "trainable": (lambda v: not isinstance(v, int) or v >= 0, "must be 'head', 'all' or a block count >= 0"),
+    "lr": (lambda v: v is None or v > 0, "must be > 0"),
+    "backbone_lr_scale": (lambda v: v > 0, "must be > 0"),
+    "layer_decay": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "warmup_iters": (lambda v: v is None or v >= 0, "must be >= 0"),
+}
+
+
+def _check_stages(recipe: "Recipe", raw: dict, source: str) -> None:
+    """Value checks per stage; with stages, train.epochs is their total."""
+    if not recipe.stages:
+        return
+    for i, stage in enumerate(recipe.stages):
+        for key, (ok, requirement) in _STAGE_CHECKS.items():
+            if not ok(getattr(stage, key)):
+                raise UserError(f"{source}: 'stages[{i}].{key}' {requirement}, got {getattr(stage, key)!r}")
+    total = sum(s.epochs for s in recipe.stages)
+    given = (raw.get("train") or {}).get("epochs") if isinstance(raw.get("train"), dict) else None
+    if given is not None and given != total:
+        # E.g. --set stages=... on a recipe written for one plain stage.
+        from visiontk.console import warn
+
+        warn(f"{source}: 'train.epochs' ({given}) is replaced by the sum of the stages' epochs ({total})")
+    recipe.train.epochs = total
 
 
 @dataclass
@@ -110,7 +166,7 @@ class Recipe:
     loss: dict = field(default_factory=dict)
     output: OutputConfig = field(default_factory=OutputConfig)
     # Fine-tuning stages (transfer learning); empty means one plain stage.
-    stages: list = field(default_factory=list)
+    stages: list[StageConfig] = field(default_factory=list)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -206,10 +262,16 @@ def _convert(value: Any, tp: Any, path: str, source: str) -> Any:
     if tp is float:
         if isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
             # YAML 1.1 reads 1e-3 (no dot) as a string; users mean a number.
-            return float(value)
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{source}: '{path}' must be a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for a float
+            number = math.inf
+        if not math.isfinite(number):  # .inf / .nan / 1e999 would only make the loss NaN later
+            raise UserError(f"{source}: '{path}' must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise UserError(f"{source}: '{path}' must be a string, got {value!r}")
@@ -233,7 +295,7 @@ def build_dataclass(cls: type, data: dict, path: str = "", source: str = "recipe
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
             hint = f" (did you mean '{(path + '.') if path else ''}{close[0]}'?)" if close else f" (valid keys: {', '.join(names)})"
-            raise UserError(f"{source}: unknown key '{key_path}'{hint}")
+            raise UserError(f"{source}: unknown key {key_path!r}{hint}")
         kwargs[key] = _convert(value, hints[key], key_path, source)
         check = _CHECKS.get(key_path)
         if check and not check[0](kwargs[key]):
@@ -258,7 +320,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise UserError(f"--set {text!r}: bad key {key!r}")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, RecursionError) as e:
         raise UserError(f"--set {text!r}: value is not valid YAML ({str(e).splitlines()[0]})") from None
     return key, value
 
@@ -304,6 +366,8 @@ def read_yaml(path: Path) -> Any:
         raise UserError(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
     try:
         return yaml.safe_load(text)
+    except RecursionError:
+        raise UserError(f"{path}: YAML nested too deeply") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
@@ -328,12 +392,15 @@ def recipe_from_dict(raw: dict, source: str = "recipe") -> Recipe:
 
     if "task" not in raw:
         raise UserError(f"{source}: missing required key 'task'")
+    if not isinstance(raw["task"], str):
+        raise UserError(f"{source}: 'task' must be a string, got {raw['task']!r}")
     task = get_task(raw["task"], source=source)
     recipe = build_dataclass(Recipe, raw, source=source)
     # Validate the task's own sections; store them back as plain dicts so the
     # recipe stays a plain, YAML-dumpable structure.
     recipe.model.head = dataclasses.asdict(build_dataclass(task.head_schema, recipe.model.head, "model.head", source))
     recipe.loss = dataclasses.asdict(build_dataclass(task.loss_schema, recipe.loss, "loss", source))
+    _check_stages(recipe, raw, source)
     task.validate_recipe(recipe, source)
     return recipe
 

@@ -18,6 +18,13 @@ class BackboneSpec:
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     options: dict = field(default_factory=dict)
+    # ImageNet weights shipped by a pip package instead of torchvision: module,
+    # pip name, extra, locate() -> file, input_size, classifier key prefix.
+    package_weights: dict | None = None
+
+    @property
+    def has_imagenet_weights(self) -> bool:
+        return self.torchvision_name is not None or self.package_weights is not None
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
@@ -33,7 +40,8 @@ def register_backbone(name: str, description: str = "", torchvision_name: str | 
 
 def _ensure_loaded() -> None:
     # Importing the modules runs their @register_backbone decorators.
-    from visiontk.backbones import classic, torchvision_models  # noqa: F401
+    from visiontk.backbones import classic, efficientnet_lite, torchvision_models  # noqa: F401
+    from visiontk.backbones import unet  # noqa: F401
 
 
 def backbone_names() -> list[str]:

@@ -6,7 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from visiontk.commands.common import DeviceOpt, SetOpt, handle_errors, run_eval, run_predict, run_train
+from visiontk.commands.common import (CompileOpt, DeviceOpt, PrecisionOpt, SetOpt, handle_errors, run_eval, run_predict,
+                                      run_train)
 
 app = typer.Typer(help="Image classification.", no_args_is_help=True)
 
@@ -56,10 +57,13 @@ def predict(
     out: Optional[str] = typer.Option(None, help="Write results to this file instead of stdout."),
     overwrite: bool = typer.Option(False, help="Allow --out to replace an existing file."),
     device: str = DeviceOpt,
-    workers: int = typer.Option(2, min=0, help="Image-decoding threads."),
+    workers: int = typer.Option(2, min=0, help="Image-decoding workers (threads on the CPU, processes with a GPU)."),
+    precision: str = PrecisionOpt,
+    compile: bool = CompileOpt,
 ):
     """Classify images; one JSON line (or CSV row) per image on stdout."""
     from visiontk.engine.writers import CsvWriter, JsonlWriter
 
     writer = CsvWriter if format == Format.csv else JsonlWriter
-    run_predict("classify", checkpoint, sources, writer, out, overwrite, device, batch_size, workers, {"topk": topk})
+    run_predict("classify", checkpoint, sources, writer, out, overwrite, device, batch_size, workers, {"topk": topk},
+                precision=precision, compile=compile)

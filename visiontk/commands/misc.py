@@ -62,7 +62,7 @@ def backbones_list(json_out: bool = typer.Option(False, "--json", help="One JSON
             "params": sum(p.numel() for p in b.parameters()),
             "strides": b.strides,
             "channels": b.out_channels,
-            "imagenet": spec.torchvision_name is not None,
+            "imagenet": spec.has_imagenet_weights,
             "description": spec.description,
         })
     if json_out:

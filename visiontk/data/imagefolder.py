@@ -42,6 +42,10 @@ class ClassificationDataset(Dataset):
     def __init__(self, samples, size: tuple[int, int], mean, std, augment: list | None = None, mode: str = "RGB", policy: str = "skip"):
         self.samples = samples
         self.mean, self.std, self.mode, self.policy = mean, std, mode, policy
+        # Large JPEGs are decoded scaled down (never below the input size), as
+        # the predictor does: a 12000 x 12000 photo costs 1/64 of the memory,
+        # and evaluation sees the same pixels as prediction.
+        self.draft_size = (size[1], size[0])
         self.pipeline = A.Compose([*(augment or []), A.Resize(height=size[0], width=size[1])])
 
     def __len__(self) -> int:
@@ -50,7 +54,7 @@ class ClassificationDataset(Dataset):
     def __getitem__(self, i):
         path, label = self.samples[i]
         try:
-            image = load_image(path, self.mode)
+            image = load_image(path, self.mode, draft_size=self.draft_size)
         except DataError as e:
             if self.policy == "error":
                 raise

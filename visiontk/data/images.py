@@ -5,12 +5,17 @@ problem, so callers can either skip the image with a warning or stop.
 """
 from __future__ import annotations
 
+import os
+import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from visiontk.console import warn
 from visiontk.errors import DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
@@ -19,6 +24,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".g
 # and scans can be larger, so allow up to 200 MP and refuse beyond that.
 MAX_PIXELS = 200_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+_ORIENTATION = 0x0112  # EXIF tag
 
 
 def is_image_file(path: Path) -> bool:
@@ -35,6 +41,58 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return img
 
 
+# EXIF orientation -> the transpose that makes the image upright (what
+# ImageOps.exif_transpose does, without parsing the EXIF block a second time).
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS_SIDES = (5, 6, 7, 8)
+# warnings.catch_warnings is process-wide, and images are decoded in threads:
+# only the cheap part (header and EXIF parsing) runs under the filters, one
+# thread at a time; the pixel decoding runs outside the lock.
+_WARNINGS_LOCK = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # A DataLoader worker forked while another thread held the lock would
+    # otherwise wait for it forever.
+    global _WARNINGS_LOCK
+    _WARNINGS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
+@contextmanager
+def _open_and_orientation(path: Path) -> Iterator[tuple[Image.Image, int]]:
+    """Open `path` lazily (header only) and read its EXIF orientation.
+
+    PIL's warnings become one-line warnings naming the file, printed once the
+    body (the decoding) succeeded: a corrupt EXIF block is ignored (the image
+    is read as stored). PIL's decompression-bomb warning becomes an error
+    (the MAX_PIXELS limit).
+    """
+    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        img = Image.open(path)
+        try:
+            orientation = img.getexif().get(_ORIENTATION, 1)
+        except Exception as e:  # noqa: BLE001 - a broken EXIF block must not make the image unreadable
+            caught.append(warnings.WarningMessage(f"unreadable EXIF data ignored ({e.__class__.__name__})", UserWarning, "", 0))
+            orientation = 1
+    with img:
+        yield img, orientation if orientation in _TRANSPOSE else 1
+    for w in caught:
+        warn(f"{path}: {' '.join(str(w.message).split())}")
+
+
 def open_image(path: str | Path, mode: str = "RGB", draft_size: tuple[int, int] | None = None) -> Image.Image:
     """Open, decode and orient an image; `mode` is 'RGB' or 'L'.
 
@@ -43,22 +101,26 @@ def open_image(path: str | Path, mode: str = "RGB", draft_size: tuple[int, int] 
     """
     path = Path(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                full_size = img.size
-                if draft_size is not None and img.format == "JPEG":
-                    img.draft("RGB" if mode == "RGB" else "L", draft_size)
-                img.load()
-                decoded = img.size
-                img = ImageOps.exif_transpose(img)
-                if img.size != decoded:  # rotated by 90 degrees: the full size turns too
+        with _open_and_orientation(path) as (opened, orientation):
+            full_size = opened.size
+            if draft_size is not None and opened.format == "JPEG":
+                # The draft size is in the stored (not yet rotated) frame.
+                if orientation in _SWAPS_SIDES:
+                    draft_size = (draft_size[1], draft_size[0])
+                opened.draft("RGB" if mode == "RGB" else "L", draft_size)
+            opened.load()
+            img = opened
+            if orientation in _TRANSPOSE:
+                img = img.transpose(_TRANSPOSE[orientation])
+                if orientation in _SWAPS_SIDES:  # rotated by 90 degrees: the full size turns too
                     full_size = full_size[::-1]
-        img = _to_8bit(img)
-        if img.mode == "P" and "transparency" in img.info:
-            img = img.convert("RGBA")
-        if img.mode != mode:
-            img = img.convert(mode)
+            img = _to_8bit(img)
+            if img.mode == "P" and "transparency" in img.info:
+                img = img.convert("RGBA")
+            if img.mode != mode:
+                img = img.convert(mode)
+            if img is opened:  # closing the file releases the opened image's pixels
+                img = img.copy()
         # The decoded image may be smaller than the file (draft); what a caller
         # reporting pixel coordinates needs is the file's displayed (w, h).
         img.info["original_size"] = full_size
@@ -75,7 +137,9 @@ def open_image(path: str | Path, mode: str = "RGB", draft_size: tuple[int, int] 
         raise DataError(f"{path}: {what}") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise DataError(f"{path}: image too large (more than {MAX_PIXELS // 1_000_000} MP)") from None
-    except (OSError, SyntaxError, ValueError) as e:
+    except MemoryError:
+        raise DataError(f"{path}: image too large to decode in the available memory") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         raise DataError(f"{path}: cannot decode image ({reason})") from None
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from visiontk.backbones.pretrained import load_pretrained
+from visiontk.backbones.pretrained import load_head_weights, load_pretrained, resolve_pretrained
 from visiontk.backbones.registry import create_backbone
+from visiontk.console import info
 from visiontk.engine.checkpoint import load_checkpoint
 from visiontk.engine.normalization import resolve_normalization
 from visiontk.errors import UserError
@@ -12,13 +13,24 @@ from visiontk.recipe import Recipe, recipe_from_dict
 from visiontk.tasks.registry import get_task
 
 
-def build_model(recipe: Recipe, num_classes: int, load_weights: bool = True) -> nn.Module:
+def build_model(recipe: Recipe, num_classes: int, load_weights: bool = True, classes: list[str] | None = None) -> nn.Module:
     task = get_task(recipe.task)
     m = recipe.model
     backbone = create_backbone(m.backbone, in_channels=m.in_channels, **m.backbone_options)
+    ref = None
     if load_weights and m.pretrained not in ("", "none"):
-        load_pretrained(backbone, m.backbone, m.pretrained)
-    return task.build_model(recipe, backbone, num_classes)
+        ref = load_pretrained(backbone, m.backbone, m.pretrained)
+    model = task.build_model(recipe, backbone, num_classes)
+    if ref is not None and ref.get("state") is not None:
+        # A visiontk checkpoint of the same task and classes: its head fits too.
+        # Any other head (another task, class count or class list) is re-initialised.
+        meta = ref["meta"]
+        if meta.get("task") == recipe.task and (classes is None or list(meta.get("classes") or []) == list(classes)):
+            load_head_weights(model, ref["state"], m.pretrained)
+        else:
+            info(f"head: re-initialised ({m.pretrained} is a {meta.get('task')} checkpoint with "
+                 f"{len(meta.get('classes') or [])} classes, this run has {num_classes})")
+    return model
 
 
 def checkpoint_meta(recipe: Recipe, classes: list[str]) -> dict:
@@ -35,7 +47,16 @@ def checkpoint_meta(recipe: Recipe, classes: list[str]) -> dict:
         "std": norm["std"],
         "recipe": recipe.to_dict(),
         "predict": dict(task.predict_defaults),
+        "pretrained": pretrained_summary(recipe),
     }
+
+
+def pretrained_summary(recipe: Recipe) -> dict:
+    """Which weights a run started from, with their own normalisation and input size."""
+    ref = resolve_pretrained(recipe.model.backbone, recipe.model.pretrained)
+    if ref["kind"] == "none":
+        return {"kind": "none", "name": "none"}
+    return {k: ref[k] for k in ("kind", "name", "mean", "std", "input_size")}
 
 
 def model_from_checkpoint(path, task: str | None = None) -> tuple[nn.Module, dict]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -16,6 +17,17 @@ from visiontk.errors import UserError
 
 FORMAT = "visiontk-checkpoint"
 VERSION = 1
+
+
+def _test_pause() -> None:
+    """Test hook: sleep between writing a temp file and renaming it.
+
+    tests/badinput/test_killed_runs.py kills training runs in the middle of a
+    checkpoint write; the pause makes that moment wide enough to hit.
+    """
+    pause = os.environ.get("VISIONTK_TEST_SAVE_PAUSE")
+    if pause:
+        time.sleep(float(pause))
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -32,6 +44,7 @@ def atomic_save(obj, path: Path) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        _test_pause()
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -47,6 +60,7 @@ def atomic_write_text(text: str, path: Path) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        _test_pause()
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -63,10 +77,13 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict:
         text = str(e)
         if "Weights only load failed" in text or "weights_only" in text:
             reason = "it holds Python objects that could run code; refused (only tensors and plain data are loaded)"
-        elif isinstance(e, (EOFError, RuntimeError)) or "zip" in text.lower() or "pickle" in text.lower():
-            reason = "file is truncated or not a PyTorch checkpoint"
+        elif isinstance(e, OSError) and not isinstance(e, EOFError):
+            reason = f"cannot read ({e.strerror or e.__class__.__name__})"
         else:
-            reason = (text.strip().splitlines() or [e.__class__.__name__])[0][:200]
+            # EOFError, RuntimeError (zip, magic number), UnpicklingError, and the
+            # KeyError/ValueError the legacy unpickler raises on arbitrary bytes:
+            # their messages ('544502645') mean nothing to a user.
+            reason = "file is truncated or not a PyTorch checkpoint"
         raise UserError(f"{path}: cannot load checkpoint: {reason}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path}: not a visiontk checkpoint")

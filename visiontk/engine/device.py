@@ -28,12 +28,24 @@ def select_device(name: str = "auto") -> torch.device:
     return device
 
 
+# `--precision` for predict, and the string values `train.amp` takes besides true/false/auto.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_EXPLICIT = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def amp_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
     """The autocast dtype, or None for full precision.
 
     auto: on CUDA bf16 where the GPU supports it (no loss scaling needed), else
-    fp16 with a grad scaler; on CPU/MPS full precision.
+    fp16 with a grad scaler; on CPU/MPS full precision. fp32 | bf16 | fp16 ask
+    for that precision on any device (bf16 pays on CPUs with AVX-512 BF16 or AMX).
     """
+    if amp in _EXPLICIT:
+        if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise UserError("bf16: this GPU does not support bfloat16; use fp16")
+        return _EXPLICIT[amp]
+    if amp not in (True, False, "auto"):
+        raise UserError(f"--precision {amp!r}: expected one of {', '.join(PRECISIONS)}")
     if amp is False or (amp == "auto" and device.type != "cuda"):
         return None
     if device.type == "cuda":

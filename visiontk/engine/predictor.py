@@ -1,15 +1,14 @@
 """Streaming batch prediction shared by every task.
 
-Paths are read lazily (stdin lists of any length), decoded by a small thread
-pool a few batches ahead of the model (PIL and the resize release the GIL),
-and every record is handed to the writer as soon as its batch is done, so
-memory stays flat whatever the number of images.
+Paths are read lazily (stdin lists of any length), decoded into batches
+(engine/decode_batches.py: threads taking turns with the model on the CPU,
+worker processes ahead of the model on a GPU), and every record is handed to
+the writer as soon as its batch is done, so memory stays flat whatever the
+number of images. Precision, channels_last and torch.compile are the
+switches of engine/performance.py.
 """
 from __future__ import annotations
 
-import itertools
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -17,46 +16,73 @@ import cv2
 import torch
 
 from visiontk.console import warn
-from visiontk.data.images import load_image
+from visiontk.data.images import load_image_sized
 from visiontk.data.transforms import to_tensor
 from visiontk.engine.build import model_from_checkpoint
-from visiontk.engine.device import select_device
+from visiontk.engine.decode_batches import decode_batches
+from visiontk.engine.device import amp_dtype, select_device
+from visiontk.engine.performance import autocast, prepare_for_inference, use_channels_last
 from visiontk.engine.progress import ProgressBar
 from visiontk.errors import DataError
 from visiontk.tasks.registry import get_task
 
 
-def _chunks(it: Iterable, n: int) -> Iterator[list]:
-    it = iter(it)
-    while chunk := list(itertools.islice(it, n)):
-        yield chunk
-
-
 class Predictor:
-    def __init__(self, checkpoint: str | Path, task: str, device: str = "auto", batch_size: int = 32, workers: int = 2,
-                 options: dict | None = None):
-        self.task = get_task(task)
-        self.model, self.ckpt = model_from_checkpoint(checkpoint, task)
+    def __init__(self, checkpoint: str | Path | None, task: str | None, device: str = "auto", batch_size: int = 32,
+                 workers: int = 2, options: dict | None = None, loaded: tuple | None = None,
+                 precision: str = "auto", channels_last: bool | str = "auto", compile: bool = False,
+                 loader: str = "auto"):
+        """`loaded` = (model, meta, task object) predicts with an in-memory model instead of
+        a checkpoint (e.g. `transfer embed`); meta holds what a checkpoint would:
+        input_size, mean, std, in_channels, and optionally classes and predict.
+
+        precision: auto | fp32 | bf16 | fp16 (auto: fp32 on the CPU, bf16 or fp16 on
+        CUDA); channels_last: auto | True | False; compile: torch.compile the model;
+        loader: auto | threads | processes (engine/decode_batches.py)."""
+        if loaded is not None:
+            self.model, self.ckpt, self.task = loaded
+        else:
+            self.task = get_task(task)
+            self.model, self.ckpt = model_from_checkpoint(checkpoint, task)
         self.device = select_device(device)
         self.model.to(self.device)
+        self.dtype = amp_dtype(self.device, precision)
+        self.channels_last = use_channels_last(channels_last, self.device)
+        self.model = prepare_for_inference(self.model, self.device, self.dtype, self.channels_last, compile)
+        self.loader = loader
         self.batch_size = max(1, batch_size)
         self.workers = max(0, workers)
         self.size = tuple(self.ckpt["input_size"])
         self.mode = "L" if self.ckpt.get("in_channels", 3) == 1 else "RGB"
-        self.options = {**self.ckpt.get("predict", {}), **(options or {}), "classes": self.ckpt["classes"]}
+        self.options = {**self.ckpt.get("predict", {}), **(options or {}), "classes": self.ckpt.get("classes", [])}
+        # None: the task predicts every image at its own size (e.g. segmentation in tiles).
+        self.input_size = self.task.predict_input_size(self.size, self.options)
 
     def load(self, path: Path) -> tuple[torch.Tensor | None, dict]:
         """Decode and resize one image; errors become a meta with an `error` field."""
         meta: dict = {"path": str(path)}
         try:
-            h, w = self.size
-            image = load_image(path, self.mode, draft_size=(w, h))
+            draft = None if self.input_size is None else (self.input_size[1], self.input_size[0])
+            image, orig_size = load_image_sized(path, self.mode, draft_size=draft)
         except DataError as e:
             meta["error"] = str(e)
             return None, meta
-        meta["orig_size"] = (image.shape[0], image.shape[1])
-        resized = cv2.resize(image, (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA
-                             if image.shape[0] > self.size[0] else cv2.INTER_LINEAR)
+        # (h, w) of the file itself, not of the (possibly draft-decoded) array:
+        # tasks report pixel coordinates in the original image.
+        meta["orig_size"] = orig_size
+        if self.options.get("keep_image"):
+            # For tasks that draw on the input (overlays); may be draft-decoded smaller than orig_size.
+            meta["image"] = image
+        if self.input_size is None:
+            resized = image
+        else:
+            h, w = self.input_size
+            # Area averaging where shrinking by 2x or more (bilinear would alias);
+            # below that bilinear, as the training pipeline's resize: OpenCV's area
+            # resize by a non-integer factor costs 5-10x more (1 ms of a ~3 ms decode
+            # at 224 px), and after a JPEG draft decode the factor is mostly below 2.
+            shrink = max(image.shape[0] / h, image.shape[1] / w)
+            resized = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink >= 2 else cv2.INTER_LINEAR)
         if resized.ndim == 2:
             resized = resized[..., None]
         return to_tensor(resized, self.ckpt["mean"], self.ckpt["std"]), meta
@@ -65,30 +91,22 @@ class Predictor:
         return [self.load(p) for p in paths]
 
     def _batches(self, paths: Iterable[Path]) -> Iterator[list[tuple[torch.Tensor | None, dict]]]:
-        chunks = _chunks(paths, self.batch_size)
-        if self.workers == 0:
-            yield from map(self._load_batch, chunks)
-            return
-        with ThreadPoolExecutor(self.workers) as pool:
-            pending: deque = deque()
-            for chunk in chunks:
-                pending.append(pool.submit(self._load_batch, chunk))
-                if len(pending) > self.workers + 1:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
+        return decode_batches(paths, self.load, self.batch_size, self.workers, self.device, self.loader)
 
     @torch.inference_mode()
-    def run(self, paths: Iterable[Path], write: Callable[[dict], None], total: int | None = None) -> dict:
-        """Predict every path; `write` receives one record per image, in input order."""
+    def run(self, paths: Iterable[Path], write: Callable[[dict], None], total: int | None = None,
+            flush: Callable[[], None] | None = None) -> dict:
+        """Predict every path; `write` receives one record per image, in input order;
+        `flush` (e.g. the output stream's) is called after each batch, so a reader at
+        the other end of a pipe gets results as they come, not when a buffer fills."""
         stats = {"images": 0, "errors": 0}
         with ProgressBar("predict", total=total, unit="img") as bar:
             for batch in self._batches(paths):
                 ok = [(t, m) for t, m in batch if t is not None]
                 records: dict[int, dict] = {}
                 if ok:
-                    images = torch.stack([t for t, _ in ok]).to(self.device, non_blocking=True)
-                    outputs = self.model(images)
+                    with autocast(self.device, self.dtype):
+                        outputs = self.task.predict_forward(self.model, [t for t, _ in ok], self.device, self.options)
                     metas = [m for _, m in ok]
                     done = self.task.postprocess(outputs, metas, self.options)
                     for m, rec in zip(metas, done):
@@ -101,6 +119,8 @@ class Predictor:
                     else:
                         write(records[id(meta)])
                     stats["images"] += 1
+                if flush is not None:
+                    flush()
                 bar.update(len(batch))
         return stats
 

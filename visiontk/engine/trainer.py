@@ -9,6 +9,7 @@ from it, so a killed and resumed run never has duplicated or missing rows.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import os
@@ -25,7 +26,10 @@ from visiontk.console import info, warn
 from visiontk.engine.build import build_model, checkpoint_meta, count_parameters, state_dict_fp32, unwrap
 from visiontk.engine.checkpoint import FORMAT, VERSION, atomic_save, atomic_write_text, load_checkpoint
 from visiontk.engine.device import amp_dtype, select_device
+from visiontk.engine.normalization import pin_normalization
+from visiontk.engine.performance import compile_model, use_channels_last
 from visiontk.engine.optim import build_optimizer, build_scheduler, param_groups
+from visiontk.engine.stages import apply_stage, describe_stage, keep_frozen_in_eval, plan_stages, stage_at, stage_param_groups
 from visiontk.engine.progress import ProgressBar
 from visiontk.engine.seeding import reseed_augmentations, seed_everything, worker_init
 from visiontk.errors import JobError, UserError, VisionTKError
@@ -75,6 +79,9 @@ class Trainer:
             if resume_path.is_dir():
                 resume_path = resume_path / "last.pt"
             self.resume_ckpt = load_checkpoint(resume_path, task=recipe.task)
+            if "optimizer" not in self.resume_ckpt:  # best.pt, interrupted.pt: weights only
+                raise UserError(f"{resume_path}: holds no optimizer state, so training cannot resume from it "
+                                f"(resume from the run's last.pt)")
             # The run goes on with the recipe it started with; only what the user
             # overrode on this command line (e.g. more epochs) is taken from `recipe`.
             saved = recipe_from_dict(self.resume_ckpt["recipe"], source=f"{resume_path} (recipe)")
@@ -92,6 +99,14 @@ class Trainer:
     def _merge_resume(saved: Recipe, given: Recipe) -> Recipe:
         # Resuming keeps everything from the original run except the epoch count,
         # which may be raised to train further.
+        if saved.stages:
+            # With stages the epochs are theirs: training further means stages
+            # appended after the saved ones, which must stay as they were.
+            n = len(saved.stages)
+            if len(given.stages) > n and given.stages[:n] == saved.stages:
+                saved.stages = given.stages
+                saved.train.epochs = given.train.epochs
+            return saved
         saved.train.epochs = given.train.epochs if given.train.epochs > saved.train.epochs else saved.train.epochs
         return saved
 
@@ -125,12 +140,19 @@ class Trainer:
         common = dict(num_workers=r.train.workers, collate_fn=task.collate, pin_memory=pin,
                       persistent_workers=False, worker_init_fn=worker_init)
         self.generator = torch.Generator()
+        # A last batch of a single image breaks BatchNorm (one value per channel
+        # once the features are 1x1): drop it; a different image each epoch.
+        per_rank = math.ceil(len(train_ds) / self.world)
+        drop_last = per_rank > 1 and per_rank % bs == 1
+        self.batch_size = bs
         if self.world > 1:
             self.sampler = DistributedSampler(train_ds, num_replicas=self.world, rank=self.rank, shuffle=True, seed=r.train.seed)
-            train_loader = DataLoader(train_ds, batch_size=bs, sampler=self.sampler, generator=self.generator, **common)
+            train_loader = DataLoader(train_ds, batch_size=bs, sampler=self.sampler, generator=self.generator,
+                                      drop_last=drop_last, **common)
         else:
             self.sampler = None
-            train_loader = DataLoader(train_ds, batch_size=bs, shuffle=True, generator=self.generator, **common)
+            train_loader = DataLoader(train_ds, batch_size=bs, shuffle=True, generator=self.generator, drop_last=drop_last,
+                                      **common)
         val_loader = DataLoader(val_ds, batch_size=bs, shuffle=False, **common)
         return train_loader, val_loader, classes
 
@@ -150,6 +172,7 @@ class Trainer:
             "best_fitness": self.best_fitness,
             "best_epoch": self.best_epoch,
             "history": self.history,
+            "stage": self.stage.index,
         }
         if with_optim:
             ckpt["optimizer"] = self.optimizer.state_dict()
@@ -160,41 +183,61 @@ class Trainer:
     # -- the loop -------------------------------------------------------------
     def fit(self) -> dict:
         r, task = self.recipe, self.task
+        # The weights' normalisation goes into recipe.yaml and every checkpoint.
+        pin_normalization(r)
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(dump_recipe(r), self.run_dir / "recipe.yaml")
         train_loader, val_loader, classes = self._loaders()
         self.classes = classes
         seed_everything(r.train.seed)
-        model = build_model(r, len(classes), load_weights=self.resume_ckpt is None)
+        model = build_model(r, len(classes), load_weights=self.resume_ckpt is None, classes=classes)
         self.meta = checkpoint_meta(r, classes)
         model.to(self.device)
-        if self.device.type == "cuda":
+        # NHWC (train.channels_last) and torch.compile (train.compile): engine/performance.py.
+        self.channels_last = use_channels_last(r.train.channels_last, self.device, training=True)
+        if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        groups = param_groups(model, r.train.weight_decay, r.train.lr)
-        self.optimizer = build_optimizer(r.train, groups)
-        self.scheduler = build_scheduler(r.train, self.optimizer, len(train_loader), r.train.epochs)
+        if r.train.compile:
+            compile_model(model)
+        # Fine-tuning stages (one plain stage without `stages:`): each sets what
+        # trains and builds its own optimizer and schedule.
+        self.stage_plan = plan_stages(r)
+        self.iters_per_epoch = len(train_loader)
+        self.stage = stage_at(self.stage_plan, self.resume_ckpt["epoch"] if self.resume_ckpt is not None else 0)
+        self._enter_stage(model, self.stage)
         dtype = amp_dtype(self.device, r.train.amp)
         self.scaler = torch.amp.GradScaler(self.device.type) if dtype == torch.float16 else None
         self.history: list[dict] = []
         self.best_fitness, self.best_epoch, start_epoch = -math.inf, 0, 0
+        self.saved_epoch = 0
         if self.resume_ckpt is not None:
             ck = self.resume_ckpt
             if ck.get("classes") != list(classes):
                 raise UserError(f"{self.run_dir / 'last.pt'}: classes in the checkpoint differ from the data set's")
             model.load_state_dict(ck["model"])
-            self.optimizer.load_state_dict(ck["optimizer"])
-            self.scheduler.load_state_dict(ck["scheduler"])
+            # last.pt from the end of a stage holds the finished stage's optimizer:
+            # the stage that starts now begins with a fresh one.
+            if ck.get("stage", 0) == self.stage.index:
+                self.optimizer.load_state_dict(ck["optimizer"])
+                self.scheduler.load_state_dict(ck["scheduler"])
             if self.scaler is not None and ck.get("scaler"):
                 self.scaler.load_state_dict(ck["scaler"])
             self.history = list(ck.get("history", []))
             self.best_fitness = ck.get("best_fitness", -math.inf)
             self.best_epoch = ck.get("best_epoch", 0)
-            start_epoch = ck["epoch"]
+            start_epoch = self.saved_epoch = ck["epoch"]
+            if self.is_main:
+                # A kill may have left a temp file of an unfinished write, or stopped
+                # between last.pt and results.csv: results.csv is rebuilt from the
+                # history saved with the weights.
+                for tmp in self.run_dir.glob(".*.tmp"):
+                    tmp.unlink(missing_ok=True)
+                write_results_csv(self.history, self.run_dir / "results.csv")
             if start_epoch >= r.train.epochs:
                 info(f"{self.run_dir}: already trained {start_epoch} of {r.train.epochs} epochs; nothing to do")
         if self.world > 1:
-            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[self.local_rank] if self.device.type == "cuda" else None)
+            model = self._ddp(model)
         self.model = model
         loss_fn = task.build_loss(r, len(classes))
         if self.is_main:
@@ -205,7 +248,12 @@ class Trainer:
         bad_epochs = 0
         try:
             for epoch in range(start_epoch, r.train.epochs):
+                if epoch >= self.stage.end:
+                    self._enter_stage(unwrap(self.model), stage_at(self.stage_plan, epoch))
+                    model, bad_epochs = self.model, 0
                 row = self._train_epoch(epoch, train_loader, loss_fn, dtype)
+                if self.stage.config is not None:
+                    row = {"epoch": row.pop("epoch"), "stage": self.stage.index + 1, **row}
                 last = epoch + 1 == r.train.epochs
                 stop = False
                 if self.is_main:
@@ -222,13 +270,19 @@ class Trainer:
                         improved = False
                     row["lr"] = self.optimizer.param_groups[0]["lr"]
                     self.history.append(row)
-                    atomic_save(self._checkpoint(epoch + 1), self.run_dir / "last.pt")
+                    # best.pt first: a kill between the two writes leaves last.pt at the
+                    # previous epoch, so the resumed run redoes this epoch and rewrites
+                    # best.pt; never a last.pt whose best_epoch names weights not saved.
                     if improved:
                         atomic_save(self._checkpoint(epoch + 1, with_optim=False), self.run_dir / "best.pt")
+                    atomic_save(self._checkpoint(epoch + 1), self.run_dir / "last.pt")
+                    self.saved_epoch = epoch + 1
                     write_results_csv(self.history, self.run_dir / "results.csv")
                     summary = " ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float) and k != "lr")
                     info(f"epoch {epoch + 1}/{r.train.epochs} {summary}")
-                    stop = r.train.patience > 0 and bad_epochs >= r.train.patience
+                    # Early stopping ends the run, so it waits for the last stage.
+                    stop = (r.train.patience > 0 and bad_epochs >= r.train.patience
+                            and self.stage.index == len(self.stage_plan) - 1)
                     if stop:
                         info(f"early stop: no improvement for {r.train.patience} evaluations (best epoch {self.best_epoch})")
                 if self.world > 1:
@@ -238,10 +292,7 @@ class Trainer:
                 if stop:
                     break
         except KeyboardInterrupt:
-            raise Interrupted(
-                f"interrupted; the last completed epoch is saved in {self.run_dir / 'last.pt'} "
-                f"(resume with --resume {self.run_dir / 'last.pt'})"
-            ) from None
+            raise Interrupted(self._save_interrupted()) from None
         finally:
             if self.world > 1 and dist.is_initialized():
                 dist.destroy_process_group()
@@ -254,6 +305,39 @@ class Trainer:
                 self._plots(metrics)
         return result
 
+    def _ddp(self, model: torch.nn.Module) -> torch.nn.Module:
+        # A model whose forward leaves some parameters out of the loss (e.g. a head
+        # reading a middle backbone feature) says so: DDP then looks for them each
+        # step instead of waiting for their gradients forever.
+        return torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[self.local_rank] if self.device.type == "cuda" else None,
+            find_unused_parameters=bool(getattr(model, "has_unused_parameters", False)))
+
+    def _enter_stage(self, model: torch.nn.Module, stage) -> None:
+        """Freeze what `stage` does not train and give it a fresh optimizer and schedule
+        (over its own epochs); wraps the model in DDP again, since DDP syncs only the
+        parameters that required grad when it was built."""
+        r = self.recipe
+        self.stage = stage
+        self.frozen = apply_stage(model, stage)
+        if stage.config is None:
+            groups = param_groups(model, r.train.weight_decay, r.train.lr)
+            cfg, epochs = r.train, r.train.epochs
+        else:
+            c = stage.config
+            cfg = dataclasses.replace(r.train, lr=c.lr or r.train.lr,
+                                      warmup_iters=r.train.warmup_iters if c.warmup_iters is None else c.warmup_iters)
+            groups = stage_param_groups(model, stage, self.frozen, cfg.weight_decay, cfg.lr)
+            epochs = stage.end - stage.start
+            if self.is_main:
+                info(describe_stage(stage, self.frozen, len(self.stage_plan), cfg.lr))
+        self.optimizer = build_optimizer(cfg, groups)
+        self.scheduler = build_scheduler(cfg, self.optimizer, self.iters_per_epoch, epochs)
+        if self.world > 1 and hasattr(self, "model"):
+            self.model = self._ddp(model)
+        elif hasattr(self, "model"):
+            self.model = model
+
     def _plots(self, metrics: dict) -> None:
         from visiontk.viz.plots import plot_training_curves
 
@@ -261,6 +345,35 @@ class Trainer:
         plot_training_curves(self.history, plots / "training_curves.png")
         if metrics:
             self.task.write_eval_plots(metrics, self.classes, plots)
+
+    def _skip_batch(self, batch) -> bool:
+        """A batch that unreadable (skipped) images left empty is skipped."""
+        if batch is not None:
+            return False
+        if self.world > 1:
+            # Skipping on one rank only would leave the others waiting in all-reduce.
+            raise JobError("a batch lost all its images (unreadable files) in a distributed run; "
+                           "fix or remove the files reported above")
+        return True
+
+    def _save_interrupted(self) -> str:
+        """Save the weights of the unfinished epoch; return the message for the user.
+
+        `interrupted.pt` holds the model as it was when Ctrl-C came (for predict
+        or eval; no optimizer state, not a resume point). Resuming is exact only
+        from the end of an epoch, i.e. from last.pt.
+        """
+        last, partial = self.run_dir / "last.pt", self.run_dir / "interrupted.pt"
+        saved = ""
+        if self.is_main and getattr(self, "model", None) is not None:
+            try:
+                atomic_save({**self._checkpoint(self.saved_epoch, with_optim=False), "interrupted": True}, partial)
+                saved = f"; the weights at the interrupt are in {partial}"
+            except (OSError, RuntimeError, KeyboardInterrupt):  # a second Ctrl-C, a full disk: still exit
+                saved = ""
+        if self.saved_epoch:
+            return (f"interrupted; resume from the end of epoch {self.saved_epoch} with --resume {last}{saved}")
+        return f"interrupted before the first epoch ended, so there is nothing to resume{saved}"
 
     def _train_epoch(self, epoch: int, loader, loss_fn, dtype) -> dict:
         r = self.recipe
@@ -272,18 +385,31 @@ class Trainer:
             self.sampler.set_epoch(epoch)
         model = self.model
         model.train()
+        keep_frozen_in_eval(self.frozen)
         sums: dict[str, float] = {}
         n_batches, n_images = 0, 0
         start = time.perf_counter()
         autocast = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
         with ProgressBar(f"epoch {epoch + 1}/{r.train.epochs}", total=len(loader.sampler), unit="img", enabled=self.is_main) as bar:
-            for images, targets in loader:
+            for batch in loader:
+                if self._skip_batch(batch):
+                    continue
+                images, targets = batch
                 images = images.to(self.device, non_blocking=True)
-                if self.device.type == "cuda":
+                if self.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 targets = self.task.targets_to(targets, self.device)
                 with autocast:
-                    outputs = model(images)
+                    try:
+                        outputs = model(images)
+                    except ValueError as e:
+                        if images.shape[0] == 1 and "Expected more than 1 value per channel" in str(e):
+                            if self.batch_size > 1 and self.world == 1:
+                                continue  # unreadable images left one: BatchNorm cannot use it alone
+                            raise UserError(f"train.batch_size {r.train.batch_size}: a batch of 1 image is too small for "
+                                            f"the model's BatchNorm layers at this image size; use train.batch_size >= 2 "
+                                            f"and at least 2 training images") from None
+                        raise
                 loss, parts = loss_fn(outputs, targets)
                 if not torch.isfinite(loss):
                     raise JobError(f"loss became {loss.item()} at epoch {epoch + 1}, batch {n_batches + 1}: "
@@ -308,6 +434,8 @@ class Trainer:
                 for k, v in parts.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
                 bar.update(images.shape[0], loss=sums["loss"] / n_batches)
+        if n_batches == 0 and self.world == 1:
+            raise UserError(f"{r.data.root}: no training image could be read in epoch {epoch + 1} (see the warnings above)")
         elapsed = time.perf_counter() - start
         row: dict = {"epoch": epoch + 1}
         row.update({f"train/{k}": v / max(n_batches, 1) for k, v in sums.items()})

@@ -24,6 +24,10 @@ class NoOptions:
 class TaskModel(nn.Module):
     """A shared backbone feeding a task head."""
 
+    # True when the head leaves some backbone parameters out of the output
+    # (e.g. it reads a middle feature map): the trainer tells DDP to expect it.
+    has_unused_parameters: bool = False
+
     def __init__(self, backbone: Backbone, head: nn.Module):
         super().__init__()
         self.backbone = backbone
@@ -51,8 +55,11 @@ class Task:
         """Return (dataset, class_names) for a split."""
         raise NotImplementedError
 
-    def collate(self, batch: list) -> tuple[torch.Tensor, Any]:
-        return torch.utils.data.default_collate([b for b in batch if b is not None])
+    def collate(self, batch: list) -> tuple[torch.Tensor, Any] | None:
+        """Stack a batch; samples a dataset skipped (None: unreadable image) are
+        left out, and a batch with nothing left is None (the loops skip it)."""
+        kept = [b for b in batch if b is not None]
+        return torch.utils.data.default_collate(kept) if kept else None
 
     def targets_to(self, targets: Any, device: torch.device) -> Any:
         return targets.to(device, non_blocking=True) if torch.is_tensor(targets) else targets
@@ -84,6 +91,18 @@ class Task:
         raise NotImplementedError
 
     # -- prediction ---------------------------------------------------------
+    def predict_input_size(self, input_size: tuple[int, int], options: dict) -> tuple[int, int] | None:
+        """The (h, w) the predictor resizes every image to: the checkpoint's input size by default.
+
+        None keeps each image at its own size (e.g. segmentation predicted in tiles
+        at full resolution); `predict_forward` then gets tensors of different sizes.
+        """
+        return input_size
+
+    def predict_forward(self, model: nn.Module, images: list[torch.Tensor], device: torch.device, options: dict) -> Any:
+        """Raw outputs for one batch of normalised images ([C, H, W] each), handed to `postprocess`."""
+        return model(torch.stack(images).to(device, non_blocking=True))
+
     def postprocess(self, outputs: Any, metas: list[dict], options: dict) -> Iterable[dict]:
         """Turn a batch of raw outputs into one JSON-able record per image."""
         raise NotImplementedError

@@ -59,6 +59,7 @@ class ClassifyTask(Task):
             raise UserError(f"{source}: 'data.format' must be 'imagefolder' for classify, got {recipe.data.format!r}")
         if not recipe.data.root:
             raise UserError(f"{source}: 'data.root' is required")
+        build_augmentations(recipe.data.augment, source)  # a bad transform names the recipe file, before any work
 
     def prepare_data(self, recipe) -> None:
         root = Path(recipe.data.root)
@@ -96,7 +97,10 @@ class ClassifyTask(Task):
     def evaluate(self, model, loader, device, classes, options=None) -> dict:
         model.eval()
         metrics = ClassificationMetrics(len(classes))
-        for images, labels in loader:
+        for batch in loader:
+            if batch is None:  # every image of the batch was unreadable (skipped with a warning)
+                continue
+            images, labels = batch
             logits = model(images.to(device, non_blocking=True))
             metrics.update(logits.float().cpu(), labels)
         return metrics.compute()

@@ -27,7 +27,7 @@ def get_task(name: str, source: str = "recipe"):
     if name not in _TASKS:
         module = _TASK_MODULES.get(name)
         if module is None:
-            raise UserError(f"{source}: unknown task '{name}' (known: {', '.join(_TASK_MODULES)})")
+            raise UserError(f"{source}: unknown task {name!r} (known: {', '.join(_TASK_MODULES)})")
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as e:

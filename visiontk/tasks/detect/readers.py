@@ -26,7 +26,6 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 from PIL import Image, UnidentifiedImageError
-from rich.markup import escape
 
 from visiontk.console import warn
 from visiontk.errors import DataError
@@ -100,11 +99,11 @@ class _Issues:
         self.report.add(kind, f"{message} ({action})")
         # Cap the warnings: a broken export can have thousands of identical problems.
         if len(self.report.messages) <= MAX_WARNINGS:
-            warn(escape(f"{message} ({action})"))  # '[x, y, w, h]' is not rich markup
+            warn(f"{message} ({action})")  # warn() prints plain text: '[x, y, w, h]' stays as is
 
     def finish(self) -> ReadReport:
         if self.report.total > MAX_WARNINGS:
-            warn(escape(f"{self.report.total - MAX_WARNINGS} more problems not shown; {self.report.summary()}"))
+            warn(f"{self.report.total - MAX_WARNINGS} more problems not shown; {self.report.summary()}")
         return self.report
 
 
@@ -134,10 +133,17 @@ def _check_box(box: tuple[float, ...], width: float, height: float, where: str, 
     if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
         issues(BOX_OUTSIDE, where, f"box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] is entirely outside the {width}x{height} image")
         return None
+    clipped = [min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height)]
+    # Records store float32: a box too thin for float32 to tell its sides apart
+    # (e.g. h = 1e-184 from a YOLO line) would be stored with zero size.
+    c = np.asarray(clipped, dtype=np.float32)
+    if c[2] <= c[0] or c[3] <= c[1]:
+        issues(BOX_EMPTY, where, f"zero or negative size (w={x2 - x1:g}, h={y2 - y1:g})")
+        return None
     tol = CLIP_TOLERANCE
     if x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol:
         issues(BOX_CLIPPED, where, f"box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] extends outside the {width}x{height} image", "clipped")
-    return [min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height)]
+    return clipped
 
 
 def _safe_join(root: Path, name: str) -> Path | None:
@@ -238,7 +244,8 @@ def read_coco(ann_json: Path, image_root: Path, policy: Policy = "skip") -> tupl
             dropped_images.add(image_id)
             continue
         width, height = _positive_number(img["width"]), _positive_number(img["height"])
-        if width is None or height is None or not isinstance(img["file_name"], str):
+        # int() below: a fraction of a pixel would make a 0-pixel image.
+        if width is None or height is None or width < 1 or height < 1 or not isinstance(img["file_name"], str):
             issues(MALFORMED, where, f"bad file_name/width/height ({img['file_name']!r}, {img['width']!r}, {img['height']!r})")
             dropped_images.add(image_id)
             continue

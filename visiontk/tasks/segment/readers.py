@@ -54,6 +54,11 @@ class SegmentationRecord:
     image: Path
     mask: Path | None = None
     coco: CocoMask | None = None
+    # Optional lookup table applied to the decoded mask: ``values[raw] -> class
+    # index`` (255 = ignore), -1 for raw values that must not occur. Lets masks
+    # stored as e.g. {0, 255} (binary) be read as classes {0, 1} without
+    # rewriting the files.
+    values: tuple[int, ...] | None = None
 
     @property
     def mask_name(self) -> str:
@@ -147,13 +152,36 @@ def _load_coco_mask(coco: CocoMask, image: Path) -> np.ndarray:
     return mask
 
 
+def value_table(mapping: dict[int, int], unlisted: int = -1) -> tuple[int, ...]:
+    """A 256-entry ``SegmentationRecord.values`` table from ``{raw value: class index}``.
+
+    Raw values absent from ``mapping`` map to ``unlisted`` (-1: a problem when met).
+    """
+    table = [unlisted] * 256
+    for raw, index in mapping.items():
+        table[int(raw)] = int(index)
+    return tuple(table)
+
+
+def _apply_values(record: SegmentationRecord, mask: np.ndarray) -> np.ndarray:
+    table = np.asarray(record.values, dtype=np.int16)
+    present = np.unique(mask)
+    unlisted = present[table[present] < 0]
+    if unlisted.size:
+        shown = ", ".join(str(v) for v in unlisted[:5]) + (", ..." if unlisted.size > 5 else "")
+        raise DataError(f"{record.mask_name}: mask values {shown} are not in the value mapping (data.options.mask_values)")
+    return table[mask].astype(np.uint8)
+
+
 def load_mask(record: SegmentationRecord) -> np.ndarray:
     """Class-index mask ``uint8 [H, W]`` of a record (no range/size checks)."""
     if record.mask is not None:
-        return _load_png_mask(record.mask)
-    if record.coco is not None:
-        return _load_coco_mask(record.coco, record.image)
-    raise DataError(f"{record.image}: no mask")
+        mask = _load_png_mask(record.mask)
+    elif record.coco is not None:
+        mask = _load_coco_mask(record.coco, record.image)
+    else:
+        raise DataError(f"{record.image}: no mask")
+    return mask if record.values is None else _apply_values(record, mask)
 
 
 # ---------------------------------------------------------------- checks
@@ -327,6 +355,50 @@ def _category_map(
     return mapping, ["background"] + [c["name"] for c in ordered]
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _coco_entries(data: Any, ann_json: Path, policy: Policy) -> tuple[list[dict], list[dict], list[dict]]:
+    """The images, categories and annotations of a parsed COCO file, each with
+    the field types the reader relies on.
+
+    A malformed image or annotation entry is a problem under ``policy``; a
+    malformed category is always an error (the class list depends on them).
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("categories"), list):
+        raise DataError(f"{ann_json}: not a COCO annotation file (needs 'images' and 'categories' lists)")
+    annotations = data.get("annotations", [])
+    if not isinstance(annotations, list):
+        raise DataError(f"{ann_json}: 'annotations' must be a list")
+    categories, category_ids = [], set()
+    for i, cat in enumerate(data["categories"]):
+        if not (isinstance(cat, dict) and _is_int(cat.get("id")) and isinstance(cat.get("name"), str)):
+            raise DataError(f"{ann_json}: categories[{i}] needs an integer 'id' and a string 'name'")
+        if cat["id"] in category_ids:
+            raise DataError(f"{ann_json}: categories[{i}]: duplicate category id {cat['id']}")
+        categories.append(cat)
+        category_ids.add(cat["id"])
+    images, image_ids = [], set()
+    for i, im in enumerate(data["images"]):
+        if not (isinstance(im, dict) and _is_int(im.get("id")) and isinstance(im.get("file_name"), str)
+                and all(_is_int(im.get(k)) and im[k] > 0 for k in ("width", "height"))):
+            report(f"{ann_json}: images[{i}] needs an integer 'id', a string 'file_name' and positive integer "
+                   f"'width' and 'height'", policy)
+        elif im["id"] in image_ids:
+            report(f"{ann_json}: images[{i}]: duplicate image id {im['id']}", policy)
+        else:
+            images.append(im)
+            image_ids.add(im["id"])
+    kept = []
+    for i, ann in enumerate(annotations):
+        if not (isinstance(ann, dict) and _is_int(ann.get("image_id")) and _is_int(ann.get("category_id"))):
+            report(f"{ann_json}: annotations[{i}] needs an integer 'image_id' and 'category_id'", policy)
+        else:
+            kept.append(ann)
+    return images, categories, kept
+
+
 def read_coco_segmentation(
     ann_json: str | Path,
     image_root: str | Path,
@@ -345,15 +417,15 @@ def read_coco_segmentation(
     ann_json, image_root = Path(ann_json), Path(image_root)
     try:
         data = json.loads(ann_json.read_text())
-        images, categories = data["images"], data["categories"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError) as exc:
         raise DataError(f"{ann_json}: not a COCO annotation file ({exc})") from exc
+    images, categories, annotations = _coco_entries(data, ann_json, policy)
     source = str(ann_json)
     cat_to_index, names = _category_map(categories, class_names, source)
     known_categories = {int(c["id"]) for c in categories}
 
     objects: dict[int, list[tuple[int, Any]]] = {int(im["id"]): [] for im in images}
-    for ann in data.get("annotations", []):
+    for ann in annotations:
         image_id, cat = int(ann.get("image_id", -1)), int(ann.get("category_id", -1))
         if image_id not in objects:
             report(f"{source}: annotation {ann.get('id')} refers to unknown image_id {image_id}", policy)

@@ -1,0 +1,151 @@
+"""Detection throughput on the synthetic shapes set (the detect/shapes recipe's model and data).
+
+Prints one table:
+* train images/s: visiontk's Trainer epoch loop vs. a plain PyTorch loop over
+  the same model, data, loss and optimizer, run alternately in one process (so
+  both see the same machine load); the ratio says what the shared loop costs;
+* predict images/s through the streaming Predictor (decode PNG, resize,
+  forward, decode + NMS, write jsonl to a null stream), and the share of that
+  wall time spent in the forward pass and in decode + NMS (timed around the
+  calls inside the same run).
+
+    python benchmarks/detect_bench.py [--repeats 3] [--threads 1] [--checkpoint runs/detect/shapes/best.pt]
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+
+def plain_epoch(recipe, task, seed: int) -> float:
+    """One epoch of a hand-written loop on the same pieces; returns images/s."""
+    from torch.utils.data import DataLoader
+
+    from visiontk.engine.build import build_model
+
+    torch.manual_seed(seed)
+    dataset, classes = task.build_dataset(recipe, "train", train=True)
+    loader = DataLoader(dataset, batch_size=recipe.train.batch_size, shuffle=True, collate_fn=task.collate)
+    model = build_model(recipe, len(classes))
+    loss_fn = task.build_loss(recipe, len(classes))
+    opt = torch.optim.SGD(model.parameters(), lr=recipe.train.lr, momentum=recipe.train.momentum,
+                          weight_decay=recipe.train.weight_decay)
+    warmup = max(recipe.train.warmup_iters, 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: min(1.0, (it + 1) / warmup))
+    model.train()
+    n, start = 0, time.perf_counter()
+    for images, targets in loader:
+        loss, _ = loss_fn(model(images), targets)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        n += images.shape[0]
+    return n / (time.perf_counter() - start)
+
+
+def ours_epoch(recipe, project: Path, seed: int) -> float:
+    """One epoch through the Trainer; the epoch loop's own images/s (eval and checkpoints excluded)."""
+    import dataclasses
+
+    from visiontk.engine.trainer import Trainer
+
+    r = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, epochs=1, seed=seed),
+                            output=dataclasses.replace(recipe.output, plots=False))
+    trainer = Trainer(r, device="cpu", project=str(project), name=f"bench-{seed}")
+    trainer.fit()
+    return trainer.history[-1]["train/img_per_s"]
+
+
+class Timed:
+    """Wraps a callable and sums the seconds spent in it."""
+
+    def __init__(self, fn):
+        self.fn, self.seconds = fn, 0.0
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        out = self.fn(*args, **kwargs)
+        self.seconds += time.perf_counter() - start
+        return out
+
+
+def predict_run(checkpoint: Path, paths: list[Path], batch_size: int) -> dict:
+    import visiontk.tasks.detect.task as detect_task
+    from visiontk.engine.predictor import Predictor
+    from visiontk.engine.writers import JsonlWriter
+
+    predictor = Predictor(checkpoint, "detect", device="cpu", batch_size=batch_size, workers=2)
+    forward = Timed(predictor.model.forward)
+    predictor.model.forward = forward
+    decode = Timed(detect_task.decode_predictions)
+    detect_task.decode_predictions = decode
+    try:
+        start = time.perf_counter()
+        stats = predictor.run(paths, JsonlWriter(io.StringIO()))
+        total = time.perf_counter() - start
+    finally:
+        detect_task.decode_predictions = decode.fn
+    return {"img_s": stats["images"] / total, "forward": forward.seconds / total, "decode": decode.seconds / total}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating ours/plain epochs of each")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadier on a shared machine)")
+    parser.add_argument("--batch-size", type=int, default=32, help="predict batch size")
+    parser.add_argument("--data", type=Path, default=None, help="a synth_detect folder (default: generated in a temp dir)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="a trained detect/shapes checkpoint for predict (default: the 1-epoch one from the train "
+                             "runs, which keeps fewer boxes above the 0.25 threshold, so NMS has less to do)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from visiontk.console import err_console
+    from visiontk.data.synth import synth_detect
+    from visiontk.recipe import load_recipe
+    from visiontk.tasks.registry import get_task
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = args.data or tmp / "shapes"
+        if args.data is None:
+            synth_detect(data, n=400, size=128, seed=0)
+        recipe = load_recipe("detect/shapes", [f"data.root={data}"])
+        task = get_task("detect")
+        err_console.quiet = True  # keep the trainer's progress out of the table
+        ours, plain = [], []
+        for i in range(args.repeats):
+            ours.append(ours_epoch(recipe, tmp / "runs", seed=i))
+            plain.append(plain_epoch(recipe, task, seed=i))
+        checkpoint = args.checkpoint or tmp / "runs" / "detect" / "bench-0" / "last.pt"
+        paths = sorted((data / "images" / "val").glob("*.png")) * 4
+        predicted = [predict_run(checkpoint, paths, args.batch_size) for _ in range(args.repeats)]
+        err_console.quiet = False
+
+    med = statistics.median
+    table = Table(title=f"detect/shapes (128 px, YOLO-v1 S=8 B=2, tinycnn w8), {args.threads} thread(s), "
+                        f"median of {args.repeats}", show_header=True)
+    for col in ("measure", "visiontk", "plain PyTorch", "ratio"):
+        table.add_column(col, justify="left" if col == "measure" else "right")
+    table.add_row("train images/s (epoch loop)", f"{med(ours):.1f}", f"{med(plain):.1f}", f"{med(ours) / med(plain):.2f}")
+    table.add_row(f"predict images/s ({len(paths)} PNG, batch {args.batch_size})", f"{med(p['img_s'] for p in predicted):.1f}", "", "")
+    table.add_row("  share of predict time in forward", f"{med(p['forward'] for p in predicted):.1%}", "", "")
+    table.add_row("  share of predict time in decode + NMS", f"{med(p['decode'] for p in predicted):.1%}", "", "")
+    Console(file=sys.stdout).print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Segmentation throughput: images/s for training and prediction, FCN-8s and U-Net.
+
+Training: the shared Trainer against a plain PyTorch loop (same model, same
+data set and loader, same optimizer and loss), measured in the same run and
+interleaved, so the ratio holds even on a busy machine. Prediction: the
+shared Predictor end to end (decode, resize, forward, mask PNG written) and
+the bare model forward on ready tensors.
+
+    python benchmarks/segment_bench.py [--size 128] [--n 200] [--epochs 2] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from visiontk.data.synth import synth_segment  # noqa: E402
+from visiontk.engine.build import build_model  # noqa: E402
+from visiontk.engine.predictor import Predictor  # noqa: E402
+from visiontk.engine.trainer import Trainer  # noqa: E402
+from visiontk.recipe import recipe_from_dict  # noqa: E402
+from visiontk.tasks.registry import get_task  # noqa: E402
+from visiontk.tasks.segment.task import predict_options  # noqa: E402
+
+DECODERS = ("fcn8s", "unet")
+
+
+def make_recipe(decoder: str, root: Path, size: int, epochs: int, batch: int):
+    return recipe_from_dict({
+        "task": "segment", "name": f"bench-{decoder}",
+        "model": {"backbone": "tinycnn", "backbone_options": {"width": 8}, "head": {"decoder": decoder}},
+        "data": {"format": "masks", "root": str(root), "image_size": size, "mean": [0.5] * 3, "std": [0.25] * 3},
+        "train": {"epochs": epochs, "batch_size": batch, "optimizer": "adamw", "lr": 0.003, "schedule": "none",
+                  "seed": 0},
+        "output": {"plots": False},
+    })
+
+
+def ours_train(recipe, project: Path) -> float:
+    """Images/s of the Trainer's training loop (its own per-epoch measurement, first epoch dropped as warm-up)."""
+    result = Trainer(recipe, device="cpu", project=str(project)).fit()
+    rows = list(csv.DictReader(open(Path(result["run_dir"]) / "results.csv")))
+    rates = [float(r["train/img_per_s"]) for r in rows[1:]] or [float(rows[0]["train/img_per_s"])]
+    return sum(rates) / len(rates)
+
+
+def plain_train(recipe, epochs: int) -> float:
+    """The same model, data and optimizer in the textbook loop."""
+    task = get_task("segment")
+    dataset, classes = task.build_dataset(recipe, "train", train=True)
+    loader = DataLoader(dataset, batch_size=recipe.train.batch_size, shuffle=True)
+    torch.manual_seed(0)
+    model = build_model(recipe, len(classes)).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.train.lr, weight_decay=recipe.train.weight_decay)
+    rates = []
+    for _ in range(epochs):
+        images_seen, start = 0, time.perf_counter()
+        for images, masks in loader:
+            loss = torch.nn.functional.cross_entropy(model(images), masks, ignore_index=255)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            images_seen += images.shape[0]
+        rates.append(images_seen / (time.perf_counter() - start))
+    rates = rates[1:] or rates
+    return sum(rates) / len(rates)
+
+
+def predict_rates(checkpoint: Path, images: list[Path], out_dir: Path, batch: int) -> tuple[float, float]:
+    predictor = Predictor(checkpoint, "segment", device="cpu", batch_size=batch, workers=2,
+                          options=predict_options(str(out_dir), False, None, 32, batch))
+    start = time.perf_counter()
+    predictor.run(images, lambda record: None)
+    end_to_end = len(images) / (time.perf_counter() - start)
+    tensors = [predictor.load(p)[0] for p in images]
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(tensors), batch):
+            predictor.model(torch.stack(tensors[i:i + batch]))
+    forward_only = len(images) / (time.perf_counter() - start)
+    return end_to_end, forward_only
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=3, help="per measurement; the first is a warm-up")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        root = tmp / "shapes"
+        synth_segment(root, n=args.n, size=args.size, seed=0)
+        val_images = sorted((root / "val" / "images").glob("*.png"))
+        rows = []
+        for decoder in DECODERS:
+            recipe = make_recipe(decoder, root, args.size, args.epochs, args.batch)
+            # Interleaved: ours, plain, ours, plain; each pair sees the same machine load.
+            ours, plain = [], []
+            for _ in range(2):
+                ours.append(ours_train(recipe, tmp / "runs"))
+                plain.append(plain_train(recipe, args.epochs))
+            ours_rate, plain_rate = sum(ours) / 2, sum(plain) / 2
+            ckpt = next((tmp / "runs" / "segment").glob(f"bench-{decoder}*/best.pt"))
+            e2e, fwd = predict_rates(ckpt, val_images, tmp / f"pred-{decoder}", args.batch)
+            rows.append((decoder, ours_rate, plain_rate, e2e, fwd))
+
+    print(f"segmentation throughput, {args.size} px, batch {args.batch}, {args.threads} threads, CPU (images/s)")
+    header = f"{'decoder':8} {'train ours':>11} {'train plain':>12} {'ours/plain':>11} {'predict e2e':>12} {'forward':>9}"
+    print(header)
+    print("-" * len(header))
+    for decoder, ours_rate, plain_rate, e2e, fwd in rows:
+        print(f"{decoder:8} {ours_rate:11.1f} {plain_rate:12.1f} {ours_rate / plain_rate:11.2f} {e2e:12.1f} {fwd:9.1f}")
+
+
+if __name__ == "__main__":
+    main()

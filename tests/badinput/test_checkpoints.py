@@ -1,0 +1,143 @@
+"""Bad and hostile checkpoints: refused with one line naming the file; never a line of their code run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from .support import TINY, assert_error, invoke, pattern_image
+
+REFUSED = "it holds Python objects that could run code; refused (only tensors and plain data are loaded)"
+TRUNCATED = "file is truncated or not a PyTorch checkpoint"
+
+
+class RunsCode:
+    """Unpickling this calls open(marker, 'w'): if the file appears, code from the checkpoint ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture
+def hostile(tiny_ckpt, tmp_path) -> tuple[Path, Path]:
+    """A checkpoint that looks like a real one but carries a code-running object: (path, marker)."""
+    marker = tmp_path / "code-ran.txt"
+    ckpt = torch.load(tiny_ckpt, weights_only=True)
+    ckpt["payload"] = RunsCode(marker)
+    path = tmp_path / "hostile.pt"
+    torch.save(ckpt, path)
+    return path, marker
+
+
+def test_the_hostile_checkpoint_really_runs_code_when_unpickled(hostile, tmp_path):
+    """Control: without weights_only the payload runs (so the refusals below mean something)."""
+    path, marker = hostile
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("command", ["predict", "eval", "resume"])
+def test_hostile_checkpoint_is_refused(hostile, tiny_data, tmp_path, command):
+    path, marker = hostile
+    if command == "predict":
+        image = tmp_path / "x.png"
+        pattern_image().save(image)
+        out = invoke("classify", "predict", path, image)
+    elif command == "eval":
+        out = invoke("classify", "eval", path, tiny_data)
+    else:
+        out = invoke("classify", "train", "classify/shapes", *TINY, "--set", f"data.root={tiny_data}", "--resume", path)
+    assert_error(out, f"{path}: cannot load checkpoint: {REFUSED}")
+    assert not marker.exists()
+
+
+def test_hostile_pretrained_weights_are_refused(hostile, tiny_data, tmp_path):
+    path, marker = hostile
+    out = invoke("classify", "train", "classify/shapes", *TINY, "--set", f"data.root={tiny_data}",
+                 "--set", f"model.pretrained={path}", "--project", tmp_path / "runs")
+    assert "Traceback" not in out.stderr and out.returncode == 2
+    assert out.lines[-1].startswith(f"error: {path}: not a loadable weights file (Weights only load failed")
+    assert not marker.exists()
+
+
+def _predict(ckpt: Path, tmp_path: Path):
+    image = tmp_path / "x.png"
+    pattern_image().save(image)
+    return invoke("classify", "predict", ckpt, image)
+
+
+def test_checkpoint_of_another_task(tiny_ckpt, tmp_path):
+    ckpt = torch.load(tiny_ckpt, weights_only=True)
+    ckpt["task"] = "segment"
+    path = tmp_path / "segment.pt"
+    torch.save(ckpt, path)
+    assert_error(_predict(path, tmp_path), f"{path}: checkpoint is for task 'segment', not 'classify'")
+
+
+def test_truncated_checkpoint(tiny_ckpt, tmp_path):
+    data = tiny_ckpt.read_bytes()
+    path = tmp_path / "truncated.pt"
+    path.write_bytes(data[: len(data) // 2])
+    assert_error(_predict(path, tmp_path), f"{path}: cannot load checkpoint: {TRUNCATED}")
+
+
+@pytest.mark.parametrize("content", [b"", b"just some text\n", b"PK\x03\x04" + b"\x00" * 40],
+                         ids=["empty", "text", "zip header then zeros"])
+def test_file_that_is_not_a_checkpoint(tmp_path, content):
+    path = tmp_path / "not.pt"
+    path.write_bytes(content)
+    assert_error(_predict(path, tmp_path), f"{path}: cannot load checkpoint: {TRUNCATED}")
+
+
+def test_torch_file_that_is_not_a_visiontk_checkpoint(tmp_path):
+    path = tmp_path / "tensor.pt"
+    torch.save({"weights": torch.zeros(3)}, path)
+    assert_error(_predict(path, tmp_path), f"{path}: not a visiontk checkpoint")
+
+
+def test_checkpoint_whose_weights_do_not_fit_its_model(tiny_ckpt, tmp_path):
+    ckpt = torch.load(tiny_ckpt, weights_only=True)
+    ckpt["classes"] = ["a", "b", "c", "d"]  # the head has 3 outputs
+    path = tmp_path / "mismatch.pt"
+    torch.save(ckpt, path)
+    out = _predict(path, tmp_path)
+    assert "Traceback" not in out.stderr and out.returncode == 2 and len(out.lines) == 1
+    assert out.lines[0].startswith(f"error: {path}: checkpoint does not match its model (Error(s) in loading state_dict")
+
+
+def test_missing_checkpoint(tmp_path):
+    assert_error(_predict(tmp_path / "gone.pt", tmp_path), f"{tmp_path / 'gone.pt'}: checkpoint does not exist")
+
+
+def test_resume_from_a_checkpoint_without_optimizer_state(tiny_run, tiny_data):
+    """best.pt holds weights only: resuming from it is refused, pointing at last.pt."""
+    best = tiny_run / "best.pt"
+    out = invoke("classify", "train", "classify/shapes", *TINY, "--set", f"data.root={tiny_data}", "--resume", best)
+    assert_error(out, f"{best}: holds no optimizer state, so training cannot resume from it "
+                      f"(resume from the run's last.pt)")
+
+
+def test_resume_from_a_checkpoint_of_another_task(tiny_run, tiny_data, tmp_path):
+    ckpt = torch.load(tiny_run / "last.pt", weights_only=True)
+    ckpt["task"] = "detect"
+    path = tmp_path / "last.pt"
+    torch.save(ckpt, path)
+    out = invoke("classify", "train", "classify/shapes", *TINY, "--set", f"data.root={tiny_data}", "--resume", path)
+    assert_error(out, f"{path}: checkpoint is for task 'detect', not 'classify'")
+
+
+def test_checkpoint_of_another_task_given_to_detect_and_segment(tiny_ckpt, tmp_path):
+    from visiontk.cli import app
+
+    groups = {g.name for g in app.registered_groups}
+    for task in ("detect", "segment"):
+        if task not in groups:
+            continue  # that command is not in this build yet
+        image = tmp_path / "x.png"
+        pattern_image().save(image)
+        out = invoke(task, "predict", tiny_ckpt, image)
+        assert_error(out, f"{tiny_ckpt}: checkpoint is for task 'classify', not '{task}'")

@@ -1,0 +1,105 @@
+"""`visiontk export`: TorchScript and ONNX files whose outputs match PyTorch's within 1e-4
+on random input, for every task, with a metadata sidecar."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import warnings
+
+import pytest
+import torch
+from helpers import run_cli
+from untrained import save_untrained_checkpoint
+
+from visiontk.engine.build import model_from_checkpoint
+
+SHAPES = ["circle", "square", "triangle"]
+MODELS = {
+    "classify-tinycnn": ("classify/shapes", ["data.image_size=48", "model.backbone_options.width=4"], SHAPES),
+    # TF "SAME" padding computed from the input size: must survive tracing.
+    "classify-lite0": ("classify/shapes", ["data.image_size=32", "model.backbone=efficientnet_lite0",
+                                           "model.backbone_options={}", "model.head.pool=avg"], SHAPES),
+    "detect": ("detect/shapes", ["data.image_size=64", "model.head.S=4", "model.head.width=16",
+                                 "model.backbone_options.width=4"], SHAPES),
+    "segment-unet": ("segment/shapes-unet", ["data.image_size=48", "model.backbone_options.width=4"], ["background", *SHAPES]),
+    "segment-fcn8s": ("segment/shapes-fcn8s", ["data.image_size=48", "model.backbone_options.width=4"], ["background", *SHAPES]),
+}
+HAS_ONNX = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript", "onnxruntime"))
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    return {name: save_untrained_checkpoint(root / name / "best.pt", recipe, overrides, classes)
+            for name, (recipe, overrides, classes) in MODELS.items()}
+
+
+def _pytorch(ckpt_path, x):
+    model, _ = model_from_checkpoint(ckpt_path)
+    with torch.no_grad():
+        return model.eval()(x)
+
+
+def _torchscript(path, x):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(str(path))
+    with torch.no_grad():
+        out = module(x)
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _onnx(path, x):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_torchscript_matches_pytorch_with_dynamic_batch(checkpoints, name, tmp_path):
+    out = tmp_path / "model.torchscript.pt"
+    result = run_cli("export", str(checkpoints[name]), "--format", "torchscript", "--dynamic-batch", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["max_abs_diff"] <= 1e-4
+    meta = json.loads((tmp_path / "model.torchscript.pt.json").read_text())
+    ckpt = torch.load(checkpoints[name], weights_only=True)
+    h, w = ckpt["input_size"]
+    for n in (1, 4):
+        x = torch.randn(n, 3, h, w, generator=torch.Generator().manual_seed(n))
+        expected, got = _pytorch(checkpoints[name], x), _torchscript(out, x)
+        assert got.shape == expected.shape
+        assert (got - expected).abs().max() <= 1e-4
+    assert meta["task"] == ckpt["task"] and meta["classes"] == ckpt["classes"]
+    assert meta["input"]["shape"] == ["batch", 3, h, w]
+    assert meta["input"]["mean"] == ckpt["mean"] and meta["input"]["std"] == ckpt["std"]
+    assert meta["postprocess"]["predict"] == ckpt["predict"]
+    assert meta["outputs"][0]["shape"][1:] == list(expected.shape[1:])
+
+
+@pytest.mark.skipif(not HAS_ONNX, reason="pip install 'visiontk[export]' (onnx, onnxscript, onnxruntime)")
+@pytest.mark.parametrize("name", ["classify-lite0", "detect", "segment-unet"])
+def test_onnx_matches_pytorch(checkpoints, name, tmp_path):
+    out = tmp_path / "model.onnx"
+    result = run_cli("export", str(checkpoints[name]), "--format", "onnx", "--dynamic-batch", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1  # the exporter's chatter stays off stdout
+    ckpt = torch.load(checkpoints[name], weights_only=True)
+    h, w = ckpt["input_size"]
+    for n in (1, 3):
+        x = torch.randn(n, 3, h, w, generator=torch.Generator().manual_seed(10 + n))
+        expected, got = _pytorch(checkpoints[name], x), _onnx(out, x)
+        assert got.shape == expected.shape
+        assert (got - expected).abs().max() <= 1e-4
+
+
+def test_fixed_batch_export_and_refusals(checkpoints, tmp_path):
+    ckpt = checkpoints["classify-tinycnn"]
+    out = tmp_path / "fixed.torchscript.pt"
+    first = run_cli("export", str(ckpt), "--format", "torchscript", "--batch-size", "2", "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    assert json.loads((tmp_path / "fixed.torchscript.pt.json").read_text())["input"]["shape"][0] == 2
+    again = run_cli("export", str(ckpt), "--format", "torchscript", "--out", str(out))
+    assert again.returncode == 2 and "exists" in again.stderr
+    missing = run_cli("export", str(tmp_path / "nope.pt"), "--format", "onnx")
+    assert missing.returncode == 2 and "nope.pt" in missing.stderr

@@ -1,0 +1,204 @@
+"""Exporting a checkpoint's model to TorchScript or ONNX, for any task.
+
+What is exported is the task model's raw forward pass (the tensors `predict`
+hands to the task's post-processing), on normalised NCHW float32 input of
+the checkpoint's size. Everything around it (normalisation, classes, the
+task's post-processing settings) goes into a JSON sidecar next to the file,
+so a runtime without visiontk knows how to feed the model and read it.
+
+Every export is checked: the exported model runs on random input and its
+outputs are compared with PyTorch's (ONNX with onnxruntime when installed).
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from visiontk import __version__
+from visiontk.console import info, warn
+from visiontk.engine.checkpoint import atomic_write_text
+from visiontk.errors import JobError, UserError
+
+FORMATS = ("torchscript", "onnx")
+SUFFIX = {"torchscript": ".torchscript.pt", "onnx": ".onnx"}
+TOLERANCE = 1e-4
+
+
+def flatten_outputs(outputs) -> tuple[list[str], tuple[torch.Tensor, ...]]:
+    """Output names and tensors of a forward pass: one tensor, a tuple/list, or a dict."""
+    if torch.is_tensor(outputs):
+        return ["output"], (outputs,)
+    if isinstance(outputs, dict):
+        keys = sorted(outputs)
+        return [str(k) for k in keys], tuple(outputs[k] for k in keys)
+    if isinstance(outputs, (list, tuple)) and all(torch.is_tensor(o) for o in outputs):
+        return [f"output{i}" for i in range(len(outputs))], tuple(outputs)
+    raise UserError(f"cannot export a model whose outputs are {type(outputs).__name__} (tensors, tuples or dicts only)")
+
+
+class RawOutputs(nn.Module):
+    """The task model with its outputs as a flat tuple of tensors (what exporters take)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor):
+        return flatten_outputs(self.model(images))[1]
+
+
+def default_out(checkpoint: Path, fmt: str) -> Path:
+    return checkpoint.with_name(checkpoint.stem + SUFFIX[fmt])
+
+
+def _export_torchscript(wrapper: nn.Module, example: torch.Tensor, out: Path) -> None:
+    with warnings.catch_warnings():
+        # Sizes computed from the input shape become constants: that is intended
+        # (the export is for the checkpoint's input size), so the warning is noise.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # torch marks TorchScript deprecated in favour of torch.export; it is still
+        # what C++ (libtorch) and many serving stacks load.
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(wrapper, example, check_trace=False)
+        traced = torch.jit.freeze(traced.eval())
+    tmp = out.with_name(f".{out.name}.tmp")
+    traced.save(str(tmp))
+    tmp.replace(out)
+
+
+def _export_onnx(wrapper: nn.Module, example: torch.Tensor, out: Path, names: list[str], dynamic_batch: bool) -> None:
+    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(f"--format onnx needs {' and '.join(missing)}: pip install 'visiontk[export]'")
+    dynamic = {"images": {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None
+    tmp = out.with_name(f".{out.name}.tmp.onnx")
+    # The exporter prints its progress on stdout, which belongs to results.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, (example,), str(tmp), dynamo=True, external_data=False, verbose=False,
+                          input_names=["images"], output_names=names, dynamic_shapes=dynamic)
+    tmp.replace(out)
+
+
+def load_exported(path: Path, fmt: str):
+    """A callable images (torch tensor) -> tuple of numpy arrays, or None when no runtime is installed."""
+    if fmt == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
+
+        def run(x):
+            with torch.no_grad():
+                out = module(x)
+            return tuple(o.numpy() for o in (out if isinstance(out, (tuple, list)) else (out,)))
+
+        return run
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: tuple(session.run(None, {name: x.numpy()}))
+
+
+def max_difference(model: nn.Module, exported, x: torch.Tensor) -> float:
+    with torch.no_grad():
+        _, expected = flatten_outputs(model(x))
+    got = exported(x)
+    if len(got) != len(expected):
+        raise JobError(f"the exported model gives {len(got)} outputs, PyTorch {len(expected)}")
+    worst = 0.0
+    for e, g in zip(expected, got):
+        g = torch.as_tensor(g)
+        if tuple(g.shape) != tuple(e.shape):
+            raise JobError(f"the exported model's output has shape {tuple(g.shape)}, PyTorch's {tuple(e.shape)}")
+        worst = max(worst, float((g.float() - e.float()).abs().max()) if e.numel() else 0.0)
+    return worst
+
+
+def sidecar(ckpt: dict, checkpoint: Path, out: Path, fmt: str, names: list[str], shapes: list[list[int]],
+            dynamic_batch: bool) -> dict:
+    recipe = ckpt.get("recipe", {})
+    h, w = ckpt["input_size"]
+    c = ckpt.get("in_channels", 3)
+    batch = "batch" if dynamic_batch else shapes[0][0] if shapes and shapes[0] else 1
+    return {
+        "format": fmt,
+        "file": out.name,
+        "visiontk": __version__,
+        "checkpoint": str(checkpoint),
+        "task": ckpt["task"],
+        "backbone": ckpt.get("backbone"),
+        "classes": ckpt["classes"],
+        "input": {
+            "name": "images",
+            "shape": [batch, c, h, w],
+            "dtype": "float32",
+            "layout": "NCHW",
+            "channels": "RGB" if c == 3 else "grey",
+            "resize": [h, w],
+            # What `predict` does: pixels / 255, then per channel (x - mean) / std.
+            "scale": 1.0 / 255.0,
+            "mean": ckpt["mean"],
+            "std": ckpt["std"],
+        },
+        "outputs": [{"name": n, "shape": [batch, *s[1:]]} for n, s in zip(names, shapes)],
+        # The raw outputs are those the task's post-processing reads: these are its settings.
+        "postprocess": {"task": ckpt["task"], "predict": ckpt.get("predict", {}), "head": recipe.get("model", {}).get("head", {})},
+        "pretrained": ckpt.get("pretrained"),
+    }
+
+
+def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None = None, dynamic_batch: bool = False,
+                      batch_size: int = 1, overwrite: bool = False, seed: int = 0) -> dict:
+    from visiontk.engine.build import model_from_checkpoint
+
+    if fmt not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    checkpoint = Path(checkpoint)
+    model, ckpt = model_from_checkpoint(checkpoint)
+    model = model.cpu().eval()
+    out_path = Path(out) if out else default_out(checkpoint, fmt)
+    meta_path = out_path.with_name(out_path.name + ".json")
+    for p in (out_path, meta_path):
+        if p.exists() and not overwrite:
+            raise UserError(f"{p}: output file exists (use --overwrite to replace it)")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = ckpt["input_size"]
+    c = ckpt.get("in_channels", 3)
+    gen = torch.Generator().manual_seed(seed)
+    # A batch of 2 when the batch is dynamic: exporters specialise a size-1 dimension.
+    example = torch.randn(2 if dynamic_batch else batch_size, c, h, w, generator=gen)
+    wrapper = RawOutputs(model).eval()
+    with torch.no_grad():
+        names, outputs = flatten_outputs(model(example))
+    if fmt == "torchscript":
+        _export_torchscript(wrapper, example, out_path)
+    else:
+        _export_onnx(wrapper, example, out_path, names, dynamic_batch)
+    # Check the file against PyTorch, at another batch size too when it is dynamic.
+    runner = load_exported(out_path, fmt)
+    checked: dict[int, float] = {}
+    if runner is None:
+        warn("onnxruntime is not installed: the ONNX file was not checked against PyTorch (pip install 'visiontk[export]')")
+    else:
+        for n in ([1, 3] if dynamic_batch else [example.shape[0]]):
+            x = torch.randn(n, c, h, w, generator=gen)
+            checked[n] = max_difference(model, runner, x)
+        worst = max(checked.values())
+        if worst > TOLERANCE:
+            raise JobError(f"{out_path}: exported outputs differ from PyTorch's by {worst:.3g} (> {TOLERANCE})")
+    meta = sidecar(ckpt, checkpoint, out_path, fmt, names, [list(o.shape) for o in outputs], dynamic_batch)
+    meta["checked"] = {"max_abs_diff": max(checked.values()) if checked else None, "batch_sizes": sorted(checked)}
+    atomic_write_text(json.dumps(meta, indent=2) + "\n", meta_path)
+    info(f"exported {checkpoint} to {out_path} ({fmt}) with its metadata in {meta_path}"
+         + (f"; outputs match PyTorch within {meta['checked']['max_abs_diff']:.2g}" if checked else ""))
+    return {"file": str(out_path), "metadata": str(meta_path), "format": fmt, **meta["checked"]}
