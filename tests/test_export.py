@@ -12,6 +12,7 @@ from helpers import run_cli
 from untrained import save_untrained_checkpoint
 
 from visiontk.engine.build import model_from_checkpoint
+from visiontk.engine.export import export_checkpoint
 
 SHAPES = ["circle", "square", "triangle"]
 MODELS = {
@@ -56,12 +57,12 @@ def _onnx(path, x):
     return torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+# lite0 is left to the ONNX test: TorchScript's profiling executor takes ~2 s per new
+# batch size on it, and its SAME padding is traced the same way for both formats.
+@pytest.mark.parametrize("name", [n for n in MODELS if n != "classify-lite0"])
 def test_torchscript_matches_pytorch_with_dynamic_batch(checkpoints, name, tmp_path):
     out = tmp_path / "model.torchscript.pt"
-    result = run_cli("export", str(checkpoints[name]), "--format", "torchscript", "--dynamic-batch", "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["max_abs_diff"] <= 1e-4
+    assert export_checkpoint(checkpoints[name], "torchscript", out, dynamic_batch=True)["max_abs_diff"] <= 1e-4
     meta = json.loads((tmp_path / "model.torchscript.pt.json").read_text())
     ckpt = torch.load(checkpoints[name], weights_only=True)
     h, w = ckpt["input_size"]
@@ -81,9 +82,12 @@ def test_torchscript_matches_pytorch_with_dynamic_batch(checkpoints, name, tmp_p
 @pytest.mark.parametrize("name", ["classify-lite0", "detect", "segment-unet"])
 def test_onnx_matches_pytorch(checkpoints, name, tmp_path):
     out = tmp_path / "model.onnx"
-    result = run_cli("export", str(checkpoints[name]), "--format", "onnx", "--dynamic-batch", "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.count("\n") == 1  # the exporter's chatter stays off stdout
+    if name == "detect":  # once through the CLI: the exporter's chatter must stay off stdout
+        result = run_cli("export", str(checkpoints[name]), "--format", "onnx", "--dynamic-batch", "--out", str(out))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.count("\n") == 1 and json.loads(result.stdout)["max_abs_diff"] <= 1e-4
+    else:
+        export_checkpoint(checkpoints[name], "onnx", out, dynamic_batch=True)
     ckpt = torch.load(checkpoints[name], weights_only=True)
     h, w = ckpt["input_size"]
     for n in (1, 3):

@@ -112,13 +112,23 @@ def test_every_decoding_schedule_gives_the_same_batches_in_order(tiny_ckpt, jpeg
             assert (t is None and r is None) or torch.equal(t, r), name
 
 
-def test_draft_decoded_large_jpeg_gives_the_full_decode_label(trained_classifier, shapes_classify, tmp_path):
+def test_draft_decoded_large_jpeg_gives_the_full_decode_label(trained_classifier, shapes_classify, tmp_path,
+                                                              monkeypatch):
     """A 2048 px JPEG of a 64 px val image: decoded at 1/8 scale (256 px), it gets
     the same label as the full-size decode, and records the file's own size."""
     import cv2
 
+    import visiontk.engine.predictor as predictor_module
     from visiontk.data.images import load_image, load_image_sized
     from visiontk.data.transforms import to_tensor
+
+    drafts = []
+
+    def spy(path, mode="RGB", draft_size=None):
+        drafts.append(draft_size)
+        return load_image_sized(path, mode, draft_size)
+
+    monkeypatch.setattr(predictor_module, "load_image_sized", spy)
 
     ckpt = trained_classifier / "best.pt"
     p = Predictor(ckpt, "classify", device="cpu", precision="fp32")
@@ -135,6 +145,7 @@ def test_draft_decoded_large_jpeg_gives_the_full_decode_label(trained_classifier
             logits = p.model(to_tensor(full, p.ckpt["mean"], p.ckpt["std"])[None])
         agree += rec["label"] == p.ckpt["classes"][int(logits.argmax())]
     assert agree == len(sources)
+    assert drafts and set(drafts) == {(64, 64)}  # the predictor asked for the draft decode
 
 
 def test_predict_streams_records_before_the_input_ends(tiny_ckpt, jpegs):

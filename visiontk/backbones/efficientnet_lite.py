@@ -119,7 +119,6 @@ class EfficientNetLiteBody(nn.Module):
         self._conv_stem = same_conv(3, STEM_CHANNELS, 3, 2)
         self._bn0 = _bn(STEM_CHANNELS)
         blocks: list[nn.Module] = []
-        stride = 2
         self.feature_after: list[int] = []  # index of the last block at each stride
         total = sum(s[0] for s in stages)
         for repeats, kernel, first_stride, expand, cin, cout in stages:
@@ -127,7 +126,6 @@ class EfficientNetLiteBody(nn.Module):
                 s = first_stride if i == 0 else 1
                 if s > 1 and blocks:
                     self.feature_after.append(len(blocks) - 1)
-                stride *= s
                 # Deeper blocks are dropped more often (linear in depth, as in the paper).
                 rate = drop_connect * len(blocks) / total
                 blocks.append(MBConv(cin if i == 0 else cout, cout, kernel, s, expand, rate))
