@@ -57,8 +57,8 @@ def _onnx(path, x):
     return torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
 
 
-# lite0 is left to the ONNX test: TorchScript's profiling executor takes ~2 s per new
-# batch size on it, and its SAME padding is traced the same way for both formats.
+# lite0 (SAME padding computed from the input size) is left to the ONNX test:
+# TorchScript's profiling executor takes ~2 s per new batch size on it.
 @pytest.mark.parametrize("name", [n for n in MODELS if n != "classify-lite0"])
 def test_torchscript_matches_pytorch_with_dynamic_batch(checkpoints, name, tmp_path):
     out = tmp_path / "model.torchscript.pt"

@@ -7,6 +7,9 @@ be opened without running code; and a checkpoint alone is enough to predict
 from __future__ import annotations
 
 import os
+import signal
+import threading
+from contextlib import contextmanager
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +33,27 @@ def _test_pause() -> None:
         time.sleep(float(pause))
 
 
+@contextmanager
+def _sigint_deferred():
+    """Hold Ctrl-C until the block ends, then raise KeyboardInterrupt.
+
+    A KeyboardInterrupt inside torch.save makes its zip writer fail on exit with
+    a RuntimeError that hides the interrupt; deferring keeps Ctrl-C a clean
+    interrupt (exit 130) and the temp file is removed as for any other failure.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
 def atomic_save(obj, path: Path) -> None:
     """Write to a temp file in the same folder, fsync, then rename over `path`.
 
@@ -40,7 +64,7 @@ def atomic_save(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with _sigint_deferred(), os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
