@@ -16,13 +16,16 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-import torch
-from PIL import Image
-
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+# Before torch: visiontk sets what the CLI process runs with (OpenMP wait policy).
+import visiontk  # noqa: E402, F401
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 # Where generated images and checkpoints are cached between benchmark runs.
 CACHE = Path(os.environ.get("VISIONTK_BENCH_CACHE", REPO / "benchmarks" / ".cache"))
@@ -157,5 +160,6 @@ def environment() -> str:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores ({cpu}, "
+    return (f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
+            f"{os.cpu_count()} cores ({cpu}, "
             f"{torch.backends.cpu.get_cpu_capability()}), {gpu}; load average at start {load_average()}")

@@ -23,7 +23,8 @@ import bench_utils as bu  # noqa: E402
 
 # name -> (script, arguments, quick arguments)
 BENCHES = {
-    "predict": ("predict_bench.py", ["--models", "demo,resnet18", "--precisions", "fp32,bf16", "--cli"],
+    "predict": ("predict_bench.py", ["--models", "demo,detect-demo,segment-demo,resnet18", "--precisions", "fp32,bf16",
+                                     "--cli"],
                 ["--models", "demo", "--precisions", "fp32", "--rounds", "1", "--n", "64"]),
     "schedules": ("predict_bench.py", ["--models", "demo,resnet18", "--precisions", "fp32",
                                        "--schedules", "alternate,overlap,processes", "--profile"],

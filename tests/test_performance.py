@@ -89,6 +89,23 @@ def test_channels_last_gives_the_same_outputs(tiny_ckpt, jpegs):
     assert weights and all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in weights)
 
 
+def test_the_batched_pipeline_computes_what_the_model_gives_on_each_image(tiny_ckpt, jpegs):
+    """The predictor normalises whole uint8 batches next to the model; the numbers
+    must be those of the per-image tensors (`load`) through the plain model."""
+    from visiontk.engine.build import model_from_checkpoint
+
+    model, ckpt = model_from_checkpoint(tiny_ckpt, "classify")
+    p = Predictor(tiny_ckpt, "classify", device="cpu", precision="fp32", batch_size=8, options={"topk": 3})
+    records: list[dict] = []
+    p.run(iter(jpegs), records.append)
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.stack([p.load(x)[0] for x in jpegs])), dim=1)
+    assert [r["path"] for r in records] == [str(x) for x in jpegs]
+    for r, row in zip(records, probs):
+        np.testing.assert_allclose([t["prob"] for t in r["topk"]], row.sort(descending=True).values.tolist(), atol=2e-6)
+        assert r["label"] == ckpt["classes"][int(row.argmax())]
+
+
 def test_every_decoding_schedule_gives_the_same_batches_in_order(tiny_ckpt, jpegs, tmp_path):
     missing = tmp_path / "missing.jpg"
     paths = jpegs[:10] + [missing] + jpegs[10:]
@@ -167,9 +184,10 @@ def test_predict_streams_records_before_the_input_ends(tiny_ckpt, jpegs):
 
         stats = Predictor(tiny_ckpt, "classify", device="cpu", batch_size=4, workers=2, loader=loader).run(paths(), write)
         assert stats["images"] == 64
-        # threads on the CPU decode a batch when asked: 4 paths read; processes
-        # keep at most 2 batches per worker in flight.
-        assert seen_at_first_write[0] <= (4 if loader == "threads" else 4 * (2 * 2 + 1)), loader
+        # Threads on the CPU decode a batch when asked, and a batch is written while
+        # the next is decoded: 2 batches read; worker processes keep at most 2
+        # batches each in flight, plus the one being written.
+        assert seen_at_first_write[0] <= (2 * 4 if loader == "threads" else 4 * (2 * 2 + 2)), loader
 
 
 def test_cli_writes_the_first_record_while_stdin_is_still_open(tiny_ckpt, jpegs):
@@ -243,3 +261,44 @@ def test_training_in_bf16_channels_last_saves_fp32_contiguous_weights(tmp_path):
     assert all(v.dtype == torch.float32 for v in floats)
     # The checkpoint loads into a plain (NCHW) model and predicts.
     assert predict(Path(result["run_dir"]) / "best.pt", sorted((root / "val").rglob("*.png"))[:2])[0]["label"]
+
+
+def test_compiled_model_predicts_what_the_eager_one_does(tiny_ckpt, jpegs):
+    """--compile (torch.compile, inductor: a C++ compiler on the CPU) changes speed, not answers."""
+    eager = predict(tiny_ckpt, jpegs[:6], batch_size=3, options={"topk": 3})
+    predictor = Predictor(tiny_ckpt, "classify", device="cpu", batch_size=3, compile=True, options={"topk": 3})
+    assert predictor.model._compiled_call_impl is not None  # Module.compile() really ran
+    compiled: list[dict] = []
+    predictor.run(iter(jpegs[:6]), compiled.append)
+    assert [r["label"] for r in compiled] == [r["label"] for r in eager]
+    for a, b in zip(eager, compiled):
+        np.testing.assert_allclose([t["prob"] for t in a["topk"]], [t["prob"] for t in b["topk"]], atol=1e-5)
+
+
+def test_train_command_speed_flags_reach_the_trainer(tmp_path):
+    """`train --precision bf16 --compile` trains in bf16 with a compiled model; the
+    recipe saved with the run says so, and the checkpoint keeps plain fp32 keys
+    (no `_orig_mod.` prefix: any setting reads it)."""
+    import yaml
+
+    from visiontk.data.synth import synth_classify
+
+    root = tmp_path / "data"
+    synth_classify(root, n=24, size=32, seed=0)
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "task": "classify", "name": "flags", "model": {"backbone": "tinycnn", "backbone_options": {"width": 4}},
+        "data": {"root": str(root), "image_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3},
+        "train": {"epochs": 1, "batch_size": 8}, "output": {"plots": False}}))
+    bad = run_cli("classify", "train", str(recipe), "--precision", "fp64", "--project", str(tmp_path / "runs"))
+    assert bad.returncode == 2 and "--precision: 'fp64'" in bad.stderr and "Traceback" not in bad.stderr
+    ok = run_cli("classify", "train", str(recipe), "--precision", "bf16", "--compile", "--device", "cpu",
+                 "--project", str(tmp_path / "runs"))
+    assert ok.returncode == 0, ok.stderr
+    run = tmp_path / "runs" / "classify" / "flags"
+    saved = yaml.safe_load((run / "recipe.yaml").read_text())
+    assert saved["train"]["amp"] == "bf16" and saved["train"]["compile"] is True
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert np.isfinite(ckpt["history"][-1]["train/loss"])
+    assert not any(k.startswith("_orig_mod") for k in ckpt["model"])
+    assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())

@@ -6,8 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from visiontk.commands.common import (CompileOpt, DeviceOpt, PrecisionOpt, SetOpt, handle_errors, run_eval, run_predict,
-                                      run_train)
+from visiontk.commands.common import (CompileOpt, DeviceOpt, PrecisionOpt, SetOpt, TrainCompileOpt, TrainPrecisionOpt,
+                                      handle_errors, run_eval, run_predict, run_train)
 
 app = typer.Typer(help="Image classification.", no_args_is_help=True)
 
@@ -23,12 +23,14 @@ def train(
     recipe: str = typer.Argument(..., help="Recipe YAML file or shipped recipe name (see 'visiontk recipes list')."),
     set: Optional[List[str]] = SetOpt,
     device: str = DeviceOpt,
+    precision: Optional[str] = TrainPrecisionOpt,
+    compile: bool = TrainCompileOpt,
     project: Optional[str] = typer.Option(None, help="Runs folder (default: the recipe's output.project, 'runs')."),
     name: Optional[str] = typer.Option(None, help="Run name (default: the recipe's name; -2, -3... when taken)."),
     resume: Optional[str] = typer.Option(None, help="Continue a run from its last.pt (or run folder)."),
 ):
     """Train a classifier from a recipe."""
-    run_train("classify", recipe, set, device, project, name, resume)
+    run_train("classify", recipe, set, device, project, name, resume, precision, compile)
 
 
 @app.command("eval")

@@ -6,7 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from visiontk.commands.common import DeviceOpt, SetOpt, handle_errors, run_train
+from visiontk.commands.common import (DeviceOpt, SetOpt, TrainCompileOpt, TrainPrecisionOpt, handle_errors,
+                                      run_train)
 
 app = typer.Typer(help="Transfer learning: fine-tune pretrained backbones in stages; extract embeddings.",
                   no_args_is_help=True)
@@ -24,6 +25,8 @@ def train(
                                            "(see recipes/transfer/)."),
     set: Optional[List[str]] = SetOpt,
     device: str = DeviceOpt,
+    precision: Optional[str] = TrainPrecisionOpt,
+    compile: bool = TrainCompileOpt,
     project: Optional[str] = typer.Option(None, help="Runs folder (default: the recipe's output.project, 'runs')."),
     name: Optional[str] = typer.Option(None, help="Run name (default: the recipe's name; -2, -3... when taken)."),
     resume: Optional[str] = typer.Option(None, help="Continue a run from its last.pt (or run folder), in whatever stage it was."),
@@ -38,7 +41,7 @@ def train(
     model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
     if model.get("pretrained", "none") in ("", "none", None) and not resume:
         warn(f"{recipe}: model.pretrained is none: this run starts from random weights")
-    run_train(str(raw.get("task")), recipe, set, device, project, name, resume)
+    run_train(str(raw.get("task")), recipe, set, device, project, name, resume, precision, compile)
 
 
 @app.command()

@@ -15,8 +15,10 @@ decoding is scheduled depends on where the model runs:
   DataLoader worker processes (no GIL) decode batches ahead, into pinned
   memory, and the copy to the GPU is non-blocking.
 
-A batch is a list of (tensor or None, meta) pairs, one per path; an unreadable
-image has None and an `error` in its meta.
+A batch is a list of (pixels or None, meta) pairs, one per path, where pixels
+is what the `load` function returns (the predictor's: a uint8 HWC array, or a
+uint8 tensor once it went through a worker process or pinned memory); an
+unreadable image has None and an `error` in its meta.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 from torch.utils.data import DataLoader
 
-Batch = list[tuple[torch.Tensor | None, dict]]
+Batch = list[tuple[object | None, dict]]
 LOADERS = ("auto", "threads", "processes")
 
 
@@ -49,17 +51,18 @@ def resolve_loader(loader: str, device: torch.device, workers: int) -> str:
     return loader
 
 
-def _stack(items: Batch) -> tuple[torch.Tensor | list[torch.Tensor], list[dict]]:
-    """One tensor for the readable images when they share a size (one copy to
-    pinned memory and one to the GPU, instead of one per image)."""
-    tensors = [t for t, _ in items if t is not None]
+def _stack(items: Batch) -> tuple[torch.Tensor | list, list[dict]]:
+    """One tensor for the readable images when they share a size (one transfer
+    from a worker process, one copy to pinned memory and one to the GPU,
+    instead of one per image)."""
+    pixels = [torch.as_tensor(t) for t, _ in items if t is not None]
     metas = [m for _, m in items]
-    if tensors and all(t.shape == tensors[0].shape for t in tensors):
-        return torch.stack(tensors), metas
-    return tensors, metas
+    if pixels and all(t.shape == pixels[0].shape for t in pixels):
+        return torch.stack(pixels), metas
+    return pixels, metas
 
 
-def _unstack(images: torch.Tensor | list[torch.Tensor], metas: list[dict], device: torch.device) -> Batch:
+def _unstack(images: torch.Tensor | list, metas: list[dict], device: torch.device) -> Batch:
     if torch.is_tensor(images):
         images = images.to(device, non_blocking=True).unbind(0)
     it = iter(images)
