@@ -46,6 +46,16 @@ def run_predict(ckpt: Path, source: str, stdin_file: Path | None, out: Path) -> 
     return usage.ru_maxrss / 1024, seconds, records
 
 
+def baseline_rss() -> float:
+    """Peak RSS (MB) of a process that only imports torch and torchvision: the
+    floor under any predict run (mostly the shared libraries of torch's build)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import torch, torchvision"], stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit("python -c 'import torch, torchvision' failed")
+    return usage.ru_maxrss / 1024
+
+
 def main(argv=None) -> str:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--counts", default="2000,20000")
@@ -67,6 +77,8 @@ def main(argv=None) -> str:
                 rss, seconds, records = run_predict(ckpt, source, stdin, tmp / "out.jsonl")
                 rows.append([how, f"{n:,}", f"{records:,}", f"{rss:.0f}", f"{n / seconds:.0f}"])
                 print(f"  {how} {n}: {rss:.0f} MB, {seconds:.1f} s", file=sys.stderr)
+    floor = baseline_rss()
+    rows.append(["(baseline: `python -c 'import torch, torchvision'`)", "0", "-", f"{floor:.0f}", "-"])
     by = {(r[0], r[1]): float(r[3]) for r in rows}
     growth = [f"{how}: {by[(how, f'{counts[-1]:,}')] - by[(how, f'{counts[0]:,}')]:+.0f} MB"
               for how in ("stdin list", "folder")]
@@ -74,7 +86,9 @@ def main(argv=None) -> str:
         "### Memory: peak RSS of `visiontk classify predict` (demo model, 96x72 JPEGs, --out FILE)\n",
         bu.environment(), "",
         bu.markdown_table(["paths from", "images", "records written", "peak RSS MB", "img/s (incl. start-up)"], rows),
-        f"\ngrowth from {counts[0]:,} to {counts[-1]:,} images: " + ", ".join(growth),
+        f"\ngrowth from {counts[0]:,} to {counts[-1]:,} images: " + ", ".join(growth)
+        + f"; predict's own share above the import baseline at {counts[-1]:,}: "
+        + ", ".join(f"{how} {by[(how, f'{counts[-1]:,}')] - floor:+.0f} MB" for how in ("stdin list", "folder")),
     ])
     print(text)
     return text

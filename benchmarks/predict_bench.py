@@ -6,6 +6,10 @@ For each model and precision, in one process and interleaved round by round:
 - decode: the Predictor's decoding stage alone (same workers, no model);
 - ceiling: on the CPU decoding and the model share the cores, so
   1 / (1/forward + 1/decode); with a GPU the stages overlap: min(forward, decode);
+- output: the output stage alone on one batch's raw outputs: post-processing
+  and writing records (and, for segmentation, a mask PNG per image at the
+  image's size); "ceiling incl. output" is 1 / (1/ceiling + 1/output), the
+  ceiling of a CPU that must also do this stage;
 - predictor: `Predictor.run` over the folder, records written as JSON lines
   (to /dev/null);
 - naive: PIL open, torchvision transforms, the model on one image at a time;
@@ -43,10 +47,10 @@ from visiontk.tasks.registry import get_task  # noqa: E402
 
 # name -> (task, recipe, overrides, images per timed run)
 MODELS = {
-    "demo": ("classify", "classify/shapes", [], 512),
+    "demo": ("classify", "classify/shapes", [], 1024),
     "resnet18": ("classify", "classify/shapes",
                  ["model.backbone=resnet18", "model.backbone_options={}", "data.image_size=224", "model.head.pool=avg"], 128),
-    "detect-demo": ("detect", "detect/shapes", [], 256),
+    "detect-demo": ("detect", "detect/shapes", [], 512),
     "segment-demo": ("segment", "segment/shapes-fcn8s", [], 256),
 }
 # How the Predictor feeds the model (engine/decode_batches.py).
@@ -87,6 +91,12 @@ class Bench:
         p._batches = lambda paths: db.decode_batches(paths, p.load_pixels, p.batch_size, p.workers, p.device,
                                                      self.schedule["loader"], self.schedule["lookahead"])
         first = [p.load(x) for x in paths[:batch]]
+        # One batch's raw outputs and metas, for the output stage alone.
+        pixels = [p.load_pixels(x) for x in paths[:batch]]
+        with torch.inference_mode(), autocast(p.device, p.dtype):
+            self.batch_outputs = p._forward([px for px, _ in pixels])
+        self.batch_metas = [m for _, m in pixels]
+        self.output_count = 0
         # Already normalised, and in the memory format the model runs in: the model's best case.
         self.batch_tensor = torch.stack([t for t, _ in first])
         if p.channels_last:
@@ -106,6 +116,22 @@ class Bench:
     def decode(self) -> int:
         p = self.predictor
         return sum(len(b) for b in p._batches(iter(self.paths)))
+
+    def output(self) -> int:
+        """The output stage alone: post-processing (box decoding + NMS, softmax +
+        top-k, mask upsampling) and writing the records (and mask PNGs)."""
+        p = self.predictor
+        n = max(1, len(self.paths) // self.batch)
+        with open(os.devnull, "w") as sink, torch.inference_mode():
+            writer = JsonlWriter(sink)
+            for _ in range(n):
+                metas = []
+                for m in self.batch_metas:  # new names: mask files are never overwritten
+                    self.output_count += 1
+                    metas.append({**m, "path": f"{Path(m['path']).stem}-o{self.output_count}.jpg"})
+                for record in p.task.postprocess(self.batch_outputs, metas, p.options):
+                    writer(record)
+        return n * self.batch
 
     def predictor_run(self) -> int:
         with open(os.devnull, "w") as sink:
@@ -198,16 +224,20 @@ def run_model(name: str, precisions: list[str], args, tmp: Path) -> tuple[list[l
     rows, notes = [], []
     for precision in precisions:
         bench = Bench(name, precision, paths, args.batch, args.workers, "alternate", tmp)
-        contenders = {"forward": bench.forward, "decode": bench.decode, "predictor": bench.predictor_run,
-                      "naive": bench.naive}
+        contenders = {"forward": bench.forward, "decode": bench.decode, "output": bench.output,
+                      "predictor": bench.predictor_run, "naive": bench.naive}
         if args.cli:
             contenders["cli"] = bench.cli
         rates = bu.interleaved(contenders, args.rounds)
         ceiling = [1 / (1 / f + 1 / d) for f, d in zip(rates["forward"], rates["decode"])]
+        # The same with the output stage as a third one on the same cores.
+        ceiling3 = [1 / (1 / c + 1 / o) for c, o in zip(ceiling, rates["output"])]
         row = [name, f"{bench.predictor.size[0]}x{bench.predictor.size[1]}", precision,
                f"{bu.median(rates['forward']):.0f}", f"{bu.median(rates['decode']):.0f}", f"{bu.median(ceiling):.0f}",
-               f"{bu.median(rates['predictor']):.0f}", f"{bu.median(rates['naive']):.1f}",
+               f"{bu.median(rates['output']):.0f}", f"{bu.median(rates['predictor']):.0f}",
+               f"{bu.median(rates['naive']):.1f}",
                bu.fmt_ratio(bu.ratio_stats(rates["predictor"], ceiling), 0.9),
+               bu.fmt_ratio(bu.ratio_stats(rates["predictor"], ceiling3)),
                bu.fmt_ratio(bu.ratio_stats(rates["predictor"], rates["naive"]), 2.0)]
         row.append(bu.fmt_ratio(bu.ratio_stats(rates["cli"], ceiling)) if args.cli else "-")
         rows.append(row)
@@ -241,8 +271,9 @@ def run_schedules(name: str, precision: str, args, tmp: Path) -> list[list]:
     return rows
 
 
-PREDICT_HEADERS = ["model", "input", "precision", "forward img/s", "decode img/s", "ceiling img/s", "predictor img/s",
-                   "naive img/s", "predictor / ceiling", "predictor / naive", "CLI / ceiling"]
+PREDICT_HEADERS = ["model", "input", "precision", "forward img/s", "decode img/s", "ceiling img/s", "output img/s",
+                   "predictor img/s", "naive img/s", "predictor / ceiling", "predictor / ceiling incl. output",
+                   "predictor / naive", "CLI / ceiling"]
 SCHEDULE_HEADERS = ["model", "precision", "schedule", "forward img/s", "decode img/s", "ceiling img/s", "predictor img/s",
                     "predictor / ceiling", "main thread: wait decode / forward / rest"]
 

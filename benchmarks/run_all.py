@@ -24,13 +24,13 @@ import bench_utils as bu  # noqa: E402
 # name -> (script, arguments, quick arguments)
 BENCHES = {
     "predict": ("predict_bench.py", ["--models", "demo,detect-demo,segment-demo,resnet18", "--precisions", "fp32,bf16",
-                                     "--cli"],
+                                     "--cli", "--rounds", "5"],
                 ["--models", "demo", "--precisions", "fp32", "--rounds", "1", "--n", "64"]),
     "schedules": ("predict_bench.py", ["--models", "demo,resnet18", "--precisions", "fp32",
                                        "--schedules", "alternate,overlap,processes", "--profile"],
                   ["--models", "demo", "--precisions", "fp32", "--rounds", "1", "--n", "64",
                    "--schedules", "alternate,processes", "--profile"]),
-    "train": ("train_bench.py", ["--models", "demo,resnet18", "--modes", "fp32,fp32-cl,bf16-cl"],
+    "train": ("train_bench.py", ["--models", "demo,resnet18", "--modes", "fp32,fp32-cl,bf16-cl", "--rounds", "5"],
               ["--models", "demo", "--modes", "fp32", "--rounds", "1"]),
     "data": ("data_bench.py", [], ["--rounds", "1", "--sizes", "640x480:224"]),
     "precision": ("precision_bench.py", [], []),

@@ -37,7 +37,7 @@ from visiontk.tasks.registry import get_task  # noqa: E402
 MODELS = {
     "demo": ("classify/shapes", [], 64, 1000),
     "resnet18": ("classify/shapes", ["model.backbone=resnet18", "model.backbone_options={}", "data.image_size=224",
-                                     "model.head.pool=avg"], 224, 80),
+                                     "model.head.pool=avg"], 224, 160),
 }
 # mode -> train.amp, train.channels_last
 MODES = {

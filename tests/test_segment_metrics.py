@@ -88,3 +88,37 @@ def test_rejects_out_of_range_classes():
         cm.update(torch.tensor([[[0, 1]]]), torch.tensor([[[0, 3]]]))
     with pytest.raises(ValueError, match="pred"):
         cm.update(torch.tensor([[[0, 5]]]), torch.tensor([[[0, 1]]]))
+
+
+def test_label_map_is_argmax_with_first_maximum_on_ties():
+    from visiontk.tasks.segment.common import label_map
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 7, 9)
+    assert torch.equal(label_map(logits, 1), logits.argmax(1))
+    assert torch.equal(label_map(logits[0], 0), logits[0].argmax(0))
+    # Ties: classes 1 and 3 share the maximum everywhere; the first one wins.
+    tied = torch.zeros(4, 2, 2)
+    tied[1] = tied[3] = 1.0
+    assert torch.equal(label_map(tied, 0), torch.ones(2, 2, dtype=torch.long))
+
+
+@pytest.mark.parametrize("channels,size", [(4, (480, 640)), (21, (37, 53)), (3, (16, 16)), (300, (40, 30)), (1, (9, 7))])
+def test_full_size_labels_are_the_argmax_of_bilinearly_upsampled_logits(channels, size):
+    """OpenCV does the upsampling on the CPU (torch beyond its channel limit): the
+    labels must be torch's F.interpolate + argmax, except where the two best
+    classes are within rounding of each other."""
+    import torch.nn.functional as F
+
+    from visiontk.tasks.segment.outputs import full_size_labels
+
+    torch.manual_seed(channels)
+    logits = torch.randn(channels, 16, 16)
+    got = torch.from_numpy(full_size_labels(logits, size)).long()
+    up = F.interpolate(logits[None], size=size, mode="bilinear", align_corners=False)[0]
+    assert got.shape == size and got.dtype == torch.long
+    differ = got != up.argmax(0)
+    if channels > 1:
+        top2 = up.topk(2, dim=0).values
+        assert bool(((top2[0] - top2[1])[differ] < 1e-4).all()), int(differ.sum())
+    assert differ.float().mean() < 1e-3

@@ -18,11 +18,45 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from visiontk.errors import UserError
 
+from .common import label_map
+
 OVERLAY_ALPHA = 0.5
+
+
+def full_size_labels(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """``[H, W]`` class indices at ``size`` from ``[C, h, w]`` logits: uint8 (an
+    8-bit PNG) up to 256 classes, uint16 (a 16-bit PNG) beyond.
+
+    The logits (not the labels) are upsampled bilinearly (half-pixel centres,
+    as F.interpolate with align_corners=False), which gives smooth boundaries.
+    On the CPU OpenCV does it on the HWC array: 0.4 ms against torch's 2.0 ms
+    for 4x128x128 -> 480x640, and the class maximum over the innermost axis
+    is then cheaper too (benchmarks/README.md); results agree with torch's to
+    ~1e-5 in the logits. Elsewhere (CUDA) or for channel counts OpenCV refuses,
+    torch does it where the logits are.
+    """
+    h, w = size
+    logits = logits.float()
+    dtype = np.uint8 if logits.shape[0] <= 256 else np.uint16
+    if tuple(logits.shape[-2:]) == (h, w):
+        return label_map(logits, 0).cpu().numpy().astype(dtype)
+    if logits.device.type == "cpu":
+        try:
+            up = cv2.resize(logits.permute(1, 2, 0).contiguous().numpy(), (w, h), interpolation=cv2.INTER_LINEAR)
+        except cv2.error:
+            up = None
+        if up is not None:
+            if up.ndim == 2:  # OpenCV drops a single channel
+                return np.zeros((h, w), dtype=dtype)
+            return label_map(torch.from_numpy(up), -1).numpy().astype(dtype)
+    up = F.interpolate(logits[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+    return label_map(up, 0).cpu().numpy().astype(dtype)
 
 
 def class_colours(n: int) -> np.ndarray:
@@ -84,11 +118,17 @@ class MaskSaver:
         """Write the files of one image; returns {'mask': path[, 'overlay': path]}."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         mask_path, overlay_path = self._names(image_path)
-        Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8)).save(mask_path, format="PNG")
+        # zlib level 3 rather than PIL's 6: on a noisy 640x480 mask (a model early
+        # in training) 4.5 ms against 9.6, files 18% larger; on a clean one
+        # (large regions) 1.2 ms against 1.6, 3.8 KB against 2.4.
+        mask = np.ascontiguousarray(mask, dtype=np.uint8 if mask.dtype == np.uint8 else np.uint16)
+        Image.fromarray(mask).save(mask_path, format="PNG", compress_level=3)
         written = {"mask": str(mask_path)}
         if self.overlay:
             if image is None:
                 raise UserError("overlay needs the input image (predictor option keep_image)")
+            if mask.size and int(mask.max()) >= len(self.colours):  # more than 256 classes
+                self.colours = class_colours(int(mask.max()) + 1)
             Image.fromarray(overlay(image, mask, self.colours)).save(overlay_path, format="JPEG", quality=90)
             written["overlay"] = str(overlay_path)
         return written

@@ -16,7 +16,6 @@ from typing import Iterable, Literal, Optional
 import albumentations as A
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from visiontk.console import err_console
@@ -26,12 +25,13 @@ from visiontk.errors import UserError
 from visiontk.tasks.base import Task
 from visiontk.tasks.registry import register_task
 
+from .common import label_map
 from .dataset import SegmentationDataset
 from .formats import read_records, validate_data
 from .losses import SegmentationLoss
 from .metrics import ConfusionMatrix
 from .model import SegmentationModel, build_decoder
-from .outputs import MaskSaver
+from .outputs import MaskSaver, full_size_labels
 from .readers import IGNORE_INDEX
 from .tiling import predict_tiled
 
@@ -162,7 +162,7 @@ class SegmentTask(Task):
                 continue
             batch, masks = item
             logits = model(batch.to(device, non_blocking=True))
-            cm.update(logits.argmax(1), masks.to(device, non_blocking=True))
+            cm.update(label_map(logits, 1), masks.to(device, non_blocking=True))
             images += batch.shape[0]
         m = cm.compute()
         mat = cm.mat.cpu()
@@ -229,10 +229,7 @@ class SegmentTask(Task):
         for i, meta in enumerate(metas):
             logits = outputs[i] if torch.is_tensor(outputs) else outputs[i][0]
             h, w = meta["orig_size"]
-            if tuple(logits.shape[-2:]) != (h, w):
-                # Upsampling logits (not labels) gives smooth boundaries at the original size.
-                logits = F.interpolate(logits[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0]
-            mask = logits.argmax(0).to(torch.uint8).cpu().numpy()
+            mask = full_size_labels(logits, (h, w))
             counts = np.bincount(mask.ravel(), minlength=len(classes))
             record: dict = {"path": meta["path"]}
             if saver is not None:
