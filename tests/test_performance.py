@@ -302,3 +302,15 @@ def test_train_command_speed_flags_reach_the_trainer(tmp_path):
     assert np.isfinite(ckpt["history"][-1]["train/loss"])
     assert not any(k.startswith("_orig_mod") for k in ckpt["model"])
     assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_loader_option_decodes_in_processes_with_the_same_records(tiny_ckpt, jpegs):
+    """`--loader processes` (DataLoader workers) gives what the default threads give;
+    an unknown value is one line and exit 2."""
+    args = ("classify", "predict", str(tiny_ckpt), *map(str, jpegs[:9]), "--device", "cpu", "--batch-size", "4")
+    threads = run_cli(*args)
+    processes = run_cli(*args, "--loader", "processes", "--workers", "2")
+    assert threads.returncode == 0 and processes.returncode == 0, processes.stderr
+    assert processes.stdout == threads.stdout and len(threads.stdout.splitlines()) == 9
+    bad = run_cli(*args, "--loader", "fibers")
+    assert bad.returncode == 2 and "--loader: 'fibers'" in bad.stderr and "Traceback" not in bad.stderr

@@ -6,8 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from visiontk.commands.common import (CompileOpt, DeviceOpt, PrecisionOpt, SetOpt, TrainCompileOpt, TrainPrecisionOpt,
-                                      handle_errors, run_eval, run_predict, run_train)
+from visiontk.commands.common import (CompileOpt, DeviceOpt, LoaderOpt, PrecisionOpt, SetOpt, TrainCompileOpt,
+                                      TrainPrecisionOpt, handle_errors, run_eval, run_predict, run_train)
 
 app = typer.Typer(help="Image classification.", no_args_is_help=True)
 
@@ -62,10 +62,11 @@ def predict(
     workers: int = typer.Option(2, min=0, help="Image-decoding workers (threads on the CPU, processes with a GPU)."),
     precision: str = PrecisionOpt,
     compile: bool = CompileOpt,
+    loader: str = LoaderOpt,
 ):
     """Classify images; one JSON line (or CSV row) per image on stdout."""
     from visiontk.engine.writers import CsvWriter, JsonlWriter
 
     writer = CsvWriter if format == Format.csv else JsonlWriter
     run_predict("classify", checkpoint, sources, writer, out, overwrite, device, batch_size, workers, {"topk": topk},
-                precision=precision, compile=compile)
+                precision=precision, compile=compile, loader=loader)

@@ -58,6 +58,9 @@ PrecisionOpt = typer.Option("auto", "--precision",
                             help="auto | fp32 | bf16 | fp16. auto: fp32 on the CPU, bf16 (or fp16) on CUDA; "
                                  "bf16 is ~2x faster on CPUs with AVX-512 BF16 or AMX.")
 CompileOpt = typer.Option(False, "--compile", help="torch.compile the model: slow start, faster on long runs.")
+LoaderOpt = typer.Option("auto", "--loader",
+                         help="Who decodes images: auto (threads on the CPU, worker processes with a GPU) | threads | "
+                              "processes (on the CPU, faster for small models, slower for large ones).")
 TrainPrecisionOpt = typer.Option(None, "--precision",
                                  help="fp32 | bf16 | fp16 | auto: sets train.amp (default: the recipe's; auto: "
                                       "mixed precision on CUDA, fp32 on the CPU; bf16 trains ~2x faster on CPUs "
@@ -120,14 +123,17 @@ def run_eval(task_name: str, checkpoint: str, data: Optional[str], split: str, a
 
 def run_predict(task_name: str, checkpoint: str, sources: list[str], writer_factory, out: Optional[str],
                 overwrite: bool, device: str, batch_size: int, workers: int, options: dict, precision: str = "auto",
-                compile: bool = False) -> None:
+                compile: bool = False, loader: str = "auto") -> None:
     from visiontk.data.sources import iter_sources
+    from visiontk.engine.decode_batches import LOADERS
     from visiontk.engine.predictor import Predictor
     from visiontk.engine.writers import open_output, refuse_output_inputs
     from visiontk.errors import UserError
 
+    if loader not in LOADERS:
+        raise UserError(f"--loader: '{loader}' is not one of {', '.join(LOADERS)}")
     predictor = Predictor(checkpoint, task_name, device=device, batch_size=batch_size, workers=workers, options=options,
-                          precision=precision, compile=compile)
+                          precision=precision, compile=compile, loader=loader)
     # Writers that put files in a folder (segment's mask saver) name it `out_dir`.
     out_dirs = [Path(v.out_dir) for v in options.values() if isinstance(getattr(v, "out_dir", None), (str, Path))]
     paths = refuse_output_inputs(iter_sources(sources), out, out_dirs, sources)

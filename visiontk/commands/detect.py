@@ -6,8 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from visiontk.commands.common import (CompileOpt, DeviceOpt, PrecisionOpt, SetOpt, TrainCompileOpt, TrainPrecisionOpt,
-                                      handle_errors, run_eval, run_predict, run_train)
+from visiontk.commands.common import (CompileOpt, DeviceOpt, LoaderOpt, PrecisionOpt, SetOpt, TrainCompileOpt,
+                                      TrainPrecisionOpt, handle_errors, run_eval, run_predict, run_train)
 
 app = typer.Typer(help="Object detection (YOLO-v1).", no_args_is_help=True)
 
@@ -82,10 +82,11 @@ def predict(
     workers: int = typer.Option(2, min=0, help="Image-decoding workers (threads on the CPU, processes with a GPU)."),
     precision: str = PrecisionOpt,
     compile: bool = CompileOpt,
+    loader: str = LoaderOpt,
 ):
     """Detect objects; boxes in pixel xyxy of the original image, with scores and labels."""
     from visiontk.tasks.detect.writers import prediction_writers
 
     factory, out_file = prediction_writers(format.value, out, save_images, overwrite)
     run_predict("detect", checkpoint, sources, factory, out_file, overwrite, device, batch_size, workers,
-                _given(conf=conf, iou=iou, max_det=max_det), precision=precision, compile=compile)
+                _given(conf=conf, iou=iou, max_det=max_det), precision=precision, compile=compile, loader=loader)

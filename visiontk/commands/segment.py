@@ -5,8 +5,8 @@ from typing import List, Optional
 
 import typer
 
-from visiontk.commands.common import (CompileOpt, DeviceOpt, PrecisionOpt, SetOpt, TrainCompileOpt, TrainPrecisionOpt,
-                                      handle_errors, run_eval, run_predict, run_train)
+from visiontk.commands.common import (CompileOpt, DeviceOpt, LoaderOpt, PrecisionOpt, SetOpt, TrainCompileOpt,
+                                      TrainPrecisionOpt, handle_errors, run_eval, run_predict, run_train)
 
 app = typer.Typer(help="Semantic segmentation (FCN, U-Net).", no_args_is_help=True)
 
@@ -59,6 +59,7 @@ def predict(
     workers: int = typer.Option(2, min=0, help="Image-decoding workers (threads on the CPU, processes with a GPU)."),
     precision: str = PrecisionOpt,
     compile: bool = CompileOpt,
+    loader: str = LoaderOpt,
 ):
     """Segment images: a class-index mask PNG per image (original size) and one JSON line per image on stdout."""
     from visiontk.engine.writers import JsonlWriter
@@ -67,4 +68,4 @@ def predict(
     options = predict_options(out_dir, overlay, tile, tile_overlap, batch_size)
     # Tiled images are full size: decode one at a time, batch the tiles instead.
     run_predict("segment", checkpoint, sources, JsonlWriter, None, False, device, 1 if tile else batch_size, workers, options,
-                precision=precision, compile=compile)
+                precision=precision, compile=compile, loader=loader)
