@@ -39,6 +39,7 @@ import bench_utils as bu  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from visiontk.data.transforms import to_tensor  # noqa: E402
 from visiontk.engine import decode_batches as db  # noqa: E402
 from visiontk.engine.performance import autocast  # noqa: E402
 from visiontk.engine.predictor import Predictor  # noqa: E402
@@ -90,15 +91,15 @@ class Bench:
         p = self.predictor
         p._batches = lambda paths: db.decode_batches(paths, p.load_pixels, p.batch_size, p.workers, p.device,
                                                      self.schedule["loader"], self.schedule["lookahead"])
-        first = [p.load(x) for x in paths[:batch]]
-        # One batch's raw outputs and metas, for the output stage alone.
         pixels = [p.load_pixels(x) for x in paths[:batch]]
+        # One batch's raw outputs and metas, for the output stage alone.
         with torch.inference_mode(), autocast(p.device, p.dtype):
             self.batch_outputs = p._forward([px for px, _ in pixels])
         self.batch_metas = [m for _, m in pixels]
         self.output_count = 0
-        # Already normalised, and in the memory format the model runs in: the model's best case.
-        self.batch_tensor = torch.stack([t for t, _ in first])
+        # Already normalised (as `Predictor.load` does it), and in the memory format
+        # the model runs in: the model's best case.
+        self.batch_tensor = torch.stack([to_tensor(px, p.ckpt["mean"], p.ckpt["std"]) for px, _ in pixels])
         if p.channels_last:
             self.batch_tensor = self.batch_tensor.contiguous(memory_format=torch.channels_last)
         self.profile: dict[str, float] = {}

@@ -72,12 +72,13 @@ TrainCompileOpt = typer.Option(False, "--compile", help="torch.compile the model
 def speed_overrides(precision: Optional[str], compile: bool) -> list[str]:
     """The train command's speed flags as recipe overrides (after the user's --set:
     a flag given on the command line wins)."""
+    from visiontk.engine.device import PRECISIONS
     from visiontk.errors import UserError
 
     out = []
     if precision is not None:
-        if precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise UserError(f"--precision: '{precision}' is not one of auto, fp32, bf16, fp16")
+        if precision not in PRECISIONS:
+            raise UserError(f"--precision: '{precision}' is not one of {', '.join(PRECISIONS)}")
         out.append(f"train.amp={precision}")
     if compile:
         out.append("train.compile=true")
@@ -125,13 +126,10 @@ def run_predict(task_name: str, checkpoint: str, sources: list[str], writer_fact
                 overwrite: bool, device: str, batch_size: int, workers: int, options: dict, precision: str = "auto",
                 compile: bool = False, loader: str = "auto") -> None:
     from visiontk.data.sources import iter_sources
-    from visiontk.engine.decode_batches import LOADERS
     from visiontk.engine.predictor import Predictor
     from visiontk.engine.writers import open_output, refuse_output_inputs
     from visiontk.errors import UserError
 
-    if loader not in LOADERS:
-        raise UserError(f"--loader: '{loader}' is not one of {', '.join(LOADERS)}")
     predictor = Predictor(checkpoint, task_name, device=device, batch_size=batch_size, workers=workers, options=options,
                           precision=precision, compile=compile, loader=loader)
     # Writers that put files in a folder (segment's mask saver) name it `out_dir`.

@@ -32,6 +32,8 @@ from typing import Callable, Iterable, Iterator
 import torch
 from torch.utils.data import DataLoader
 
+from visiontk.errors import UserError
+
 Batch = list[tuple[object | None, dict]]
 LOADERS = ("auto", "threads", "processes")
 
@@ -42,10 +44,14 @@ def chunks(it: Iterable, n: int) -> Iterator[list]:
         yield chunk
 
 
+def check_loader(loader: str) -> None:
+    if loader not in LOADERS:
+        raise UserError(f"--loader: '{loader}' is not one of {', '.join(LOADERS)}")
+
+
 def resolve_loader(loader: str, device: torch.device, workers: int) -> str:
     """auto: worker processes when the model runs on a GPU, threads otherwise."""
-    if loader not in LOADERS:
-        raise ValueError(f"loader {loader!r}: expected one of {', '.join(LOADERS)}")
+    check_loader(loader)
     if loader == "auto":
         return "processes" if device.type == "cuda" and workers > 0 else "threads"
     return loader

@@ -51,10 +51,8 @@ def full_size_labels(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
             up = cv2.resize(logits.permute(1, 2, 0).contiguous().numpy(), (w, h), interpolation=cv2.INTER_LINEAR)
         except cv2.error:
             up = None
-        if up is not None:
-            if up.ndim == 2:  # OpenCV drops a single channel
-                return np.zeros((h, w), dtype=dtype)
-            return label_map(torch.from_numpy(up), -1).numpy().astype(dtype)
+        if up is not None:  # (reshaped: OpenCV drops a single channel)
+            return label_map(torch.from_numpy(up.reshape(h, w, -1)), -1).numpy().astype(dtype)
     up = F.interpolate(logits[None], size=(h, w), mode="bilinear", align_corners=False)[0]
     return label_map(up, 0).cpu().numpy().astype(dtype)
 
