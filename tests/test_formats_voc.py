@@ -121,7 +121,7 @@ def test_id_lists_text_and_csv(tmp_path):
     text.write_text("2008_000001 1\n\n2008_000002 -1\n2008_000001 1\n")
     assert read_id_list(text) == [(f"{text}:1", "2008_000001"), (f"{text}:3", "2008_000002")]
     rows = tmp_path / "val.csv"
-    rows.write_text("filename,class\nb.jpg,x\na.b.jpg,y\nb.jpg,z\n,w\n")
+    rows.write_text("filename,class\nb.jpg,x\n/content/imgs/a.b.jpg,y\nb.jpg,z\n,w\n")
     assert read_id_list(rows) == [(f"{rows}:2", "b"), (f"{rows}:3", "a.b")]  # one row per box: each image once
     (tmp_path / "bad.csv").write_text("name\nb.jpg\n")
     with pytest.raises(DataError, match=r"bad\.csv: a CSV id list needs a 'filename' column \(data\.options\.ids\)"):
@@ -137,24 +137,28 @@ def _escaping_ids(tmp_path: Path, name: str) -> tuple[Path, Path, Path]:
     (ann / "a.xml").write_text(_voc_xml("a.png", VOC_A[:2]))
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "evil.xml").write_text("<not xml")
-    (tmp_path / "outside" / "evil.png").write_bytes(b"not a png")
     ids = root / "ImageSets" / name
     ids.parent.mkdir(parents=True)
     ids.write_text("a\n../../outside/evil\n" if name.endswith(".txt") else "filename\na.png\n../../outside/evil.png\n")
     return ann, img, ids
 
 
-@pytest.mark.parametrize("name", ["train.txt", "train.csv"])
-def test_id_escaping_the_root_is_refused_under_both_policies(tmp_path, name):
-    ann, img, ids = _escaping_ids(tmp_path, name)
-    line = 2 if name.endswith(".txt") else 3  # a CSV's first line is its header
+def test_id_escaping_the_root_is_refused_under_both_policies(tmp_path):
+    ann, img, ids = _escaping_ids(tmp_path, "train.txt")
     found = read_voc(ann, img, None, policy="skip", id_list=ids)
     assert [r.image.name for r in found.records] == ["a.png"]
-    assert found.report.messages == [
-        f"{ids}:{line}: id '../../outside/evil' escapes the annotation directory {ann} (skipped)"]
+    assert found.report.messages == [f"{ids}:2: id '../../outside/evil' escapes the annotation directory {ann} (skipped)"]
     with pytest.raises(DataError) as e:
         read_voc(ann, img, None, policy="error", id_list=ids)
-    assert str(e.value) == f"{ids}:{line}: id '../../outside/evil' escapes the annotation directory {ann}"
+    assert str(e.value) == f"{ids}:2: id '../../outside/evil' escapes the annotation directory {ann}"
+
+
+def test_csv_file_names_give_their_stem_only(tmp_path):
+    """CSV exports write bare names, folders or absolute paths: only the stem names the xml, inside the folder."""
+    ann, img, ids = _escaping_ids(tmp_path, "train.csv")
+    found = read_voc(ann, img, None, policy="skip", id_list=ids)
+    assert [r.image.name for r in found.records] == ["a.png"]
+    assert found.report.messages == [f"{ann / 'evil.xml'}: no annotation file for id 'evil' (skipped)"]
 
 
 def test_detect_training_never_reads_a_listed_xml_outside_the_root(tmp_path, capsys):

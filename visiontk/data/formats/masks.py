@@ -21,7 +21,7 @@ from .files import read_image_size
 from .issues import MISSING_MASK, Issues, Policy
 from .options import PathOption, check_range
 from .paths import find_images
-from .records import AnnotatedSet, annotated
+from .records import AnnotatedImage, AnnotatedSet, annotated
 
 IGNORE_INDEX = 255
 # PIL modes whose pixel values are class indices. 'P' is read as palette
@@ -82,10 +82,16 @@ def read_mask_folders(images_dir: Path, masks_dir: Path, mask_suffix: str = "", 
         if not mask.is_file():
             issues(MISSING_MASK, str(image), f"no mask {mask}")
             continue
-        size = read_image_size(image, str(image), issues)
-        if size is not None:
-            records.append(annotated(image, *size, [], [], mask=mask, image_id=key.as_posix()))
+        record = mask_record(image, mask, key.as_posix(), issues)
+        if record is not None:
+            records.append(record)
     return AnnotatedSet(records, None, None, issues.finish())
+
+
+def mask_record(image: Path, mask: Path, image_id: str, issues: Issues) -> AnnotatedImage | None:
+    """The record of an image and its mask PNG; None when the image's size cannot be read (reported)."""
+    size = read_image_size(image, str(image), issues)
+    return None if size is None else annotated(image, *size, [], [], mask=mask, image_id=image_id)
 
 
 def load_index_mask(path: Path) -> np.ndarray:

@@ -25,6 +25,7 @@ from visiontk.errors import DataError
 from .boxes import check_box
 from .files import read_image_size, read_text
 from .issues import MALFORMED, MISSING_ANNOTATION, MISSING_IMAGE, MISSING_MASK, UNKNOWN_CLASS, UNSAFE_PATH, Issues, Policy, one_line
+from .masks import mask_record
 from .options import PathOption
 from .paths import inside, resolve
 from .records import AnnotatedSet, annotated
@@ -68,11 +69,11 @@ def read_id_list(path: Path) -> list[tuple[str, str]]:
         rows = csv.DictReader(text.splitlines())
         if not rows.fieldnames or "filename" not in rows.fieldnames:
             raise DataError(f"{path}: a CSV id list needs a 'filename' column (data.options.ids)")
-        for lineno, row in enumerate(rows, 2):
-            name = (row.get("filename") or "").strip()
-            suffix = Path(name).suffix
-            if name:
-                listed.append((f"{path}:{lineno}", name[: -len(suffix)] if suffix else name))
+        # The image's stem names its annotation: exporters write bare names,
+        # folders of their own or absolute paths, none of which says where the
+        # file is here (and a stem cannot leave the annotation folder).
+        listed = [(f"{path}:{lineno}", Path(row["filename"].strip()).stem)
+                  for lineno, row in enumerate(rows, 2) if (row.get("filename") or "").strip()]
     else:
         # ImageSets/Main/<class>_<split>.txt lines are "id flag"; plain lists are "id".
         listed = [(f"{path}:{lineno}", line.split()[0]) for lineno, line in enumerate(text.splitlines(), 1) if line.strip()]
@@ -220,7 +221,7 @@ def read_voc_masks(mask_dir: Path, image_dir: Path, policy: Policy = "skip", id_
         if not mask.is_file():
             issues(MISSING_MASK, str(image), f"no mask {mask}")
             continue
-        size = read_image_size(image, str(image), issues)
-        if size is not None:
-            records.append(annotated(image, *size, [], [], mask=mask, image_id=image_id))
+        record = mask_record(image, mask, image_id, issues)
+        if record is not None:
+            records.append(record)
     return AnnotatedSet(records, None, None, issues.finish())
