@@ -1,7 +1,7 @@
 """Semantic segmentation as a task: FCN / U-Net decoders on any shared backbone.
 
 What is segmentation's own lives in this package (decoders, loss, confusion
-matrix, readers, tiling); this module plugs it into the shared recipe loader,
+matrix, records, data formats, tiling); this module plugs it into the shared recipe loader,
 trainer, evaluator and predictor. The classic backbone-free U-Net is
 ``model.backbone: unet_encoder`` with ``model.head.decoder: unet`` (see
 ``visiontk/backbones/unet.py``).
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from visiontk.console import err_console
+from visiontk.data.formats.masks import IGNORE_INDEX
 from visiontk.data.transforms import build_augmentations
 from visiontk.engine.normalization import resolve_normalization
 from visiontk.errors import UserError
@@ -32,7 +33,6 @@ from .losses import SegmentationLoss
 from .metrics import ConfusionMatrix
 from .model import SegmentationModel, build_decoder
 from .outputs import MaskSaver, full_size_labels
-from .readers import IGNORE_INDEX
 from .tiling import predict_tiled
 
 FCN_DECODERS = ("fcn32s", "fcn16s", "fcn8s")
