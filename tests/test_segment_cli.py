@@ -56,7 +56,7 @@ def test_unet_trains_to_miou_06_and_writes_the_run_dir(trained_unet, outcome):
             "val/iou/background", "val/iou/triangle"} <= set(rows[0])
     losses = [float(r["train/loss"]) for r in rows]
     best = max(float(r["val/miou"]) for r in rows)
-    outcome(miou=best, loss_ratio=losses[-1] / losses[0])
+    outcome(miou=best, loss_ratio=losses[-1] / losses[0], iou={c: float(rows[-1][f"val/iou/{c}"]) for c in CLASSES})
     assert losses[-1] < 0.5 * losses[0]
     assert best >= 0.6
     ckpt = load_checkpoint(run / "best.pt", "segment")
