@@ -28,7 +28,9 @@ class PredictContext:
     # checkpoint's stored settings.
     options: Any
     classes: list[str]  # the checkpoint's, in index order
-    batch_size: int  # --batch-size
+    # --batch-size: images per batch, unless the task batches something else
+    # (segment with --tile: tiles; see images_per_batch).
+    batch_size: int
 
 
 class TaskModel(nn.Module):
