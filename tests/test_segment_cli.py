@@ -163,10 +163,10 @@ def test_tiled_prediction_equals_whole_image_prediction_where_both_fit(trained_u
 
 def test_tile_smaller_than_twice_the_overlap_is_refused_before_reading_images(tmp_path):
     from visiontk.errors import UserError
-    from visiontk.tasks.segment.task import predict_options
+    from visiontk.tasks.options.segment import SegmentPredictOptions
 
     with pytest.raises(UserError, match=r"--tile 32 must be larger than 2 x --tile-overlap \(16\)"):
-        predict_options(str(tmp_path), False, 32, 16, 4)
+        SegmentPredictOptions(out_dir=str(tmp_path), tile=32, tile_overlap=16)
 
 
 def test_unreadable_image_gets_an_error_record_and_exit_1(trained_unet, shapes_segment, tmp_path):

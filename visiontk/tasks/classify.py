@@ -15,7 +15,10 @@ from visiontk.data.transforms import build_augmentations
 from visiontk.engine.normalization import resolve_normalization
 from visiontk.errors import UserError
 from visiontk.metrics.classification import ClassificationMetrics
+from visiontk.outputs.plan import PredictionOutputs
+from visiontk.outputs.records import CsvWriter, JsonlWriter
 from visiontk.tasks.base import Task
+from visiontk.tasks.options.classify import ClassifyFormat, ClassifyPredictOptions
 from visiontk.tasks.registry import register_task
 
 
@@ -53,6 +56,7 @@ class ClassifyTask(Task):
     head_schema = ClassifyHeadOptions
     loss_schema = ClassifyLossOptions
     predict_defaults = {"topk": 5}
+    predict_options = ClassifyPredictOptions
 
     def validate_recipe(self, recipe, source: str) -> None:
         if recipe.data.format != "imagefolder":
@@ -131,9 +135,12 @@ class ClassifyTask(Task):
             per_class.add_row(name, str(metrics["support"][i]), f"{metrics['precision'][i]:.4f}", f"{metrics['recall'][i]:.4f}")
         err_console.print(per_class)
 
-    def postprocess(self, outputs, metas, options) -> Iterable[dict]:
-        classes = options["classes"]
-        k = max(1, min(int(options.get("topk", 5)), len(classes)))
+    def prediction_outputs(self, options: ClassifyPredictOptions, out) -> PredictionOutputs:
+        return PredictionOutputs(CsvWriter if options.format == ClassifyFormat.csv else JsonlWriter, stream=out)
+
+    def postprocess(self, outputs, metas, context) -> Iterable[dict]:
+        classes = context.classes
+        k = max(1, min(context.options.topk, len(classes)))
         probs, idx = F.softmax(outputs.float(), dim=1).topk(k, dim=1)
         for meta, p, i in zip(metas, probs.tolist(), idx.tolist()):
             yield {

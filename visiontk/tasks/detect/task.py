@@ -38,6 +38,9 @@ from visiontk.tasks.detect.encode import encode_batch
 from visiontk.tasks.detect.formats import annotation_source, read_split, validate_data
 from visiontk.tasks.detect.head import YoloV1Head
 from visiontk.tasks.detect.loss import YoloV1Loss
+from visiontk.tasks.detect.writers import prediction_outputs
+from visiontk.tasks.options.detect import DetectEvalOptions, DetectPredictOptions
+from visiontk.tasks.options.fields import with_checkpoint_defaults
 from visiontk.tasks.registry import register_task
 
 # mAP integrates precision over every recall level: a 0.25 score cut (right
@@ -113,6 +116,8 @@ class DetectTask(Task):
     # `eval_conf` is the score threshold of evaluation (see EVAL_CONF); the
     # other three are shared by predict and eval.
     predict_defaults = {"conf": 0.25, "iou": 0.5, "max_det": 100, "eval_conf": EVAL_CONF}
+    predict_options = DetectPredictOptions
+    eval_options = DetectEvalOptions
 
     # -- recipe ---------------------------------------------------------------
     def validate_recipe(self, recipe, source: str) -> None:
@@ -224,7 +229,7 @@ class DetectTask(Task):
     def evaluate(self, model, loader, device, classes, options=None) -> dict:
         from visiontk.tasks.detect.coco_eval import evaluate_coco
 
-        opts = {**self.predict_defaults, **(options or {})}
+        opts = with_checkpoint_defaults(options or DetectEvalOptions(), self.predict_defaults)
         model.eval()
         gts, dets = [], []
         for batch in loader:
@@ -232,8 +237,7 @@ class DetectTask(Task):
                 continue
             images, targets = batch
             pred = model(images.to(device, non_blocking=True)).float()
-            found = decode_predictions(pred, opts["eval_conf"], opts["iou"], int(opts["max_det"]),
-                                       boxes_per_cell(pred, len(classes)))
+            found = decode_predictions(pred, opts.conf, opts.iou, int(opts.max_det), boxes_per_cell(pred, len(classes)))
             for target, det in zip(targets, found):
                 h, w = target["orig_size"].tolist()
                 gt_boxes = box_convert(target["boxes"].float().cpu(), "cxcywh", "xyxy")
@@ -261,9 +265,9 @@ class DetectTask(Task):
             "images": len(gts),
             "boxes": sum(support),
             "detections": sum(len(d["scores"]) for d in dets),
-            "conf": float(opts["eval_conf"]),
-            "iou": float(opts["iou"]),
-            "max_det": int(opts["max_det"]),
+            "conf": float(opts.conf),
+            "iou": float(opts.iou),
+            "max_det": int(opts.max_det),
             "recall_thresholds": [float(r) for r in result["recall_thresholds"]],
             "pr_curve50": {k: (None if v is None else [round(float(p), 6) for p in v])
                            for k, v in result["pr_curve50"].items()},
@@ -299,11 +303,13 @@ class DetectTask(Task):
         err_console.print(per_class)
 
     # -- prediction -----------------------------------------------------------
-    def postprocess(self, outputs, metas, options) -> Iterable[dict]:
-        classes = options["classes"]
+    def prediction_outputs(self, options: DetectPredictOptions, out):
+        return prediction_outputs(options, out)
+
+    def postprocess(self, outputs, metas, context) -> Iterable[dict]:
+        classes, o = context.classes, context.options
         pred = outputs.float()
-        found = decode_predictions(pred, float(options["conf"]), float(options["iou"]), int(options["max_det"]),
-                                   boxes_per_cell(pred, len(classes)))
+        found = decode_predictions(pred, float(o.conf), float(o.iou), int(o.max_det), boxes_per_cell(pred, len(classes)))
         for meta, det in zip(metas, found):
             h, w = meta["orig_size"]
             boxes = scale_to_pixels(det["boxes"].cpu(), w, h)
