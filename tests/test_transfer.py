@@ -83,11 +83,15 @@ def test_shapes_checkpoint_speeds_up_another_shapes_task(trained_classifier, tmp
 
     outcome(**accuracy)
 
-    def epochs_to(accs, target=0.8):
-        return next((i + 1 for i, a in enumerate(accs) if a >= target), len(accs) + 1)
-
-    # 50 validation images: one image is 0.02. Observed in this 4-epoch set-up:
-    # transfer [0.76, 0.88, 0.84, 0.90], scratch [0.50, 0.50, 0.52, 0.52].
-    assert epochs_to(accuracy["transfer"]) <= 2, accuracy
-    assert epochs_to(accuracy["scratch"]) > 4, accuracy
-    assert max(accuracy["transfer"][:2]) >= max(accuracy["scratch"]) + 0.2, accuracy
+    # 50 validation images: one image is 0.02. What a 4-epoch run reaches depends on the
+    # CPU's kernels (issue 11), so the assertions compare the two runs, not an epoch count.
+    # Measured (transfer / scratch):
+    #   AMD EPYC default, seed 0: [0.70, 0.78, 0.78, 0.86] / [0.50, 0.50, 0.50, 0.52]
+    #   AMD EPYC default, seed 2: [0.64, 0.74, 0.90, 0.94] / scratch <= 0.56
+    #   Intel Xeon (CI of issue 11): [0.56, 0.68, 0.82, 0.90] / [0.50, 0.50, 0.50, 0.52]
+    # Worst gaps seen: best epoch 0.30, mean over epochs 0.23. With the pretrained weights
+    # not loaded (break `pretrained-not-loaded`) the two runs are the same run: gap 0.
+    best_gap = max(accuracy["transfer"]) - max(accuracy["scratch"])
+    mean_gap = sum(accuracy["transfer"]) / 4 - sum(accuracy["scratch"]) / 4
+    assert best_gap >= 0.15, accuracy
+    assert mean_gap >= 0.10, accuracy
