@@ -5,7 +5,8 @@ import yaml
 
 from helpers import run_cli
 from visiontk.errors import UserError
-from visiontk.recipe import apply_overrides, list_recipes, load_recipe, parse_override
+from visiontk.recipe import apply_overrides, list_recipes, parse_override
+from visiontk.tasks.recipes import load_recipe
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -27,7 +28,7 @@ def test_every_shipped_recipe_validates():
 
 def test_defaults_and_task_sections_filled(tmp_path):
     r = load_recipe(write(tmp_path, BASE))
-    assert r.train.optimizer == "sgd" and r.model.head == {"pool": "avg", "dropout": 0.0, "hidden": 0}
+    assert r.train.optimizer == "sgd" and (r.model.head.pool, r.model.head.dropout, r.model.head.hidden) == ("avg", 0.0, 0)
     assert r.image_size == (64, 64)
 
 
@@ -70,7 +71,7 @@ def test_overrides_parse_values_as_yaml(tmp_path):
     assert parse_override("data.image_size=[32, 48]") == ("data.image_size", [32, 48])
     assert parse_override("train.amp=off") == ("train.amp", False)
     r = load_recipe(write(tmp_path, BASE), ["train.lr=5e-1", "train.epochs=3", "model.head.pool=max", "data.classes=[a, b]"])
-    assert (r.train.lr, r.train.epochs, r.model.head["pool"], r.data.classes) == (0.5, 3, "max", ["a", "b"])
+    assert (r.train.lr, r.train.epochs, r.model.head.pool, r.data.classes) == (0.5, 3, "max", ["a", "b"])
     assert apply_overrides({"a": {"b": 1}}, ["a.c=2"]) == {"a": {"b": 1, "c": 2}}
 
 

@@ -90,7 +90,7 @@ def run_train(task: str, recipe: str, overrides: Optional[list[str]], device: st
               compile: bool = False) -> dict:
     from visiontk.engine.trainer import Trainer
     from visiontk.errors import UserError
-    from visiontk.recipe import load_recipe
+    from visiontk.tasks.recipes import load_recipe
 
     r = load_recipe(recipe, [*(overrides or []), *speed_overrides(precision, compile)])
     if r.task != task:

@@ -10,6 +10,14 @@ from visiontk.console import warn
 from visiontk.data.images import is_image_file, load_image
 from visiontk.data.transforms import to_tensor
 from visiontk.errors import DataError, UserError
+from visiontk.recipe import Section, register_format_options
+
+
+class ImageFolderOptions(Section):
+    """data.options of the imagefolder format: none (an image's class is its folder's name)."""
+
+
+register_format_options("imagefolder", ImageFolderOptions)
 
 
 def scan_imagefolder(split_dir: Path, classes: list[str] | None = None) -> tuple[list[tuple[Path, int]], list[str]]:

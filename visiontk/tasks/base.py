@@ -6,7 +6,6 @@ checkpoints, resume, DDP, progress, the streaming predictor) is shared.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -14,11 +13,11 @@ import torch
 from torch import nn
 
 from visiontk.backbones.base import Backbone
+from visiontk.recipe import Section, TaskSections, format_options
 
 
-@dataclass
-class NoOptions:
-    pass
+class NoOptions(Section):
+    """A recipe section the task has no options for: any key in it is an error."""
 
 
 class TaskModel(nn.Module):
@@ -39,13 +38,25 @@ class TaskModel(nn.Module):
 
 class Task:
     name: str = ""
-    head_schema: type = NoOptions
-    loss_schema: type = NoOptions
+    # The models of the recipe's `model.head` and `loss` sections.
+    head_schema: type[Section] = NoOptions
+    loss_schema: type[Section] = NoOptions
+    # The data.format values the task reads; each format registers the model of
+    # its data.options (visiontk.recipe.sections).
+    data_formats: tuple[str, ...] = ()
     # Predict-time options (thresholds etc.) whose defaults travel in the checkpoint.
     predict_defaults: dict = {}
 
+    def data_options(self) -> dict[str, type[Section]]:
+        """data.format -> the model of data.options, for each format the task reads."""
+        return {name: format_options(name) for name in self.data_formats}
+
+    def sections(self) -> TaskSections:
+        return TaskSections(self.name, self.head_schema, self.loss_schema, self.data_options())
+
     def validate_recipe(self, recipe, source: str) -> None:
-        """Cross-field checks beyond the schema; raise UserError naming the key."""
+        """Checks that span sections (the sections themselves are validated by their
+        models); raise the error of `visiontk.recipe.recipe_error`, naming the key."""
 
     # -- data ---------------------------------------------------------------
     def prepare_data(self, recipe) -> None:

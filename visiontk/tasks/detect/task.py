@@ -4,7 +4,7 @@ The detector itself lives in the sibling modules (head, encode, loss, decode,
 coco_eval, readers, dataset); this module only wires them to a recipe:
 
 * data: `data.format` coco | yolo | voc, with the per-format paths in
-  `data.options` (see the *Options dataclasses below; every path may hold
+  `data.options` (see the *Options models below; every path may hold
   `{split}`, or be a mapping split -> path), `data.bad_annotations` passed to
   the readers, albumentations with bbox_params from `data.augment`;
 * targets: the collated batch keeps boxes as a list of per-image tensors; the
@@ -18,14 +18,13 @@ coco_eval, readers, dataset); this module only wires them to a recipe:
 from __future__ import annotations
 
 import csv
-import dataclasses
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal, Optional, Union
+from typing import Annotated, Iterable, Literal, Optional, Union
 
 import albumentations as A
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 from torchvision.ops import box_convert
 
@@ -33,7 +32,7 @@ from visiontk.console import err_console, info, warn
 from visiontk.data.transforms import build_augmentations
 from visiontk.engine.normalization import resolve_normalization
 from visiontk.errors import DataError, UserError
-from visiontk.recipe import build_dataclass
+from visiontk.recipe import Expected, Fraction, Number, Section, recipe_error
 from visiontk.tasks.base import Task, TaskModel
 from visiontk.tasks.detect.dataset import DetectionDataset, collate_detection, detection_bbox_params
 from visiontk.tasks.detect.decode import decode_predictions, scale_to_pixels
@@ -48,54 +47,50 @@ from visiontk.tasks.registry import register_task
 EVAL_CONF = 0.001
 
 
-@dataclass
-class DetectHeadOptions:
-    S: int = 7  # grid side
-    B: int = 2  # boxes per cell
-    width: int = 256  # channels of the head's 3x3 convolutions
-    depth: int = 2  # number of 3x3 conv-BN-LeakyReLU blocks
-    dropout: float = 0.0
-    conf_prior: float = 0.1  # initial box confidence (keeps the no-object loss small at the start)
+class DetectHeadOptions(Section):
+    S: Annotated[int, Field(ge=1)] = 7  # grid side
+    B: Annotated[int, Field(ge=1)] = 2  # boxes per cell
+    width: Annotated[int, Field(ge=1)] = 256  # channels of the head's 3x3 convolutions
+    depth: Annotated[int, Field(ge=0)] = 2  # number of 3x3 conv-BN-LeakyReLU blocks
+    dropout: Fraction = 0.0
+    # initial box confidence (keeps the no-object loss small at the start)
+    conf_prior: Annotated[Number, Field(gt=0.0, lt=1.0)] = 0.1
     # Which backbone feature map feeds the head (index into the backbone's list,
     # negative from the end). auto: the deepest one that is at least S x S at
     # the recipe's input size, so the head's adaptive pool only ever reduces.
     feature: Union[int, Literal["auto"]] = "auto"
 
 
-@dataclass
-class DetectLossOptions:
-    lambda_coord: float = 5.0
-    lambda_noobj: float = 0.5
+class DetectLossOptions(Section):
+    lambda_coord: Annotated[Number, Field(ge=0.0)] = 5.0
+    lambda_noobj: Annotated[Number, Field(ge=0.0)] = 0.5
     # Target of the responsible box's confidence: 1 (stable on small data) or
     # its IoU with the object (the paper's).
     obj_target: Literal["one", "iou"] = "one"
 
 
 # A path option: one path with an optional "{split}" placeholder, or a mapping split -> path.
-PathOption = Union[str, dict]
+PathString = Annotated[str, Expected("a path string")]
+PathOption = Union[PathString, dict[str, PathString]]
 
 
-@dataclass
-class _CommonOptions:
+class _CommonOptions(Section):
     # Augmentation drops a box when less than this fraction of its area stays in
     # the image (crops, shifts); boxes partly outside are clipped to it.
-    min_visibility: float = 0.2
+    min_visibility: Annotated[Number, Field(ge=0.0, le=1.0)] = 0.2
 
 
-@dataclass
 class CocoOptions(_CommonOptions):
     annotations: PathOption = "annotations/instances_{split}.json"
     images: PathOption = "images/{split}"
 
 
-@dataclass
 class YoloOptions(_CommonOptions):
     # The ultralytics data file naming the split image folders and the classes;
     # the split names are its keys (train, val, test).
     data_yaml: str = "data.yaml"
 
 
-@dataclass
 class VocOptions(_CommonOptions):
     annotations: PathOption = "Annotations"
     images: PathOption = "JPEGImages"
@@ -104,6 +99,9 @@ class VocOptions(_CommonOptions):
     ids: Optional[PathOption] = "ImageSets/Main/{split}.txt"
 
 
+# detect and segment still read coco and voc with options of their own; with one
+# parser per format (data/formats/, issue 12 item 3) each format registers one
+# model with visiontk.recipe.register_format_options and this mapping goes.
 FORMAT_OPTIONS = {"coco": CocoOptions, "yolo": YoloOptions, "voc": VocOptions}
 
 
@@ -178,53 +176,26 @@ def _read_ids(path: Path, key: str) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def _check_range(value, ok: bool, key: str, requirement: str, source: str) -> None:
-    if not ok:
-        raise UserError(f"{source}: '{key}' {requirement}, got {value!r}")
-
-
 class DetectTask(Task):
     name = "detect"
     head_schema = DetectHeadOptions
     loss_schema = DetectLossOptions
+    data_formats = tuple(FORMAT_OPTIONS)
     # `eval_conf` is the score threshold of evaluation (see EVAL_CONF); the
     # other three are shared by predict and eval.
     predict_defaults = {"conf": 0.25, "iou": 0.5, "max_det": 100, "eval_conf": EVAL_CONF}
 
     # -- recipe ---------------------------------------------------------------
+    def data_options(self) -> dict:
+        return dict(FORMAT_OPTIONS)  # this task's models until data/formats/ registers one per format
+
     def validate_recipe(self, recipe, source: str) -> None:
-        d, h, loss = recipe.data, recipe.model.head, recipe.loss
-        if d.format not in FORMAT_OPTIONS:
-            raise UserError(f"{source}: 'data.format' must be one of {', '.join(FORMAT_OPTIONS)} for detect, got {d.format!r}")
-        if not d.root:
-            raise UserError(f"{source}: 'data.root' is required")
+        d = recipe.data
         height, width = recipe.image_size
         if height != width:
-            raise UserError(f"{source}: 'data.image_size' must be square for the S x S grid, got {d.image_size!r}")
+            raise recipe_error(source, "data.image_size", f"must be square for the S x S grid, got {d.image_size!r}")
         if d.synthetic is not None and d.format == "voc":
-            raise UserError(f"{source}: 'data.synthetic' writes COCO and YOLO files: use data.format coco or yolo")
-        options = build_dataclass(FORMAT_OPTIONS[d.format], d.options, "data.options", source)
-        for f in dataclasses.fields(options):
-            value = getattr(options, f.name)
-            if isinstance(value, dict):
-                for split, path in value.items():
-                    if not isinstance(path, str):
-                        raise UserError(f"{source}: 'data.options.{f.name}.{split}' must be a path string, got {path!r}")
-        _check_range(options.min_visibility, 0.0 <= options.min_visibility <= 1.0, "data.options.min_visibility",
-                     "must be in [0, 1]", source)
-        # Stored back with defaults filled in: the saved recipe says exactly what was read.
-        d.options = dataclasses.asdict(options)
-        for key, ok, requirement in (
-            ("S", h["S"] >= 1, "must be >= 1"),
-            ("B", h["B"] >= 1, "must be >= 1"),
-            ("width", h["width"] >= 1, "must be >= 1"),
-            ("depth", h["depth"] >= 0, "must be >= 0"),
-            ("dropout", 0.0 <= h["dropout"] < 1.0, "must be in [0, 1)"),
-            ("conf_prior", 0.0 < h["conf_prior"] < 1.0, "must be in (0, 1)"),
-        ):
-            _check_range(h[key], ok, f"model.head.{key}", requirement, source)
-        for key in ("lambda_coord", "lambda_noobj"):
-            _check_range(loss[key], loss[key] >= 0, f"loss.{key}", "must be >= 0", source)
+            raise recipe_error(source, "data.synthetic", "writes COCO and YOLO files: use data.format coco or yolo")
 
     # -- data -----------------------------------------------------------------
     @staticmethod
@@ -235,8 +206,8 @@ class DetectTask(Task):
         """The file or folder whose existence says a split is there (also used by prepare_data)."""
         opts, name = recipe.data.options, self._split_name(recipe, split)
         if recipe.data.format == "yolo":
-            return _under(root, opts["data_yaml"])
-        return _under(root, _split_path(opts["annotations"], name, "annotations", "recipe"))
+            return _under(root, opts.data_yaml)
+        return _under(root, _split_path(opts.annotations, name, "annotations", "recipe"))
 
     def prepare_data(self, recipe) -> None:
         root = Path(recipe.data.root)
@@ -258,19 +229,19 @@ class DetectTask(Task):
         opts, name, policy = d.options, self._split_name(recipe, split), d.bad_annotations
         wanted = list(classes) if classes is not None else (list(d.classes) if d.classes else None)
         if d.format == "coco":
-            ann = _under(root_dir, _split_path(opts["annotations"], name, "annotations", "recipe"))
-            images = _under(root_dir, _split_path(opts["images"], name, "images", "recipe"))
+            ann = _under(root_dir, _split_path(opts.annotations, name, "annotations", "recipe"))
+            images = _under(root_dir, _split_path(opts.images, name, "images", "recipe"))
             records, names, report = read_coco(ann, images, policy)
             where = ann
         elif d.format == "yolo":
-            where = _under(root_dir, opts["data_yaml"])
+            where = _under(root_dir, opts.data_yaml)
             records, names, report = read_yolo(where, name, policy)
         else:
-            where = _under(root_dir, _split_path(opts["annotations"], name, "annotations", "recipe"))
-            images = _under(root_dir, _split_path(opts["images"], name, "images", "recipe"))
+            where = _under(root_dir, _split_path(opts.annotations, name, "annotations", "recipe"))
+            images = _under(root_dir, _split_path(opts.images, name, "images", "recipe"))
             ids = None
-            if opts["ids"] is not None:
-                ids = _read_ids(_under(root_dir, _split_path(opts["ids"], name, "ids", "recipe")), "ids")
+            if opts.ids is not None:
+                ids = _read_ids(_under(root_dir, _split_path(opts.ids, name, "ids", "recipe")), "ids")
             records, names, report = read_voc(where, images, wanted, policy, ids)
         if wanted is not None and names != wanted:
             # COCO categories and YOLO names fix the label order: a different list
@@ -289,7 +260,7 @@ class DetectTask(Task):
         transform = None
         if train and recipe.data.augment:
             transform = A.Compose(build_augmentations(recipe.data.augment),
-                                  bbox_params=detection_bbox_params(recipe.data.options["min_visibility"], clip=True))
+                                  bbox_params=detection_bbox_params(recipe.data.options.min_visibility, clip=True))
         norm = resolve_normalization(recipe)
         dataset = SkippingDetectionDataset(records, recipe.image_size[0], transform, norm["mean"], norm["std"],
                                             policy=recipe.data.bad_annotations)
@@ -317,7 +288,7 @@ class DetectTask(Task):
         return [tuple(f.shape[-2:]) for f in feats]
 
     def _feature_index(self, recipe, sizes: list[tuple[int, int]]) -> int:
-        S, choice = recipe.model.head["S"], recipe.model.head["feature"]
+        S, choice = recipe.model.head.S, recipe.model.head.feature
         size = recipe.image_size[0]
         listing = ", ".join(f"{i}: {h}x{w}" for i, (h, w) in enumerate(sizes))
         if choice == "auto":
@@ -337,8 +308,8 @@ class DetectTask(Task):
     def build_head(self, recipe, backbone, num_classes: int) -> nn.Module:
         h = recipe.model.head
         index = self._feature_index(recipe, self._feature_sizes(backbone, recipe))
-        return GridHead(backbone.out_channels[index], index, C=num_classes, S=h["S"], B=h["B"], width=h["width"],
-                        depth=h["depth"], dropout=h["dropout"], conf_prior=h["conf_prior"])
+        return GridHead(backbone.out_channels[index], index, C=num_classes, S=h.S, B=h.B, width=h.width,
+                        depth=h.depth, dropout=h.dropout, conf_prior=h.conf_prior)
 
     def build_model(self, recipe, backbone, num_classes: int) -> nn.Module:
         model = TaskModel(backbone, self.build_head(recipe, backbone, num_classes))
@@ -350,7 +321,7 @@ class DetectTask(Task):
 
     def build_loss(self, recipe, num_classes: int):
         h, o = recipe.model.head, recipe.loss
-        criterion = YoloV1Loss(h["S"], h["B"], num_classes, o["lambda_coord"], o["lambda_noobj"], o["obj_target"])
+        criterion = YoloV1Loss(h.S, h.B, num_classes, o.lambda_coord, o.lambda_noobj, o.obj_target)
 
         def loss_fn(outputs: Tensor, targets: list[dict]):
             outputs = outputs.float()
