@@ -1,3 +1,6 @@
+import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -5,8 +8,9 @@ import yaml
 
 from helpers import run_cli
 from visiontk.errors import UserError
-from visiontk.recipe import apply_overrides, list_recipes, parse_override
-from visiontk.tasks.recipes import load_recipe
+from visiontk.recipe import Section, TaskSections, apply_overrides, dump_recipe, list_recipes, parse_override, parse_recipe
+from visiontk.tasks.base import NoOptions
+from visiontk.tasks.recipes import load_recipe, recipe_from_dict
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -95,3 +99,45 @@ def test_recipes_show_prints_resolved_yaml_and_errors_exit_2(tmp_path):
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and "did you mean 'train.lr'" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+STORED = Path(__file__).parent / "data" / "stored_recipes"
+
+
+@pytest.mark.parametrize("path", sorted(STORED.glob("*.yaml")), ids=lambda p: p.stem)
+def test_recipes_stored_in_earlier_checkpoints_still_validate(path):
+    """Checkpoints keep recipe.to_dict(); the files hold it as written before the typed
+    recipe (one per shipped recipe): it validates, typed, and comes back key for key."""
+    stored = yaml.safe_load(path.read_text())
+    recipe = recipe_from_dict(copy.deepcopy(stored), source=str(path))
+    assert isinstance(recipe.model.head, Section) and isinstance(recipe.data.options, Section)
+    assert recipe.to_dict() == stored
+    assert yaml.safe_load(dump_recipe(recipe)) == stored
+
+
+def test_the_core_validates_with_the_sections_it_is_given():
+    """What a task or a data format plugs in: its own models, typed in the recipe."""
+
+    class Head(Section):
+        k: int = 1
+
+    class Options(Section):
+        path: str = "x"
+
+    sections = TaskSections("demo", Head, NoOptions, {"demo-format": Options})
+    raw = {"task": "demo", "data": {"root": "r", "format": "demo-format", "options": {"path": "y"}},
+           "model": {"head": {"k": 2}}}
+    r = parse_recipe(raw, sections)
+    assert (r.model.head.k, r.data.options.path) == (2, "y")
+    assert r.to_dict()["data"]["options"] == {"path": "y"} and r.to_dict()["loss"] == {}
+    with pytest.raises(UserError, match=r"^recipe: unknown key 'data.options.pth' \(did you mean 'data.options.path'\?\)$"):
+        parse_recipe({**raw, "data": {**raw["data"], "options": {"pth": "y"}}}, sections)
+    with pytest.raises(UserError, match=r"^recipe: 'data.format' must be 'demo-format' for demo, got 'imagefolder'$"):
+        parse_recipe({"task": "demo", "data": {"root": "r"}}, sections)
+
+
+def test_the_core_imports_no_task_engine_or_command():
+    code = ("import sys, visiontk.recipe; "
+            "print([m for m in sys.modules if m.startswith(('visiontk.tasks', 'visiontk.engine', 'visiontk.commands'))])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
