@@ -104,10 +104,11 @@ def type_name(tp: Any) -> str:
 # -- one error, one line -------------------------------------------------------
 
 def _path(parts: list) -> str:
+    """The quoted key path: 'stages[0].lr' (repr, so a key with a newline stays on the line)."""
     out = ""
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else f"{'.' if out else ''}{part}"
-    return out
+    return repr(out)
 
 
 def _child(value: Any, part: Any) -> Any:
@@ -131,62 +132,63 @@ def _file_order(raw: Any, loc: tuple) -> tuple:
 def _describe(error: dict, schema: Any, raw: Any, prefix: list) -> str:
     """'<path>' <phrase> for one pydantic error, walking `schema` and `raw` along its location."""
     loc, kind = list(error["loc"]), error["type"]
-    tp, metadata, _ = _strip(schema)
+    declared = schema  # the annotation as written (Optional kept: it names the type)
+    tp, metadata, _ = _strip(declared)
     parts, value = list(prefix), raw
     said: tuple[list, str, Any] | None = None  # the outermost Expected on the way
-    for depth, part in enumerate(loc):
+    for part in loc:
         if said is None and _expected(metadata):
             said = (list(parts), _expected(metadata), value)
         if _is_union(tp):  # `part` is pydantic's tag of a member
-            return _union(tp, parts, value, said)
+            return _union(tp, declared, parts, value, said)
         if _is_model(tp):
             field = tp.model_fields.get(part) if isinstance(part, str) else None
             if field is None:
                 return _unknown_key(tp, parts, part)
-            tp, metadata = field.annotation, list(field.metadata)
+            declared, metadata = field.annotation, list(field.metadata)
         elif typing.get_origin(tp) in (list, dict) and part != "[key]":
             args = typing.get_args(tp)
-            tp, metadata = (args[-1] if args else Any), []
+            declared, metadata = (args[-1] if args else Any), []
         else:
             break
         parts.append(part)
         value = _child(value, part)
-        tp, more, _ = _strip(tp)
+        tp, more, _ = _strip(declared)
         metadata += more
     if kind == "missing":
-        return f"missing required key '{_path(parts)}'"
+        return f"missing required key {_path(parts)}"
     if said is None and _expected(metadata):
         said = (parts, _expected(metadata), value)
     if said is not None:
-        return f"'{_path(said[0])}' must be {said[1]}, got {said[2]!r}"
+        return f"{_path(said[0])} must be {said[1]}, got {said[2]!r}"
     if _is_union(tp):
-        return _union(tp, parts, value, None)
+        return _union(tp, declared, parts, value, None)
     if kind == RULE_ERROR:
         ctx = error["ctx"]
         if "key" in ctx:
             parts, value = parts + [ctx["key"]], _child(value, ctx["key"])
         got = f", got {value!r}" if ctx["show_value"] else ""
-        return f"'{_path(parts)}' {ctx['requirement']}{got}"
+        return f"{_path(parts)} {ctx['requirement']}{got}"
     if kind == "finite_number":
-        return f"'{_path(parts)}' must be a finite number, got {error['input']!r}"
+        return f"{_path(parts)} must be a finite number, got {error['input']!r}"
     if kind in _BOUND_ERRORS:
-        return f"'{_path(parts)}' must be {_bounds(metadata, tp)}, got {value!r}"
+        return f"{_path(parts)} must be {_bounds(metadata, tp)}, got {value!r}"
     if kind in _LENGTH_ERRORS:
         ctx = error.get("ctx", {})
         if ctx.get("min_length") == 1 and not value:
-            return f"'{_path(parts)}' must not be empty, got {value!r}"
-        return f"'{_path(parts)}' must have {_length(ctx)} values, got {value!r}"
+            return f"{_path(parts)} must not be empty, got {value!r}"
+        return f"{_path(parts)} must have {_length(ctx)} values, got {value!r}"
     if kind == "literal_error":
-        return f"'{_path(parts)}' must be one of {type_name(tp)}, got {value!r}"
-    return f"'{_path(parts)}' must be {type_name(tp)}, got {value!r}"
+        return f"{_path(parts)} must be one of {type_name(declared)}, got {value!r}"
+    return f"{_path(parts)} must be {type_name(declared)}, got {value!r}"
 
 
-def _union(tp: Any, parts: list, value: Any, said) -> str:
+def _union(tp: Any, declared: Any, parts: list, value: Any, said) -> str:
     """An error inside a Union: a mapping or list given where exactly one member takes
     one is checked against that member, so the message names the key inside it
     ('data.options.images.val'); otherwise the Union is named as a whole."""
     if said is not None:
-        return f"'{_path(said[0])}' must be {said[1]}, got {said[2]!r}"
+        return f"{_path(said[0])} must be {said[1]}, got {said[2]!r}"
     given = dict if isinstance(value, dict) else list if isinstance(value, list) else None
     fits = [m for m in typing.get_args(tp) if given is not None and _container(_strip(m)[0]) is given]
     if len(fits) == 1:
@@ -197,18 +199,17 @@ def _union(tp: Any, parts: list, value: Any, said) -> str:
         except ValidationError as e:
             first = min(e.errors(), key=lambda err: _file_order(value, err["loc"]))
             return _describe(first, member, value, parts)
-    return f"'{_path(parts)}' must be {type_name(tp)}, got {value!r}"
+    return f"{_path(parts)} must be {type_name(declared)}, got {value!r}"
 
 
 def _unknown_key(model: type[BaseModel], parts: list, key: Any) -> str:
     names = list(model.model_fields)
-    where = f"{_path(parts)}." if parts else ""
     close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
     if close:
-        hint = f" (did you mean '{where}{close[0]}'?)"
+        hint = f" (did you mean {_path(parts + close)}?)"
     else:
         hint = f" (valid keys: {', '.join(names)})" if names else " (this section takes no keys)"
-    return f"unknown key '{where}{key}'{hint}"
+    return f"unknown key {_path(parts + [str(key)])}{hint}"
 
 
 def _bounds(metadata: list, tp: Any) -> str:
