@@ -1,4 +1,5 @@
 import copy
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -113,6 +114,7 @@ def test_recipes_stored_in_earlier_checkpoints_still_validate(path):
     assert isinstance(recipe.model.head, Section) and isinstance(recipe.data.options, Section)
     assert recipe.to_dict() == stored
     assert yaml.safe_load(dump_recipe(recipe)) == stored
+    assert pickle.loads(pickle.dumps(recipe)) == recipe  # as dataclasses did (spawned worker processes)
 
 
 def test_the_core_validates_with_the_sections_it_is_given():

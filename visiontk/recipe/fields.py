@@ -19,6 +19,9 @@ RULE_ERROR = "recipe_rule"
 
 _YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
+# How recipe values are read: as typed (no "3" for 3, no 1 for true), numbers finite.
+STRICT_VALUES = ConfigDict(strict=True, allow_inf_nan=False)
+
 
 class Section(BaseModel):
     """A mapping of a recipe: unknown keys refused, values taken as they are typed.
@@ -27,12 +30,25 @@ class Section(BaseModel):
     empty mapping does.
     """
 
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", **STRICT_VALUES)
 
     @model_validator(mode="before")
     @classmethod
     def _empty_is_defaults(cls, data: Any) -> Any:
         return {} if data is None else data
+
+    def __reduce__(self):
+        # A parametrised section (Recipe[DetectHeadOptions, ...]) is a class pickle
+        # cannot find by name: it is rebuilt from its generic class, its arguments
+        # and its values, so recipes pickle as they did (e.g. for spawned workers).
+        generic = type(self).__pydantic_generic_metadata__
+        if generic["origin"] is None:
+            return super().__reduce__()
+        return _rebuild, (generic["origin"], generic["args"], self.model_dump())
+
+
+def _rebuild(origin: type[Section], args: tuple, values: dict) -> Section:
+    return origin[args].model_validate(values)
 
 
 def section() -> Any:

@@ -17,15 +17,14 @@ import typing
 from typing import Any, Literal, Union
 
 from annotated_types import Ge, Gt, Le, Lt
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from visiontk.errors import UserError
-from visiontk.recipe.fields import RULE_ERROR, Expected
+from visiontk.recipe.fields import RULE_ERROR, STRICT_VALUES, Expected
 
 _BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 _LENGTH_ERRORS = {"too_short", "too_long", "string_too_short", "string_too_long"}
-_STRICT = ConfigDict(strict=True, allow_inf_nan=False)
 
 
 def recipe_error(source: str, key: str, phrase: str) -> UserError:
@@ -193,7 +192,7 @@ def _union(tp: Any, declared: Any, parts: list, value: Any, said) -> str:
     fits = [m for m in typing.get_args(tp) if given is not None and _container(_strip(m)[0]) is given]
     if len(fits) == 1:
         member = fits[0]
-        adapter = TypeAdapter(member) if _is_model(member) else TypeAdapter(member, config=_STRICT)
+        adapter = TypeAdapter(member) if _is_model(member) else TypeAdapter(member, config=STRICT_VALUES)
         try:
             adapter.validate_python(value)
         except ValidationError as e:

@@ -7,8 +7,6 @@ square input) are the task's, after this.
 """
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import ValidationError
 
 from visiontk.errors import UserError

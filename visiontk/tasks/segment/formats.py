@@ -40,6 +40,7 @@ VOC_CLASSES = [
 
 
 def _stored_values(mapping: dict) -> dict:
+    # A rule rather than dict[Byte, Byte]: the message names the offending pair.
     for raw, index in mapping.items():
         if not (_is_byte(raw) and _is_byte(index)):
             raise rule_error(f"maps stored values 0-255 to class indices 0-255 (255 = ignore), got {raw!r}: {index!r}",
@@ -56,7 +57,6 @@ RelativePath = Annotated[str, Field(min_length=1)]
 
 
 class MaskFolderOptions(Section):
-    # Folders relative to data.root; {split} is replaced by data.train / data.val.
     images: RelativePath = "{split}/images"
     masks: RelativePath = "{split}/masks"
     # Mask of images/<stem>.<ext> is masks/<stem><mask_suffix>.png.
@@ -75,7 +75,6 @@ class VocOptions(Section):
 
 
 class CocoOptions(Section):
-    # Relative to data.root; {split} is replaced by data.train / data.val.
     annotations: RelativePath = "annotations/instances_{split}.json"
     images: RelativePath = "images/{split}"
 
