@@ -143,3 +143,14 @@ def test_the_core_imports_no_task_engine_or_command():
             "print([m for m in sys.modules if m.startswith(('visiontk.tasks', 'visiontk.engine', 'visiontk.commands'))])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_stages_give_train_epochs_and_a_different_value_is_warned_about(monkeypatch):
+    said = []
+    monkeypatch.setattr("visiontk.console.warn", said.append)
+    raw = {"task": "classify", "data": {"root": "x"}, "train": {"epochs": 9}, "stages": [{"epochs": 2}, {"epochs": 3}]}
+    assert recipe_from_dict(copy.deepcopy(raw), source="r.yaml").train.epochs == 5
+    assert said == ["r.yaml: 'train.epochs' (9) is replaced by the sum of the stages' epochs (5)"]
+    raw["train"]["epochs"] = 5
+    del said[:]
+    assert recipe_from_dict(raw).train.epochs == 5 and said == []
