@@ -83,7 +83,7 @@ class Timed:
 def predict_run(checkpoint: Path, paths: list[Path], batch_size: int) -> dict:
     import visiontk.tasks.detect.task as detect_task
     from visiontk.engine.predictor import Predictor
-    from visiontk.engine.writers import JsonlWriter
+    from visiontk.outputs.records import JsonlWriter
 
     predictor = Predictor(checkpoint, "detect", device="cpu", batch_size=batch_size, workers=2)
     forward = Timed(predictor.model.forward)

@@ -10,9 +10,12 @@ from torchvision.ops import box_convert
 
 from visiontk.engine.checkpoint import load_checkpoint
 from visiontk.errors import DataError, UserError
-from visiontk.tasks.recipes import recipe_from_dict
+from visiontk.tasks.base import PredictContext
 from visiontk.tasks.detect.encode import encode_batch
 from visiontk.tasks.detect.loss import YoloV1Loss
+from visiontk.tasks.options.detect import DetectPredictOptions
+from visiontk.tasks.options.fields import with_checkpoint_defaults
+from visiontk.tasks.recipes import recipe_from_dict
 from visiontk.tasks.registry import get_task
 
 TASK = get_task("detect")
@@ -268,14 +271,18 @@ def test_postprocess_boxes_are_pixels_of_the_original_image():
     grid = encode_batch([(torch.tensor([[0.25, 0.5, 0.5, 0.2], [0.875, 0.875, 0.25, 0.25]]), torch.tensor([1, 2]))], S, C)
     pred = _Oracle([grid], B)(None)
     pred[0, 3, 3, [4, 9]] = 0.3  # both predictors of the second object: confidence 0.3 (class prob 1)
-    options = {**TASK.predict_defaults, "classes": ["a", "b", "c"]}
-    (rec,) = TASK.postprocess(pred, [{"path": "x.jpg", "orig_size": (100, 300)}], options)
+
+    def context(**given):  # as the Predictor makes it: unset thresholds from the stored defaults
+        options = with_checkpoint_defaults(DetectPredictOptions(**given), TASK.predict_defaults)
+        return PredictContext(options, ["a", "b", "c"], batch_size=1)
+
+    (rec,) = TASK.postprocess(pred, [{"path": "x.jpg", "orig_size": (100, 300)}], context())
     assert rec["path"] == "x.jpg" and (rec["width"], rec["height"]) == (300, 100)
     assert rec["labels"] == ["b", "c"] and rec["label_ids"] == [1, 2] and rec["scores"] == pytest.approx([1.0, 0.3])
     assert rec["boxes"][0] == pytest.approx([0.0, 40.0, 150.0, 60.0]) and rec["boxes"][1] == pytest.approx([225, 75, 300, 100])
-    (rec,) = TASK.postprocess(pred, [{"path": "x.jpg", "orig_size": (100, 300)}], {**options, "conf": 0.5})
+    (rec,) = TASK.postprocess(pred, [{"path": "x.jpg", "orig_size": (100, 300)}], context(conf=0.5))
     assert rec["labels"] == ["b"]
-    (rec,) = TASK.postprocess(pred, [{"path": "x.jpg", "orig_size": (100, 300)}], {**options, "max_det": 1})
+    (rec,) = TASK.postprocess(pred, [{"path": "x.jpg", "orig_size": (100, 300)}], context(max_det=1))
     assert rec["labels"] == ["b"]
 
 

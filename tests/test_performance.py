@@ -26,6 +26,7 @@ from visiontk.engine.device import amp_dtype
 from visiontk.engine.performance import to_float32
 from visiontk.engine.predictor import Predictor
 from visiontk.errors import UserError
+from visiontk.tasks.options.classify import ClassifyPredictOptions
 from visiontk.tasks.recipes import recipe_from_dict
 
 CPU = torch.device("cpu")
@@ -97,7 +98,7 @@ def test_the_batched_pipeline_computes_what_the_model_gives_on_each_image(tiny_c
     from visiontk.engine.build import model_from_checkpoint
 
     model, ckpt = model_from_checkpoint(tiny_ckpt, "classify")
-    p = Predictor(tiny_ckpt, "classify", device="cpu", precision="fp32", batch_size=8, options={"topk": 3})
+    p = Predictor(tiny_ckpt, "classify", device="cpu", precision="fp32", batch_size=8, options=ClassifyPredictOptions(topk=3))
     records: list[dict] = []
     p.run(iter(jpegs), records.append)
     with torch.no_grad():
@@ -267,8 +268,8 @@ def test_training_in_bf16_channels_last_saves_fp32_contiguous_weights(tmp_path):
 
 def test_compiled_model_predicts_what_the_eager_one_does(tiny_ckpt, jpegs):
     """--compile (torch.compile, inductor: a C++ compiler on the CPU) changes speed, not answers."""
-    eager = predict(tiny_ckpt, jpegs[:6], batch_size=3, options={"topk": 3})
-    predictor = Predictor(tiny_ckpt, "classify", device="cpu", batch_size=3, compile=True, options={"topk": 3})
+    eager = predict(tiny_ckpt, jpegs[:6], batch_size=3, options=ClassifyPredictOptions(topk=3))
+    predictor = Predictor(tiny_ckpt, "classify", device="cpu", batch_size=3, compile=True, options=ClassifyPredictOptions(topk=3))
     assert predictor.model._compiled_call_impl is not None  # Module.compile() really ran
     compiled: list[dict] = []
     predictor.run(iter(jpegs[:6]), compiled.append)

@@ -9,8 +9,7 @@ import yaml
 
 from helpers import run_cli
 from visiontk.errors import UserError
-from visiontk.recipe import Section, TaskSections, apply_overrides, dump_recipe, list_recipes, parse_override, parse_recipe
-from visiontk.tasks.base import NoOptions
+from visiontk.recipe import EmptySection, Section, TaskSections, apply_overrides, dump_recipe, list_recipes, parse_override, parse_recipe
 from visiontk.tasks.recipes import load_recipe, recipe_from_dict
 
 
@@ -126,7 +125,7 @@ def test_the_core_validates_with_the_sections_it_is_given():
     class Options(Section):
         path: str = "x"
 
-    sections = TaskSections("demo", Head, NoOptions, {"demo-format": Options})
+    sections = TaskSections("demo", Head, EmptySection, {"demo-format": Options})
     raw = {"task": "demo", "data": {"root": "r", "format": "demo-format", "options": {"path": "y"}},
            "model": {"head": {"k": 2}}}
     r = parse_recipe(raw, sections)

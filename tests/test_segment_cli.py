@@ -56,7 +56,7 @@ def test_unet_trains_to_miou_06_and_writes_the_run_dir(trained_unet, outcome):
             "val/iou/background", "val/iou/triangle"} <= set(rows[0])
     losses = [float(r["train/loss"]) for r in rows]
     best = max(float(r["val/miou"]) for r in rows)
-    outcome(miou=best, loss_ratio=losses[-1] / losses[0])
+    outcome(miou=best, loss_ratio=losses[-1] / losses[0], iou={c: float(rows[-1][f"val/iou/{c}"]) for c in CLASSES})
     assert losses[-1] < 0.5 * losses[0]
     assert best >= 0.6
     ckpt = load_checkpoint(run / "best.pt", "segment")
@@ -163,10 +163,10 @@ def test_tiled_prediction_equals_whole_image_prediction_where_both_fit(trained_u
 
 def test_tile_smaller_than_twice_the_overlap_is_refused_before_reading_images(tmp_path):
     from visiontk.errors import UserError
-    from visiontk.tasks.segment.task import predict_options
+    from visiontk.tasks.options.segment import SegmentPredictOptions
 
     with pytest.raises(UserError, match=r"--tile 32 must be larger than 2 x --tile-overlap \(16\)"):
-        predict_options(str(tmp_path), False, 32, 16, 4)
+        SegmentPredictOptions(out_dir=str(tmp_path), tile=32, tile_overlap=16)
 
 
 def test_unreadable_image_gets_an_error_record_and_exit_1(trained_unet, shapes_segment, tmp_path):

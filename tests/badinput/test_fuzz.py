@@ -35,11 +35,9 @@ FAST = settings(max_examples=int(os.environ.get("VISIONTK_FUZZ_EXAMPLES", "60"))
 @pytest.fixture(autouse=True)
 def quiet_warnings(monkeypatch):
     """Readers warn for every bad entry; thousands of lines would only slow the run."""
-    from visiontk.tasks.detect import readers as detect_readers
-    from visiontk.tasks.segment import readers as segment_readers
+    from visiontk.data.formats import issues
 
-    monkeypatch.setattr(detect_readers, "warn", lambda message: None)
-    monkeypatch.setattr(segment_readers, "warn", lambda message: None)
+    monkeypatch.setattr(issues, "warn", lambda message: None)
 
 
 # ------------------------------------------------------------------ values
@@ -344,11 +342,12 @@ def _write(directory: Path, name: str, text: str) -> Path:
 @FAST
 @given(content=coco_files, policy=st.sampled_from(["skip", "error"]))
 def test_any_coco_detection_json_gives_records_or_a_data_error(ann_dir, content, policy):
-    from visiontk.tasks.detect.readers import read_coco
+    from visiontk.data.formats.coco import read_coco
 
     path = _write(ann_dir, "ann.json", json.dumps(content))
     try:
-        records, names, report = read_coco(path, ann_dir / "images", policy=policy)
+        found = read_coco(path, ann_dir / "images", policy=policy)
+        records, names = found.records, found.classes
     except DataError as e:
         assert "\n" not in str(e)
         event("DataError")
@@ -361,11 +360,15 @@ def test_any_coco_detection_json_gives_records_or_a_data_error(ann_dir, content,
 @FAST
 @given(content=coco_files, policy=st.sampled_from(["skip", "error"]))
 def test_any_coco_segmentation_json_gives_records_or_a_data_error(ann_dir, content, policy):
-    from visiontk.tasks.segment.readers import load_mask, read_coco_segmentation
+    from visiontk.data.formats.coco import read_coco
+    from visiontk.tasks.segment.formats import coco_mask_records
+    from visiontk.tasks.segment.readers import check_records, load_mask
 
     path = _write(ann_dir, "ann.json", json.dumps(content))
     try:
-        records, names = read_coco_segmentation(path, ann_dir / "images", policy=policy)
+        found = read_coco(path, ann_dir / "images", policy=policy)
+        records, names = coco_mask_records(found, None)
+        records = check_records(records, len(names), policy)
     except DataError as e:
         assert "\n" not in str(e)
         event("DataError")
@@ -386,7 +389,7 @@ yolo_lines = st.lists(st.lists(yolo_token, max_size=7).map(" ".join), max_size=6
 @FAST
 @given(labels=yolo_lines, policy=st.sampled_from(["skip", "error"]))
 def test_any_yolo_label_file_gives_records_or_a_data_error(tmp_path_factory, labels, policy):
-    from visiontk.tasks.detect.readers import read_yolo
+    from visiontk.data.formats.yolo import read_yolo
 
     root = tmp_path_factory.mktemp("yolo")
     (root / "images" / "train").mkdir(parents=True)
@@ -395,7 +398,8 @@ def test_any_yolo_label_file_gives_records_or_a_data_error(tmp_path_factory, lab
     (root / "labels" / "train" / "a.txt").write_text(labels, encoding="utf-8")
     (root / "data.yaml").write_text("path: .\ntrain: images/train\nnames: [cat, dog]\n")
     try:
-        records, names, report = read_yolo(root / "data.yaml", "train", policy=policy)
+        found = read_yolo(root / "data.yaml", "train", policy=policy)
+        records, names = found.records, found.classes
     except DataError as e:
         assert "\n" not in str(e)
         event("DataError")
@@ -435,11 +439,12 @@ voc_files = st.one_of(
 @FAST
 @given(xml=voc_files, policy=st.sampled_from(["skip", "error"]), names=st.none() | st.just(["cat", "dog"]))
 def test_any_voc_xml_gives_records_or_a_data_error(ann_dir, xml, policy, names):
-    from visiontk.tasks.detect.readers import read_voc
+    from visiontk.data.formats.voc import read_voc
 
     xml_file = _write(ann_dir, "x.xml", xml)
     try:
-        records, class_names, report = read_voc(xml_file.parent, ann_dir / "images", class_names=names, policy=policy)
+        found = read_voc(xml_file.parent, ann_dir / "images", class_names=names, policy=policy)
+        records, class_names = found.records, found.classes
     except DataError as e:
         assert "\n" not in str(e)
         event("DataError")
@@ -456,7 +461,9 @@ masks = st.tuples(st.integers(1, 12), st.integers(1, 12), st.sampled_from(["L", 
 @FAST
 @given(mask=masks, num_classes=st.none() | st.integers(1, 5), policy=st.sampled_from(["skip", "error"]))
 def test_any_mask_gives_a_record_or_a_data_error(tmp_path_factory, mask, num_classes, policy):
-    from visiontk.tasks.segment.readers import load_mask, read_mask_folders
+    from visiontk.data.formats.masks import read_mask_folders
+    from visiontk.tasks.segment.formats import mask_records
+    from visiontk.tasks.segment.readers import check_records, load_mask
 
     h, w, mode, top = mask
     root = tmp_path_factory.mktemp("masks")
@@ -468,7 +475,8 @@ def test_any_mask_gives_a_record_or_a_data_error(tmp_path_factory, mask, num_cla
     img = img.convert(mode) if mode != "I;16" else Image.fromarray(values.astype(np.uint16))
     img.save(root / "masks" / "a.png")
     try:
-        records = read_mask_folders(root / "images", root / "masks", num_classes=num_classes, policy=policy)
+        found = read_mask_folders(root / "images", root / "masks", policy=policy)
+        records = check_records(mask_records(found), num_classes, policy, found.report)
     except DataError as e:
         assert "\n" not in str(e)
         event("DataError")

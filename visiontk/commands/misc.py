@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from visiontk.commands.common import handle_errors
+from visiontk.commands.errors import handle_errors
 from visiontk.console import out_console
 
 recipes_app = typer.Typer(help="Shipped recipes.", no_args_is_help=True)

@@ -7,10 +7,13 @@ from torch.utils.data import DataLoader
 
 from visiontk.engine.build import model_from_checkpoint
 from visiontk.engine.device import select_device
+from visiontk.tasks.options.fields import with_checkpoint_defaults
 
 
 def evaluate_checkpoint(checkpoint: str | Path, task_name: str, data: str | None = None, split: str = "val",
-                        device: str = "auto", batch_size: int = 32, workers: int = 0, options: dict | None = None):
+                        device: str = "auto", batch_size: int = 32, workers: int = 0, options: object | None = None):
+    """(metrics, checkpoint dict). `options`: the task's eval options (None: the defaults),
+    unset thresholds taken from the checkpoint."""
     from visiontk.tasks.registry import get_task
 
     task = get_task(task_name)
@@ -20,6 +23,6 @@ def evaluate_checkpoint(checkpoint: str | Path, task_name: str, data: str | None
     model.to(dev)
     dataset, classes = task.build_dataset(recipe, split, train=False, classes=ckpt["classes"], root=data)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=task.collate)
-    opts = {**ckpt.get("predict", {}), **(options or {})}
-    metrics = task.evaluate(model, loader, dev, ckpt["classes"], opts)
+    options = with_checkpoint_defaults(options if options is not None else task.eval_options(), task.stored_settings(ckpt))
+    metrics = task.evaluate(model, loader, dev, ckpt["classes"], options)
     return metrics, ckpt

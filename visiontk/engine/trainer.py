@@ -32,6 +32,7 @@ from visiontk.engine.stages import apply_stage, describe_stage, keep_frozen_in_e
 from visiontk.engine.progress import ProgressBar
 from visiontk.engine.seeding import reseed_augmentations, seed_everything, worker_init
 from visiontk.errors import JobError, UserError, VisionTKError
+from visiontk.outputs.output_folder import next_run_dir
 from visiontk.recipe import Recipe, dump_recipe
 from visiontk.tasks.recipes import recipe_from_dict
 from visiontk.tasks.registry import get_task
@@ -44,16 +45,6 @@ class Interrupted(VisionTKError):
 def _dist_info() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def next_run_dir(project: Path, task: str, name: str) -> Path:
-    base = project / task / name
-    if not base.exists():
-        return base
-    n = 2
-    while (project / task / f"{name}-{n}").exists():
-        n += 1
-    return project / task / f"{name}-{n}"
 
 
 def write_results_csv(rows: list[dict], path: Path) -> None:

@@ -8,7 +8,7 @@ schema and how to validate given the task's own sections (`TaskSections`:
 `visiontk.tasks.recipes` resolves a recipe's task and is what the engine and
 the commands call (`load_recipe`, `recipe_from_dict`).
 
-    fields.py     Section (extra keys forbidden, strict), Number, Expected, rule
+    fields.py     Section (extra keys forbidden, strict), EmptySection, Number, Expected, rule
     schema.py     the shared sections and Recipe[Head, Loss, Options]
     sections.py   TaskSections, and the registry of data-format options models
     parse.py      a raw mapping -> Recipe, given the sections
@@ -16,7 +16,7 @@ the commands call (`load_recipe`, `recipe_from_dict`).
     overrides.py  --set key=value
     files.py      shipped recipes, YAML reading and writing
 """
-from visiontk.recipe.fields import AnyMapping, Expected, Fraction, Number, Section, rule, rule_error, section
+from visiontk.recipe.fields import AnyMapping, EmptySection, Expected, Fraction, Number, Section, rule, rule_error, section
 from visiontk.recipe.files import RECIPES_DIR, dump_recipe, list_recipes, read_recipe, read_yaml, resolve_recipe_path
 from visiontk.recipe.messages import recipe_error
 from visiontk.recipe.overrides import apply_overrides, parse_override
@@ -33,7 +33,7 @@ from visiontk.recipe.schema import (
 from visiontk.recipe.sections import TaskSections, format_options, register_format_options
 
 __all__ = [
-    "RECIPES_DIR", "AnyMapping", "DataConfig", "Expected", "Fraction", "ModelConfig", "Number", "OutputConfig",
+    "RECIPES_DIR", "AnyMapping", "DataConfig", "EmptySection", "Expected", "Fraction", "ModelConfig", "Number", "OutputConfig",
     "Recipe", "Section", "StageConfig", "SynthConfig", "TaskSections", "TrainConfig", "apply_overrides",
     "dump_recipe", "format_options", "list_recipes", "parse_override", "parse_recipe", "read_recipe", "read_yaml",
     "recipe_error", "recipe_task", "register_format_options", "resolve_recipe_path", "rule", "rule_error", "section",

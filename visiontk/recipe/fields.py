@@ -51,6 +51,10 @@ def _rebuild(origin: type[Section], args: tuple, values: dict) -> Section:
     return origin[args].model_validate(values)
 
 
+class EmptySection(Section):
+    """A section with no keys of its own (e.g. a loss without options): any key in it is an error."""
+
+
 def section() -> Any:
     """The default of a Section-typed field: validated from `{}`, so the field's
     actual (possibly task-parametrised) model builds it."""

@@ -183,13 +183,13 @@ def _describe(error: dict, schema: Any, raw: Any, prefix: list) -> str:
 
 
 def _union(tp: Any, declared: Any, parts: list, value: Any, said) -> str:
-    """An error inside a Union: a mapping or list given where exactly one member takes
-    one is checked against that member, so the message names the key inside it
-    ('data.options.images.val'); otherwise the Union is named as a whole."""
+    """An error inside a Union: a value of the kind exactly one member takes (a mapping,
+    a list, or e.g. a string) is checked against that member, so the message names the
+    key inside it ('data.options.images.val') or that member's own rule ("must not be
+    empty"); otherwise the Union is named as a whole."""
     if said is not None:
         return f"{_path(said[0])} must be {said[1]}, got {said[2]!r}"
-    given = dict if isinstance(value, dict) else list if isinstance(value, list) else None
-    fits = [m for m in typing.get_args(tp) if given is not None and _container(_strip(m)[0]) is given]
+    fits = [m for m in typing.get_args(tp) if _takes(m, value)]
     if len(fits) == 1:
         member = fits[0]
         adapter = TypeAdapter(member) if _is_model(member) else TypeAdapter(member, config=STRICT_VALUES)
@@ -199,6 +199,16 @@ def _union(tp: Any, declared: Any, parts: list, value: Any, said) -> str:
             first = min(e.errors(), key=lambda err: _file_order(value, err["loc"]))
             return _describe(first, member, value, parts)
     return f"{_path(parts)} must be {type_name(declared)}, got {value!r}"
+
+
+def _takes(member: Any, value: Any) -> bool:
+    """Whether `value` is of the kind a Union member takes: a mapping or a list for a
+    container member, else exactly the member's plain type (True is not taken for an int)."""
+    tp = _strip(member)[0]
+    given = dict if isinstance(value, dict) else list if isinstance(value, list) else None
+    if given is not None:
+        return _container(tp) is given
+    return isinstance(tp, type) and _container(tp) is None and type(value) is tp
 
 
 def _unknown_key(model: type[BaseModel], parts: list, key: Any) -> str:

@@ -14,8 +14,11 @@ from visiontk.data.imagefolder import ClassificationDataset, scan_imagefolder
 from visiontk.data.transforms import build_augmentations
 from visiontk.engine.normalization import resolve_normalization
 from visiontk.metrics.classification import ClassificationMetrics
-from visiontk.recipe import Fraction, Section
-from visiontk.tasks.base import NoOptions, Task
+from visiontk.outputs.plan import PredictionOutputs
+from visiontk.outputs.records import CsvWriter, JsonlWriter
+from visiontk.recipe import EmptySection, Fraction, Section
+from visiontk.tasks.base import Task
+from visiontk.tasks.options.classify import ClassifyFormat, ClassifyPredictOptions
 from visiontk.tasks.registry import register_task
 
 
@@ -27,7 +30,7 @@ class ClassifyHeadOptions(Section):
     hidden: Annotated[int, Field(ge=0)] = 0  # 0: a single linear layer
 
 
-class ClassifyLossOptions(NoOptions):
+class ClassifyLossOptions(EmptySection):
     """Cross-entropy has no options of its own (train.label_smoothing is shared)."""
 
 
@@ -52,6 +55,7 @@ class ClassifyTask(Task):
     loss_schema = ClassifyLossOptions
     data_formats = ("imagefolder",)
     predict_defaults = {"topk": 5}
+    predict_options = ClassifyPredictOptions
 
     def validate_recipe(self, recipe, source: str) -> None:
         build_augmentations(recipe.data.augment, source)  # a bad transform names the recipe file, before any work
@@ -126,9 +130,12 @@ class ClassifyTask(Task):
             per_class.add_row(name, str(metrics["support"][i]), f"{metrics['precision'][i]:.4f}", f"{metrics['recall'][i]:.4f}")
         err_console.print(per_class)
 
-    def postprocess(self, outputs, metas, options) -> Iterable[dict]:
-        classes = options["classes"]
-        k = max(1, min(int(options.get("topk", 5)), len(classes)))
+    def prediction_outputs(self, options: ClassifyPredictOptions, out) -> PredictionOutputs:
+        return PredictionOutputs(CsvWriter if options.format == ClassifyFormat.csv else JsonlWriter, stream=out)
+
+    def postprocess(self, outputs, metas, context) -> Iterable[dict]:
+        classes = context.classes
+        k = max(1, min(context.options.topk, len(classes)))
         probs, idx = F.softmax(outputs.float(), dim=1).topk(k, dim=1)
         for meta, p, i in zip(metas, probs.tolist(), idx.tolist()):
             yield {

@@ -4,6 +4,18 @@ prototype, here on visiontk itself). Each is a patch applied at interpreter
 start by sitecustomize.py; none exists in the product."""
 from __future__ import annotations
 
+import sys
+
+
+def _replace_everywhere(original, replacement) -> None:
+    """Point every loaded visiontk module's name for `original` at `replacement`
+    (modules that imported the function by name hold their own reference)."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith("visiontk") and module is not None:
+            for attr, value in list(vars(module).items()):
+                if value is original:
+                    setattr(module, attr, replacement)
+
 
 def _classify_shuffled_labels() -> None:
     import torch
@@ -22,7 +34,9 @@ def _classify_shuffled_labels() -> None:
 def _detect_no_cell_offset() -> None:
     import torch
 
+    import visiontk.tasks.detect.decode  # noqa: F401 - loaded, so its reference is replaced too
     import visiontk.tasks.detect.encode as encode
+    import visiontk.tasks.detect.loss  # noqa: F401
 
     decode = encode.decode_grid_boxes
 
@@ -37,7 +51,7 @@ def _detect_no_cell_offset() -> None:
         shifted[..., 1] -= steps.view(S, 1, *trailing)
         return decode(shifted, out_fmt, per_box)
 
-    encode.decode_grid_boxes = decode_grid_boxes
+    _replace_everywhere(decode, decode_grid_boxes)
 
 
 def _fcn_zero_upsampler() -> None:
@@ -61,11 +75,24 @@ def _unet_no_skips() -> None:
     DecoderStage.forward = lambda self, x, skip: forward(self, x, None if skip is None else torch.zeros_like(skip))
 
 
+def _unet_decoder_blind() -> None:
+    import torch
+
+    from visiontk.tasks.segment.unet import UNetDecoder
+
+    forward = UNetDecoder.forward
+    # The decoder sees zeros instead of the backbone's features: it can only learn a constant map.
+    UNetDecoder.forward = lambda self, features: forward(self, [torch.zeros_like(f) for f in features])
+
+
 def _pretrained_not_loaded() -> None:
     import visiontk.backbones.pretrained as pretrained
+    import visiontk.backbones.imagenet  # noqa: F401 - loaded, so their references are replaced too
+    import visiontk.engine.build  # noqa: F401
 
-    pretrained.load_backbone_weights = lambda backbone, state, source: pretrained._strip_to_backbone(state, backbone)
-    pretrained.load_head_weights = lambda model, state, source: 0
+    _replace_everywhere(pretrained.load_backbone_weights,
+                        lambda backbone, state, source: pretrained._strip_to_backbone(state, backbone))
+    _replace_everywhere(pretrained.load_head_weights, lambda model, state, source: 0)
 
 
 def _bf16_noop() -> None:
@@ -73,8 +100,10 @@ def _bf16_noop() -> None:
 
     import visiontk.engine.device as device
 
+    import visiontk.engine.predictor  # noqa: F401
+
     amp_dtype = device.amp_dtype
-    device.amp_dtype = lambda dev, amp: None if amp_dtype(dev, amp) == torch.bfloat16 else amp_dtype(dev, amp)
+    _replace_everywhere(amp_dtype, lambda dev, amp: None if amp_dtype(dev, amp) == torch.bfloat16 else amp_dtype(dev, amp))
 
 
 BREAKS = {
@@ -82,6 +111,7 @@ BREAKS = {
     "detect-no-cell-offset": _detect_no_cell_offset,
     "fcn-zero-upsampler": _fcn_zero_upsampler,
     "unet-no-skips": _unet_no_skips,
+    "unet-decoder-blind": _unet_decoder_blind,
     "pretrained-not-loaded": _pretrained_not_loaded,
     "bf16-noop": _bf16_noop,
 }

@@ -11,9 +11,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.ops import box_convert
 
+from visiontk.data.formats.records import AnnotatedImage
 from visiontk.data.images import load_image
 from visiontk.errors import DataError
-from visiontk.tasks.detect.readers import DetectionRecord
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -46,7 +46,7 @@ class DetectionDataset(Dataset):
 
     def __init__(
         self,
-        records: Sequence[DetectionRecord],
+        records: Sequence[AnnotatedImage],
         input_size: int,
         transform: Callable | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,

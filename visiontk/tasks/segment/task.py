@@ -1,7 +1,7 @@
 """Semantic segmentation as a task: FCN / U-Net decoders on any shared backbone.
 
 What is segmentation's own lives in this package (decoders, loss, confusion
-matrix, readers, tiling); this module plugs it into the shared recipe loader,
+matrix, records, data formats, tiling); this module plugs it into the shared recipe loader,
 trainer, evaluator and predictor. The classic backbone-free U-Net is
 ``model.backbone: unet_encoder`` with ``model.head.decoder: unet`` (see
 ``visiontk/backbones/unet.py``).
@@ -19,21 +19,25 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from visiontk.console import err_console
+from visiontk.data.formats.masks import IGNORE_INDEX
 from visiontk.data.transforms import build_augmentations
 from visiontk.engine.normalization import resolve_normalization
 from visiontk.errors import UserError
+from visiontk.outputs.output_folder import OutputFolder, next_run_dir
+from visiontk.outputs.plan import PredictionOutputs
+from visiontk.outputs.records import JsonlWriter
 from visiontk.recipe import Expected, Fraction, Number, Section, recipe_error, rule_error
 from visiontk.tasks.base import Task
+from visiontk.tasks.options.segment import SegmentPredictOptions
 from visiontk.tasks.registry import register_task
 
 from .common import label_map
 from .dataset import SegmentationDataset
-from .formats import FORMAT_OPTIONS, read_records
+from .formats import read_records
 from .losses import SegmentationLoss
 from .metrics import ConfusionMatrix
 from .model import SegmentationModel, build_decoder
-from .outputs import MaskSaver, full_size_labels
-from .readers import IGNORE_INDEX
+from .outputs import MaskWriter, full_size_labels
 from .tiling import predict_tiled
 
 FCN_DECODERS = ("fcn32s", "fcn16s", "fcn8s")
@@ -82,13 +86,11 @@ class SegmentTask(Task):
     name = "segment"
     head_schema = SegmentHeadOptions
     loss_schema = SegmentLossOptions
-    data_formats = tuple(FORMAT_OPTIONS)
+    data_formats = ("masks", "voc", "coco")
     predict_defaults: dict = {}
+    predict_options = SegmentPredictOptions
 
     # -- recipe ---------------------------------------------------------------
-    def data_options(self) -> dict:
-        return dict(FORMAT_OPTIONS)  # this task's models until data/formats/ registers one per format
-
     def validate_recipe(self, recipe, source: str) -> None:
         classes, weights = recipe.data.classes, recipe.loss.class_weights
         if classes is not None and len(classes) < 2:
@@ -210,42 +212,46 @@ class SegmentTask(Task):
         err_console.print(per_class)
 
     # -- prediction ---------------------------------------------------------------
-    def predict_input_size(self, input_size, options):
+    def prediction_outputs(self, options: SegmentPredictOptions, out) -> PredictionOutputs:
+        # Masks into a folder (never replacing a file), one JSON line per image on stdout.
+        directory = Path(options.out_dir) if options.out_dir else next_run_dir(Path("runs"), "segment", "predict")
+        masks = OutputFolder(directory, "--out-dir", keep_existing=True)
+        return PredictionOutputs(lambda stream: MaskWriter(masks, options.overlay, JsonlWriter(stream)), stream=out,
+                                 folders=[masks])
+
+    def keeps_input_image(self, context) -> bool:
+        return context.options.overlay
+
+    def images_per_batch(self, context) -> int:
+        # Tiled images are full size: decode one at a time, batch the tiles instead.
+        return 1 if context.options.tile else context.batch_size
+
+    def predict_input_size(self, input_size, context):
         # Tiled prediction runs at the image's own resolution, tile by tile.
-        return None if options.get("tile") else input_size
+        return None if context.options.tile else input_size
 
-    def predict_forward(self, model, images, device, options):
-        if not options.get("tile"):
-            return super().predict_forward(model, images, device, options)
-        k = len(options["classes"])
-        return [predict_tiled(model, image[None].to(device), options["tile"], options["tile_overlap"], k,
-                              batch_size=options.get("tile_batch", 4)) for image in images]
+    def predict_forward(self, model, images, device, context):
+        o = context.options
+        if not o.tile:
+            return super().predict_forward(model, images, device, context)
+        k = len(context.classes)
+        return [predict_tiled(model, image[None].to(device), o.tile, o.tile_overlap, k, batch_size=context.batch_size)
+                for image in images]
 
-    def postprocess(self, outputs, metas, options) -> Iterable[dict]:
-        classes = options["classes"]
-        saver: MaskSaver | None = options.get("saver")
+    def postprocess(self, outputs, metas, context) -> Iterable[dict]:
+        """Records with the mask array (and the image, for overlays) for MaskWriter."""
+        classes = context.classes
         for i, meta in enumerate(metas):
             logits = outputs[i] if torch.is_tensor(outputs) else outputs[i][0]
             h, w = meta["orig_size"]
             mask = full_size_labels(logits, (h, w))
             counts = np.bincount(mask.ravel(), minlength=len(classes))
-            record: dict = {"path": meta["path"]}
-            if saver is not None:
-                record.update(saver.save(meta["path"], mask, meta.get("image")))
+            record: dict = {"path": meta["path"], "mask": mask}
+            if context.options.overlay:
+                record["image"] = meta.get("image")
             record["size"] = [h, w]
             record["share"] = {name: round(float(c) / mask.size, 6) for name, c in zip(classes, counts)}
             yield record
-
-
-def predict_options(out_dir: str | None, overlay: bool, tile: int | None, tile_overlap: int, batch_size: int) -> dict:
-    """Options of `segment predict`: where masks go, overlays, tiling. Checked before any image is read."""
-    from visiontk.engine.trainer import next_run_dir
-
-    if tile is not None and tile < 2 * tile_overlap + 1:
-        raise UserError(f"--tile {tile} must be larger than 2 x --tile-overlap ({tile_overlap})")
-    directory = Path(out_dir) if out_dir else next_run_dir(Path("runs"), "segment", "predict")
-    return {"saver": MaskSaver(directory, overlay), "keep_image": overlay, "tile": tile, "tile_overlap": tile_overlap,
-            "tile_batch": batch_size}
 
 
 register_task(SegmentTask())
