@@ -137,6 +137,23 @@ def test_the_core_validates_with_the_sections_it_is_given():
         parse_recipe({"task": "demo", "data": {"root": "r"}}, sections)
 
 
+def test_a_format_has_one_options_model_and_a_task_its_own_only_where_it_reads_it_differently():
+    from visiontk.data.formats.coco import CocoOptions
+    from visiontk.data.formats.masks import MaskFolderOptions
+    from visiontk.data.formats.voc import VocSegmentationOptions
+    from visiontk.recipe import format_options
+    from visiontk.tasks.detect.formats import DetectCocoOptions, DetectVocOptions, DetectYoloOptions
+    from visiontk.tasks.registry import get_task
+
+    segment, detect = get_task("segment").data_options(), get_task("detect").data_options()
+    assert segment == {"masks": MaskFolderOptions, "voc": VocSegmentationOptions, "coco": CocoOptions}
+    assert detect == {"coco": DetectCocoOptions, "yolo": DetectYoloOptions, "voc": DetectVocOptions}
+    for name, model in detect.items():  # the format's own options, and min_visibility
+        assert issubclass(model, format_options(name))
+        assert set(model.model_fields) - set(format_options(name).model_fields) == {"min_visibility"}
+    assert list(get_task("classify").data_options()) == ["imagefolder"]
+
+
 def test_the_core_imports_no_task_engine_or_command():
     code = ("import sys, visiontk.recipe; "
             "print([m for m in sys.modules if m.startswith(('visiontk.tasks', 'visiontk.engine', 'visiontk.commands'))])")
