@@ -26,7 +26,7 @@ from visiontk.data.synth import synth_segment  # noqa: E402
 from visiontk.engine.build import build_model  # noqa: E402
 from visiontk.engine.predictor import Predictor  # noqa: E402
 from visiontk.engine.trainer import Trainer  # noqa: E402
-from visiontk.recipe import recipe_from_dict  # noqa: E402
+from visiontk.tasks.recipes import recipe_from_dict  # noqa: E402
 from visiontk.tasks.registry import get_task  # noqa: E402
 from visiontk.outputs.output_file import OutputFile  # noqa: E402
 from visiontk.tasks.options.segment import SegmentPredictOptions  # noqa: E402

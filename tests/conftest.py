@@ -78,7 +78,7 @@ def trained_detector(shapes_detect, tmp_path_factory) -> dict:
     on 2 threads ran 5-20x slower. Returns the Trainer's result (run_dir, metrics, ...).
     """
     from visiontk.engine.trainer import Trainer
-    from visiontk.recipe import load_recipe
+    from visiontk.tasks.recipes import load_recipe
 
     recipe = load_recipe("detect/shapes", [f"data.root={shapes_detect}", "train.epochs=15", f"train.seed={SEED}"])
     threads = torch.get_num_threads()

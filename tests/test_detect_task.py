@@ -10,12 +10,12 @@ from torchvision.ops import box_convert
 
 from visiontk.engine.checkpoint import load_checkpoint
 from visiontk.errors import DataError, UserError
-from visiontk.recipe import recipe_from_dict
 from visiontk.tasks.base import PredictContext
 from visiontk.tasks.detect.encode import encode_batch
 from visiontk.tasks.detect.loss import YoloV1Loss
 from visiontk.tasks.options.detect import DetectPredictOptions
 from visiontk.tasks.options.fields import with_checkpoint_defaults
+from visiontk.tasks.recipes import recipe_from_dict
 from visiontk.tasks.registry import get_task
 
 TASK = get_task("detect")
@@ -137,7 +137,7 @@ def test_split_paths_and_class_lists_are_checked(tiny):
 
 
 @pytest.mark.parametrize("data, head, message", [
-    ({"format": "imagefolder"}, {}, r"'data\.format' must be one of coco, yolo, voc"),
+    ({"format": "imagefolder"}, {}, r"'data\.format' must be one of 'coco', 'yolo', 'voc' for detect, got 'imagefolder'"),
     ({"format": "coco", "options": {"annotation": "a.json"}}, {}, r"unknown key 'data\.options\.annotation' \(did you mean 'data\.options\.annotations'\?\)"),
     ({"format": "yolo", "options": {"data_yaml": 3}}, {}, r"'data\.options\.data_yaml' must be a string"),
     ({"format": "coco", "options": {"images": {"val": 3}}}, {}, r"'data\.options\.images\.val' must be a path string"),
@@ -313,7 +313,7 @@ def test_trains_on_shapes_to_the_calibrated_map(trained_detector, outcome):
 
 
 def test_detect_recipes_validate_with_the_paper_layout():
-    from visiontk.recipe import load_recipe
+    from visiontk.tasks.recipes import load_recipe
 
     from visiontk.data.transforms import build_augmentations
 
@@ -321,13 +321,13 @@ def test_detect_recipes_validate_with_the_paper_layout():
         r = load_recipe(f"detect/{name}")
         assert len(build_augmentations(r.data.augment)) == 3
         assert r.data.format == name and r.image_size == (448, 448)
-        assert (r.model.head["S"], r.model.head["B"]) == (7, 2)
-    assert load_recipe("detect/shapes").model.head["S"] == 8
+        assert (r.model.head.S, r.model.head.B) == (7, 2)
+    assert load_recipe("detect/shapes").model.head.S == 8
 
 
 @pytest.mark.skipif(not RACCOON.is_dir(), reason="../shared/data/raccoon is absent")
 def test_raccoon_recipe_reads_its_csv_split():
-    from visiontk.recipe import load_recipe
+    from visiontk.tasks.recipes import load_recipe
 
     recipe = load_recipe("detect/raccoon", [f"data.root={RACCOON}"])
     train, names = TASK.build_dataset(recipe, "train", train=True)

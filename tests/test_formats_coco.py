@@ -254,7 +254,7 @@ def test_missing_image_is_named(tmp_path):
 
 
 def test_one_coco_file_gives_detect_its_boxes_and_segment_the_same_images(tmp_path):
-    from visiontk.recipe import recipe_from_dict
+    from visiontk.tasks.recipes import recipe_from_dict
     from visiontk.tasks.registry import get_task
 
     h, w = 24, 32

@@ -162,7 +162,7 @@ def test_csv_file_names_give_their_stem_only(tmp_path):
 
 
 def test_detect_training_never_reads_a_listed_xml_outside_the_root(tmp_path, capsys):
-    from visiontk.recipe import recipe_from_dict
+    from visiontk.tasks.recipes import recipe_from_dict
     from visiontk.tasks.registry import get_task
 
     ann, _, ids = _escaping_ids(tmp_path, "train.txt")

@@ -26,8 +26,8 @@ from visiontk.engine.device import amp_dtype
 from visiontk.engine.performance import to_float32
 from visiontk.engine.predictor import Predictor
 from visiontk.errors import UserError
-from visiontk.recipe import recipe_from_dict
 from visiontk.tasks.options.classify import ClassifyPredictOptions
+from visiontk.tasks.recipes import recipe_from_dict
 
 CPU = torch.device("cpu")
 

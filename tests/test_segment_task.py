@@ -14,8 +14,9 @@ from visiontk.data.synth import synth_segment
 from visiontk.engine.build import build_model
 from visiontk.engine.checkpoint import load_checkpoint
 from visiontk.errors import DataError, UserError
-from visiontk.recipe import recipe_from_dict
+from visiontk.tasks.recipes import recipe_from_dict
 from visiontk.tasks.registry import get_task
+from visiontk.tasks.segment.task import SegmentHeadOptions, SegmentLossOptions
 from visiontk.tasks.segment.unet import ClassicUNet
 
 
@@ -58,10 +59,10 @@ def test_recipe_errors_name_the_key(tmp_path, sections, message):
 
 def test_defaults_of_the_task_sections(tmp_path):
     r = recipe(tmp_path)
-    assert r.model.head == {"decoder": "unet", "decoder_channels": None, "upsample": "transpose", "dropout": 0.0,
-                            "pad_mode": "reflect"}
-    assert r.loss == {"kind": "ce", "ignore_index": 255, "class_weights": None, "dice_weight": 1.0}
-    assert r.data.options["images"] == "{split}/images" and r.data.options["val_fraction"] == 0.0
+    assert r.model.head == SegmentHeadOptions(decoder="unet", decoder_channels=None, upsample="transpose", dropout=0.0,
+                                              pad_mode="reflect")
+    assert r.loss == SegmentLossOptions(kind="ce", ignore_index=255, class_weights=None, dice_weight=1.0)
+    assert r.data.options.images == "{split}/images" and r.data.options.val_fraction == 0.0
 
 
 # ---------------------------------------------------------------- models
@@ -281,7 +282,7 @@ def test_fcn8s_trains_to_miou_06_with_the_shared_trainer(tmp_path, outcome):
     variants (upsampler zero-initialised, loss sign flipped) stay at 0.22 / 0.01.
     """
     from visiontk.engine.trainer import Trainer
-    from visiontk.recipe import load_recipe
+    from visiontk.tasks.recipes import load_recipe
 
     root = tmp_path / "shapes"
     synth_segment(root, n=600, size=128, seed=0)

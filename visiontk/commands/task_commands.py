@@ -40,7 +40,7 @@ def run_train(task: str, recipe: str, set: Optional[list[str]], device: str, pre
               compile: bool, project: Optional[str], name: Optional[str], resume: Optional[str]) -> None:
     from visiontk.engine.trainer import Trainer
     from visiontk.errors import UserError
-    from visiontk.recipe import load_recipe
+    from visiontk.tasks.recipes import load_recipe
 
     r = load_recipe(recipe, [*(set or []), *speed_overrides(precision, compile)])
     if r.task != task:

@@ -9,7 +9,6 @@ from it, so a killed and resumed run never has duplicated or missing rows.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import math
 import os
@@ -34,7 +33,8 @@ from visiontk.engine.progress import ProgressBar
 from visiontk.engine.seeding import reseed_augmentations, seed_everything, worker_init
 from visiontk.errors import JobError, UserError, VisionTKError
 from visiontk.outputs.output_folder import next_run_dir
-from visiontk.recipe import Recipe, dump_recipe, recipe_from_dict
+from visiontk.recipe import Recipe, dump_recipe
+from visiontk.tasks.recipes import recipe_from_dict
 from visiontk.tasks.registry import get_task
 
 
@@ -316,8 +316,9 @@ class Trainer:
             cfg, epochs = r.train, r.train.epochs
         else:
             c = stage.config
-            cfg = dataclasses.replace(r.train, lr=c.lr or r.train.lr,
-                                      warmup_iters=r.train.warmup_iters if c.warmup_iters is None else c.warmup_iters)
+            cfg = r.train.model_copy(update={
+                "lr": c.lr or r.train.lr,
+                "warmup_iters": r.train.warmup_iters if c.warmup_iters is None else c.warmup_iters})
             groups = stage_param_groups(model, stage, self.frozen, cfg.weight_decay, cfg.lr)
             epochs = stage.end - stage.start
             if self.is_main:

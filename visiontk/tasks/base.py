@@ -17,6 +17,7 @@ from visiontk.backbones.base import Backbone
 from visiontk.outputs.output_file import OutputFile
 from visiontk.outputs.plan import PredictionOutputs
 from visiontk.outputs.records import JsonlWriter
+from visiontk.recipe import EmptySection, Section, TaskSections, format_options
 from visiontk.tasks.options.fields import NoOptions
 
 
@@ -51,8 +52,13 @@ class TaskModel(nn.Module):
 
 class Task:
     name: str = ""
-    head_schema: type = NoOptions
-    loss_schema: type = NoOptions
+    # The models of the recipe's `model.head` and `loss` sections.
+    head_schema: type[Section] = EmptySection
+    loss_schema: type[Section] = EmptySection
+    # The data.format values the task reads; each format registers the model of
+    # its data.options (visiontk.recipe.sections), and a task its own where it
+    # reads a format its own way.
+    data_formats: tuple[str, ...] = ()
     # Predict-time settings (thresholds etc.) stored in the checkpoint: the
     # defaults of the option fields that name them (tasks/options/fields.py).
     predict_defaults: dict = {}
@@ -60,8 +66,16 @@ class Task:
     predict_options: type = NoOptions
     eval_options: type = NoOptions
 
+    def data_options(self) -> dict[str, type[Section]]:
+        """data.format -> the model of data.options, for each format the task reads."""
+        return {name: format_options(name, self.name) for name in self.data_formats}
+
+    def sections(self) -> TaskSections:
+        return TaskSections(self.name, self.head_schema, self.loss_schema, self.data_options())
+
     def validate_recipe(self, recipe, source: str) -> None:
-        """Cross-field checks beyond the schema; raise UserError naming the key."""
+        """Checks that span sections (the sections themselves are validated by their
+        models); raise the error of `visiontk.recipe.recipe_error`, naming the key."""
 
     # -- data ---------------------------------------------------------------
     def prepare_data(self, recipe) -> None:

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
 from visiontk.errors import DataError
+from visiontk.recipe import Section, register_format_options
 
 from .boxes import check_box, is_number
 from .files import load_json
@@ -35,11 +35,13 @@ from .paths import resolve
 from .records import AnnotatedSet, Segment, annotated
 
 
-@dataclass
-class CocoOptions:
+class CocoOptions(Section):
     # Relative to data.root; {split} is replaced by data.train / data.val, or a mapping split -> path.
     annotations: PathOption = "annotations/instances_{split}.json"
     images: PathOption = "images/{split}"
+
+
+register_format_options("coco", CocoOptions)
 
 
 def read_coco(ann_json: Path, image_root: Path, policy: Policy = "skip") -> AnnotatedSet:

@@ -7,19 +7,20 @@ values (e.g. {0, 255} for a binary set) are read through a value table
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import numpy as np
 from PIL import Image
+from pydantic import AfterValidator
 
 from visiontk.console import warn
-from visiontk.errors import DataError, UserError
+from visiontk.errors import DataError
+from visiontk.recipe import Fraction, Section, register_format_options, rule_error
 
 from .files import read_image_size
 from .issues import MISSING_MASK, Issues, Policy
-from .options import PathOption, check_range
+from .options import PathOption
 from .paths import find_images
 from .records import AnnotatedImage, AnnotatedSet, annotated
 
@@ -29,8 +30,20 @@ IGNORE_INDEX = 255
 INDEX_MODES = ("L", "P")
 
 
-@dataclass
-class MaskFolderOptions:
+def _stored_values(mapping: dict) -> dict:
+    # A rule rather than dict[Byte, Byte]: the message names the offending pair.
+    for raw, index in mapping.items():
+        if not (_is_byte(raw) and _is_byte(index)):
+            raise rule_error(f"maps stored values 0-255 to class indices 0-255 (255 = ignore), got {raw!r}: {index!r}",
+                             show_value=False)
+    return mapping
+
+
+def _is_byte(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255
+
+
+class MaskFolderOptions(Section):
     # Folders relative to data.root; {split} is replaced by data.train / data.val.
     images: PathOption = "{split}/images"
     masks: PathOption = "{split}/masks"
@@ -39,21 +52,13 @@ class MaskFolderOptions:
     # Stored value -> class index, for masks that are not stored as class indices
     # (e.g. {0: 0, 255: 1} for binary masks saved as black/white). Values not
     # listed are bad annotations.
-    mask_values: Optional[dict] = None
+    mask_values: Optional[Annotated[dict, AfterValidator(_stored_values)]] = None
     # > 0: hold out this fraction of the data.train folder (the last images in
     # sorted order) as the validation split, for sets shipped without one.
-    val_fraction: float = 0.0
-
-    def check(self, source: str) -> None:
-        check_range(self.val_fraction, 0.0 <= self.val_fraction < 1.0, "data.options.val_fraction", "must be in [0, 1)", source)
-        for raw, index in (self.mask_values or {}).items():
-            if not (_is_byte(raw) and _is_byte(index)):
-                raise UserError(f"{source}: 'data.options.mask_values' maps stored values 0-255 to class indices "
-                                f"0-255 (255 = ignore), got {raw!r}: {index!r}")
+    val_fraction: Fraction = 0.0
 
 
-def _is_byte(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255
+register_format_options("masks", MaskFolderOptions)
 
 
 def read_mask_folders(images_dir: Path, masks_dir: Path, mask_suffix: str = "", policy: Policy = "skip") -> AnnotatedSet:

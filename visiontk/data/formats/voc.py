@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import csv
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from visiontk.data.images import IMAGE_SUFFIXES
 from visiontk.errors import DataError
+from visiontk.recipe import Section, register_format_options
 
 from .boxes import check_box
 from .files import read_image_size, read_text
@@ -39,8 +39,7 @@ VOC_CLASSES = [
 _IMAGE_SUFFIXES = (".jpg", *sorted(IMAGE_SUFFIXES - {".jpg"}))
 
 
-@dataclass
-class VocXmlOptions:
+class VocXmlOptions(Section):
     # Relative to data.root; {split} is replaced by data.train / data.val, or a mapping split -> path.
     annotations: PathOption = "Annotations"
     images: PathOption = "JPEGImages"
@@ -49,8 +48,12 @@ class VocXmlOptions:
     ids: Optional[PathOption] = "ImageSets/Main/{split}.txt"
 
 
-@dataclass
-class VocSegmentationOptions:
+register_format_options("voc", VocXmlOptions)
+
+
+class VocSegmentationOptions(Section):
+    # VOC's segmentation layout: palette PNGs of class indices. A task reading it
+    # registers this model for itself (the format's own options are the xml ones).
     images: PathOption = "JPEGImages"
     masks: PathOption = "SegmentationClass"
     # As for VocXmlOptions; null: every .png in the mask folder.

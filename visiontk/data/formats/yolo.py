@@ -11,10 +11,10 @@ are not read.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 from visiontk.errors import DataError
+from visiontk.recipe import Section, register_format_options
 
 from .boxes import check_box
 from .files import load_yaml, read_image_size
@@ -23,11 +23,13 @@ from .paths import find_images, resolve
 from .records import AnnotatedImage, AnnotatedSet, annotated
 
 
-@dataclass
-class YoloOptions:
+class YoloOptions(Section):
     # The ultralytics data file naming the split image folders and the classes;
     # the split names are its keys (train, val, test). Relative to data.root.
     data_yaml: str = "data.yaml"
+
+
+register_format_options("yolo", YoloOptions)
 
 
 def read_yolo(data_yaml: Path, split: str, policy: Policy = "skip") -> AnnotatedSet:

@@ -8,62 +8,42 @@ the expected one and says what was read.
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
 
 from visiontk.console import info
 from visiontk.data.formats.coco import CocoOptions, read_coco
-from visiontk.data.formats.options import check_options, check_range, split_path, under
+from visiontk.data.formats.options import split_path, under
 from visiontk.data.formats.records import AnnotatedSet
 from visiontk.data.formats.voc import VocXmlOptions, read_voc
 from visiontk.data.formats.yolo import YoloOptions, read_yolo
 from visiontk.errors import DataError, UserError
-from visiontk.recipe import build_dataclass
+from visiontk.recipe import Number, Section, register_format_options
 
 
-@dataclass
-class _Augmented:
+class _Augmented(Section):
     # Augmentation drops a box when less than this fraction of its area stays in
     # the image (crops, shifts); boxes partly outside are clipped to it.
-    min_visibility: float = 0.2
-
-    def check(self, source: str) -> None:
-        check_range(self.min_visibility, 0.0 <= self.min_visibility <= 1.0, "data.options.min_visibility",
-                    "must be in [0, 1]", source)
+    min_visibility: Annotated[Number, Field(ge=0.0, le=1.0)] = 0.2
 
 
-@dataclass
 class DetectCocoOptions(_Augmented, CocoOptions):
-    pass
+    """COCO's options and min_visibility."""
 
 
-@dataclass
 class DetectYoloOptions(_Augmented, YoloOptions):
-    pass
+    """YOLO's options and min_visibility."""
 
 
-@dataclass
 class DetectVocOptions(_Augmented, VocXmlOptions):
-    pass
+    """VOC xml's options and min_visibility."""
 
 
-FORMAT_OPTIONS = {"coco": DetectCocoOptions, "yolo": DetectYoloOptions, "voc": DetectVocOptions}
-
-
-def validate_data(recipe, source: str) -> None:
-    """Check `data.format` and `data.options`; store the options back with defaults filled in
-    (the saved recipe says exactly what was read)."""
-    d = recipe.data
-    if d.format not in FORMAT_OPTIONS:
-        raise UserError(f"{source}: 'data.format' must be one of {', '.join(FORMAT_OPTIONS)} for detect, got {d.format!r}")
-    if not d.root:
-        raise UserError(f"{source}: 'data.root' is required")
-    if d.synthetic is not None and d.format == "voc":
-        raise UserError(f"{source}: 'data.synthetic' writes COCO and YOLO files: use data.format coco or yolo")
-    options = build_dataclass(FORMAT_OPTIONS[d.format], d.options, "data.options", source)
-    check_options(options, source)
-    d.options = dataclasses.asdict(options)
+register_format_options("coco", DetectCocoOptions, task="detect")
+register_format_options("yolo", DetectYoloOptions, task="detect")
+register_format_options("voc", DetectVocOptions, task="detect")
 
 
 def split_name(recipe, split: str) -> str:
@@ -75,8 +55,8 @@ def annotation_source(recipe, split: str, root: Path) -> Path:
     """The file or folder whose existence says a split is there."""
     opts = recipe.data.options
     if recipe.data.format == "yolo":
-        return under(root, opts["data_yaml"])
-    return under(root, split_path(opts["annotations"], split_name(recipe, split), "annotations"))
+        return under(root, opts.data_yaml)
+    return under(root, split_path(opts.annotations, split_name(recipe, split), "annotations"))
 
 
 def read_split(recipe, split: str, classes: list[str] | None = None, root: str | None = None) -> AnnotatedSet:
@@ -93,12 +73,12 @@ def read_split(recipe, split: str, classes: list[str] | None = None, root: str |
     wanted = list(classes) if classes is not None else (list(d.classes) if d.classes else None)
     where = annotation_source(recipe, split, root_dir)
     if d.format == "coco":
-        found = read_coco(where, under(root_dir, split_path(opts["images"], name, "images")), policy)
+        found = read_coco(where, under(root_dir, split_path(opts.images, name, "images")), policy)
     elif d.format == "yolo":
         found = read_yolo(where, name, policy)
     else:
-        ids = None if opts["ids"] is None else under(root_dir, split_path(opts["ids"], name, "ids"))
-        found = read_voc(where, under(root_dir, split_path(opts["images"], name, "images")), wanted, policy, ids)
+        ids = None if opts.ids is None else under(root_dir, split_path(opts.ids, name, "ids"))
+        found = read_voc(where, under(root_dir, split_path(opts.images, name, "images")), wanted, policy, ids)
     if wanted is not None and found.classes != wanted:
         # COCO categories and YOLO names fix the label order: a different list
         # would silently train (or score) class k as another class.

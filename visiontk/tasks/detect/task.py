@@ -5,7 +5,8 @@ coco_eval, formats, dataset); this module only wires them to a recipe:
 
 * data: `data.format` coco | yolo | voc read through `formats` (the
   per-format paths in `data.options` may hold `{split}`, or be a mapping
-  split -> path), albumentations with bbox_params from `data.augment`;
+  split -> path; each format's options model is registered by its reader),
+  albumentations with bbox_params from `data.augment`;
 * targets: the collated batch keeps boxes as a list of per-image tensors; the
   loss encodes them into the grid of the head's actual output, so S can never
   disagree between the head and the targets;
@@ -17,25 +18,25 @@ coco_eval, formats, dataset); this module only wires them to a recipe:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal, Union
+from typing import Annotated, Iterable, Literal, Union
 
 import albumentations as A
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 from torchvision.ops import box_convert
 
 from visiontk.console import err_console, warn
-from visiontk.data.formats.options import check_range
 from visiontk.data.transforms import build_augmentations
 from visiontk.engine.normalization import resolve_normalization
 from visiontk.errors import DataError, UserError
+from visiontk.recipe import Fraction, Number, Section, recipe_error
 from visiontk.tasks.base import Task, TaskModel
 from visiontk.tasks.detect.dataset import DetectionDataset, collate_detection, detection_bbox_params
 from visiontk.tasks.detect.decode import decode_predictions, scale_to_pixels
 from visiontk.tasks.detect.encode import encode_batch
-from visiontk.tasks.detect.formats import annotation_source, read_split, validate_data
+from visiontk.tasks.detect.formats import annotation_source, read_split
 from visiontk.tasks.detect.head import YoloV1Head
 from visiontk.tasks.detect.loss import YoloV1Loss
 from visiontk.tasks.detect.writers import prediction_outputs
@@ -49,24 +50,23 @@ from visiontk.tasks.registry import register_task
 EVAL_CONF = 0.001
 
 
-@dataclass
-class DetectHeadOptions:
-    S: int = 7  # grid side
-    B: int = 2  # boxes per cell
-    width: int = 256  # channels of the head's 3x3 convolutions
-    depth: int = 2  # number of 3x3 conv-BN-LeakyReLU blocks
-    dropout: float = 0.0
-    conf_prior: float = 0.1  # initial box confidence (keeps the no-object loss small at the start)
+class DetectHeadOptions(Section):
+    S: Annotated[int, Field(ge=1)] = 7  # grid side
+    B: Annotated[int, Field(ge=1)] = 2  # boxes per cell
+    width: Annotated[int, Field(ge=1)] = 256  # channels of the head's 3x3 convolutions
+    depth: Annotated[int, Field(ge=0)] = 2  # number of 3x3 conv-BN-LeakyReLU blocks
+    dropout: Fraction = 0.0
+    # initial box confidence (keeps the no-object loss small at the start)
+    conf_prior: Annotated[Number, Field(gt=0.0, lt=1.0)] = 0.1
     # Which backbone feature map feeds the head (index into the backbone's list,
     # negative from the end). auto: the deepest one that is at least S x S at
     # the recipe's input size, so the head's adaptive pool only ever reduces.
     feature: Union[int, Literal["auto"]] = "auto"
 
 
-@dataclass
-class DetectLossOptions:
-    lambda_coord: float = 5.0
-    lambda_noobj: float = 0.5
+class DetectLossOptions(Section):
+    lambda_coord: Annotated[Number, Field(ge=0.0)] = 5.0
+    lambda_noobj: Annotated[Number, Field(ge=0.0)] = 0.5
     # Target of the responsible box's confidence: 1 (stable on small data) or
     # its IoU with the object (the paper's).
     obj_target: Literal["one", "iou"] = "one"
@@ -113,6 +113,7 @@ class DetectTask(Task):
     name = "detect"
     head_schema = DetectHeadOptions
     loss_schema = DetectLossOptions
+    data_formats = ("coco", "yolo", "voc")
     # `eval_conf` is the score threshold of evaluation (see EVAL_CONF); the
     # other three are shared by predict and eval.
     predict_defaults = {"conf": 0.25, "iou": 0.5, "max_det": 100, "eval_conf": EVAL_CONF}
@@ -121,22 +122,12 @@ class DetectTask(Task):
 
     # -- recipe ---------------------------------------------------------------
     def validate_recipe(self, recipe, source: str) -> None:
-        validate_data(recipe, source)
-        d, h, loss = recipe.data, recipe.model.head, recipe.loss
+        d = recipe.data
         height, width = recipe.image_size
         if height != width:
-            raise UserError(f"{source}: 'data.image_size' must be square for the S x S grid, got {d.image_size!r}")
-        for key, ok, requirement in (
-            ("S", h["S"] >= 1, "must be >= 1"),
-            ("B", h["B"] >= 1, "must be >= 1"),
-            ("width", h["width"] >= 1, "must be >= 1"),
-            ("depth", h["depth"] >= 0, "must be >= 0"),
-            ("dropout", 0.0 <= h["dropout"] < 1.0, "must be in [0, 1)"),
-            ("conf_prior", 0.0 < h["conf_prior"] < 1.0, "must be in (0, 1)"),
-        ):
-            check_range(h[key], ok, f"model.head.{key}", requirement, source)
-        for key in ("lambda_coord", "lambda_noobj"):
-            check_range(loss[key], loss[key] >= 0, f"loss.{key}", "must be >= 0", source)
+            raise recipe_error(source, "data.image_size", f"must be square for the S x S grid, got {d.image_size!r}")
+        if d.synthetic is not None and d.format == "voc":
+            raise recipe_error(source, "data.synthetic", "writes COCO and YOLO files: use data.format coco or yolo")
 
     # -- data -----------------------------------------------------------------
     def prepare_data(self, recipe) -> None:
@@ -153,7 +144,7 @@ class DetectTask(Task):
         transform = None
         if train and recipe.data.augment:
             transform = A.Compose(build_augmentations(recipe.data.augment),
-                                  bbox_params=detection_bbox_params(recipe.data.options["min_visibility"], clip=True))
+                                  bbox_params=detection_bbox_params(recipe.data.options.min_visibility, clip=True))
         norm = resolve_normalization(recipe)
         dataset = SkippingDetectionDataset(found.records, recipe.image_size[0], transform, norm["mean"], norm["std"],
                                             policy=recipe.data.bad_annotations)
@@ -181,7 +172,7 @@ class DetectTask(Task):
         return [tuple(f.shape[-2:]) for f in feats]
 
     def _feature_index(self, recipe, sizes: list[tuple[int, int]]) -> int:
-        S, choice = recipe.model.head["S"], recipe.model.head["feature"]
+        S, choice = recipe.model.head.S, recipe.model.head.feature
         size = recipe.image_size[0]
         listing = ", ".join(f"{i}: {h}x{w}" for i, (h, w) in enumerate(sizes))
         if choice == "auto":
@@ -201,8 +192,8 @@ class DetectTask(Task):
     def build_head(self, recipe, backbone, num_classes: int) -> nn.Module:
         h = recipe.model.head
         index = self._feature_index(recipe, self._feature_sizes(backbone, recipe))
-        return GridHead(backbone.out_channels[index], index, C=num_classes, S=h["S"], B=h["B"], width=h["width"],
-                        depth=h["depth"], dropout=h["dropout"], conf_prior=h["conf_prior"])
+        return GridHead(backbone.out_channels[index], index, C=num_classes, S=h.S, B=h.B, width=h.width,
+                        depth=h.depth, dropout=h.dropout, conf_prior=h.conf_prior)
 
     def build_model(self, recipe, backbone, num_classes: int) -> nn.Module:
         model = TaskModel(backbone, self.build_head(recipe, backbone, num_classes))
@@ -214,7 +205,7 @@ class DetectTask(Task):
 
     def build_loss(self, recipe, num_classes: int):
         h, o = recipe.model.head, recipe.loss
-        criterion = YoloV1Loss(h["S"], h["B"], num_classes, o["lambda_coord"], o["lambda_noobj"], o["obj_target"])
+        criterion = YoloV1Loss(h.S, h.B, num_classes, o.lambda_coord, o.lambda_noobj, o.obj_target)
 
         def loss_fn(outputs: Tensor, targets: list[dict]):
             outputs = outputs.float()

@@ -16,33 +16,20 @@ import dataclasses
 from pathlib import Path
 
 from visiontk.console import info
-from visiontk.data.formats.coco import CocoOptions, read_coco
+from visiontk.data.formats.coco import read_coco
 from visiontk.data.formats.masks import IGNORE_INDEX, MaskFolderOptions, read_mask_folders, value_table
-from visiontk.data.formats.options import check_options, split_path, under
+from visiontk.data.formats.options import split_path, under
 from visiontk.data.formats.records import AnnotatedSet
 from visiontk.data.formats.voc import VOC_CLASSES, VocSegmentationOptions, read_voc_masks
 from visiontk.errors import DataError, UserError
-from visiontk.recipe import build_dataclass
+from visiontk.recipe import register_format_options
 
 from .readers import CocoMask, SegmentationRecord, check_records
 
-FORMAT_OPTIONS: dict[str, type] = {"masks": MaskFolderOptions, "voc": VocSegmentationOptions, "coco": CocoOptions}
-
-
-def validate_data(recipe, source: str) -> None:
-    """Check `data.format` and `data.options`; store the options back with defaults filled."""
-    data = recipe.data
-    if data.format not in FORMAT_OPTIONS:
-        raise UserError(f"{source}: 'data.format' must be one of {', '.join(map(repr, FORMAT_OPTIONS))} for segment, "
-                        f"got {data.format!r}")
-    if not data.root:
-        raise UserError(f"{source}: 'data.root' is required")
-    opts = build_dataclass(FORMAT_OPTIONS[data.format], data.options, "data.options", source)
-    check_options(opts, source)
-    data.options = dataclasses.asdict(opts)
-    if data.classes is not None and len(data.classes) < 2:
-        raise UserError(f"{source}: 'data.classes' needs at least 2 names (index 0 first, e.g. background), "
-                        f"got {data.classes!r}")
+# Segmentation reads VOC's SegmentationClass layout, not its xml boxes (the
+# format's own options): its data.options are those of that layout. coco and
+# masks use their format's options as they are.
+register_format_options("voc", VocSegmentationOptions, task="segment")
 
 
 def split_folder(recipe, split: str) -> str:
@@ -100,10 +87,10 @@ def coco_mask_records(found: AnnotatedSet, wanted: list[str] | None) -> tuple[li
     return records, ["background", *(found.classes[k] for k in chosen)]
 
 
-def _values(recipe, opts: dict) -> tuple[int, ...] | None:
+def _values(recipe, opts) -> tuple[int, ...] | None:
     """The stored-value -> class table of the recipe, or None when masks already hold class indices."""
-    mapping = opts.get("mask_values")
-    ignore = recipe.loss.get("ignore_index", IGNORE_INDEX)
+    mapping = opts.mask_values if isinstance(opts, MaskFolderOptions) else None
+    ignore = recipe.loss.ignore_index
     if mapping is None and ignore == IGNORE_INDEX:
         return None
     if mapping is None:
@@ -122,26 +109,27 @@ def read_records(recipe, split: str, classes: list[str] | None, root: str | None
     names = class_names(recipe, root_dir, classes)
     folder = split_folder(recipe, split)
 
-    def path(key: str, which: str = folder) -> Path:
-        return under(root_dir, split_path(opts[key], which, key))
+    def path(value, key: str, which: str = folder) -> Path:
+        return under(root_dir, split_path(value, which, key))
 
     if data.format == "masks":
-        held_out = opts["val_fraction"] > 0 and split in ("train", "val")
+        held_out = opts.val_fraction > 0 and split in ("train", "val")
         which = data.train if held_out else folder
-        found = read_mask_folders(path("images", which), path("masks", which), opts["mask_suffix"], policy)
+        found = read_mask_folders(path(opts.images, "images", which), path(opts.masks, "masks", which),
+                                  opts.mask_suffix, policy)
         records = mask_records(found)
         if held_out:
-            n_val = min(max(1, round(len(records) * opts["val_fraction"])), len(records) - 1)
+            n_val = min(max(1, round(len(records) * opts.val_fraction)), len(records) - 1)
             records = records[-n_val:] if split == "val" else records[:-n_val]
-        where = path("images", which)
+        where = path(opts.images, "images", which)
     elif data.format == "voc":
-        ids = None if opts["ids"] is None else path("ids")
-        found = read_voc_masks(path("masks"), path("images"), policy, ids)
+        ids = None if opts.ids is None else path(opts.ids, "ids")
+        found = read_voc_masks(path(opts.masks, "masks"), path(opts.images, "images"), policy, ids)
         records = mask_records(found)
-        where = ids or path("masks")
+        where = ids or path(opts.masks, "masks")
     else:
-        where = path("annotations")
-        found = read_coco(where, path("images"), policy)
+        where = path(opts.annotations, "annotations")
+        found = read_coco(where, path(opts.images, "images"), policy)
         records, read_names = coco_mask_records(found, names[1:] if names else None)
         names = [names[0], *read_names[1:]] if names else read_names
     values = _values(recipe, opts)
