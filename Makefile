@@ -30,7 +30,7 @@ test-outcome: $(VENV)/.installed
 # Re-measure the outcome tests under several kernel settings and seeds, and with
 # deliberate breaks (about an hour on 2 cores).
 calibrate: $(VENV)/.installed
-	$(PY) tests/calibration/run.py --breaks
+	$(PY) tests/calibration/run.py --breaks --jobs 2
 
 # Generate the synthetic shapes set, train the classification demo recipe on
 # the CPU, evaluate it and predict on a folder.

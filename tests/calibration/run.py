@@ -24,6 +24,7 @@ import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -48,7 +49,9 @@ BREAKS = {
 
 
 def run(setting: str, seed: int, log: Path, select: str | None, brk: str | None = None) -> dict[str, str]:
-    """One pytest run of the outcome tests; returns {test id: passed|failed|skipped}."""
+    """One pytest run of the outcome tests; returns {test id: passed|failed|skipped}.
+
+    The outcome tests train with one thread (tests/conftest.py), so runs can go side by side."""
     env = {**os.environ, **SETTINGS[setting], "VISIONTK_TEST_SEED": str(seed), "VISIONTK_OUTCOME_LOG": str(log),
            "NO_ALBUMENTATIONS_UPDATE": "1"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE / "site"), env.get("PYTHONPATH")) if p)
@@ -56,7 +59,7 @@ def run(setting: str, seed: int, log: Path, select: str | None, brk: str | None 
         env["VISIONTK_BREAK"] = brk
     with tempfile.NamedTemporaryFile(suffix=".xml") as junit:
         cmd = [sys.executable, "-m", "pytest", "-q", "-m", "outcome", "-p", "no:cacheprovider",
-               f"--junitxml={junit.name}", str(TESTS)]
+               f"--junitxml={junit.name}", f"--basetemp={log.with_suffix('')}", str(TESTS)]
         if select:
             cmd += ["-k", select]
         subprocess.run(cmd, cwd=TESTS.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -78,6 +81,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--breaks", action="store_true", help="also run each break (default setting, first seed)")
     ap.add_argument("--only-breaks", action="store_true")
+    ap.add_argument("--jobs", type=int, default=1, help="pytest runs side by side (each trains on one thread)")
     ap.add_argument("-k", dest="select", default=None, help="pytest -k expression over the outcome tests")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -89,22 +93,25 @@ def main() -> None:
         jobs = [] if args.only_breaks else [(s, seed, None) for s in settings for seed in seeds]
         if args.breaks or args.only_breaks:
             jobs += [(settings[0], seeds[0], b) for b in BREAKS]
-        for setting, seed, brk in jobs:
+        def one(job):
+            setting, seed, brk = job
             log = Path(tmp) / f"{setting}-{seed}-{brk}.jsonl"
             log.touch()
-            select = BREAKS[brk] if brk else args.select
-            status = run(setting, seed, log, select, brk)
-            for line in log.read_text().splitlines():
-                rec = json.loads(line)
-                rec.update(setting=setting, brk=brk)
-                rows.append(rec)
-                with open(results, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
-            for test, st in status.items():
-                failures[(setting, seed, brk, test)] = st
-            print(f"{setting} seed {seed}{f' break {brk}' if brk else ''}: "
-                  f"{sum(st == 'passed' for st in status.values())} passed, "
-                  f"{sum(st == 'failed' for st in status.values())} failed", flush=True)
+            return job, log, run(setting, seed, log, BREAKS[brk] if brk else args.select, brk)
+
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for (setting, seed, brk), log, status in pool.map(one, jobs):
+                for line in log.read_text().splitlines():
+                    rec = json.loads(line)
+                    rec.update(setting=setting, brk=brk)
+                    rows.append(rec)
+                    with open(results, "a") as f:
+                        f.write(json.dumps(rec) + "\n")
+                for test, st in status.items():
+                    failures[(setting, seed, brk, test)] = st
+                print(f"{setting} seed {seed}{f' break {brk}' if brk else ''}: "
+                      f"{sum(st == 'passed' for st in status.values())} passed, "
+                      f"{sum(st == 'failed' for st in status.values())} failed", flush=True)
     report(rows, failures)
 
 

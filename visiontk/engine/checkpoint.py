@@ -6,6 +6,7 @@ be opened without running code; and a checkpoint alone is enough to predict
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -42,7 +43,7 @@ def _sigint_deferred():
         raise KeyboardInterrupt
 
 
-def atomic_save(obj, path: Path) -> None:
+def _atomic_write(path: Path, mode: str, write, defer_sigint: bool = False) -> None:
     """Write to a temp file in the same folder, fsync, then rename over `path`.
 
     A kill at any moment leaves either the old file or the new one, never a
@@ -52,29 +53,24 @@ def atomic_save(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with _sigint_deferred(), os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with (_sigint_deferred() if defer_sigint else contextlib.nullcontext()), \
+                os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_save(obj, path: Path) -> None:
+    # Ctrl-C waits for the checkpoint to be whole: a training stopped by hand keeps its last epoch.
+    _atomic_write(path, "wb", lambda f: torch.save(obj, f), defer_sigint=True)
 
 
 def atomic_write_text(text: str, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _atomic_write(path, "w", lambda f: f.write(text))
 
 
 def load_checkpoint(path: str | Path, task: str | None = None) -> dict:
