@@ -62,6 +62,11 @@ class DataConfig:
     std: Optional[list[float]] = None
     # A list of {AlbumentationsTransformName: {params}} applied to training images.
     augment: list = field(default_factory=list)
+    # How images are brought to image_size (data/preprocess.py, where the default
+    # was measured) and whether JPEGs much larger than it are decoded at 1/2, 1/4
+    # or 1/8 scale; used alike by training, eval and predict, saved in checkpoints.
+    resize: Literal["bilinear", "area_from_2x"] = "area_from_2x"
+    jpeg_draft: bool = True
     # What to do with a bad image or annotation: skip it with a warning, or stop.
     bad_annotations: Literal["skip", "error"] = "skip"
     # Format-specific options (annotation files etc.), validated by the reader.

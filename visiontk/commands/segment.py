@@ -37,9 +37,19 @@ def eval_(
     device: str = DeviceOpt,
     batch_size: int = typer.Option(16, min=1),
     plots_dir: Optional[str] = typer.Option(None, help="Where the confusion matrix PNG goes (default: next to the checkpoint)."),
+    at: str = typer.Option("image-size", "--at", help="Where predictions meet the truth: image-size (each image's own "
+                           "size: logits upsampled as predict writes its masks; as VOC and Cityscapes score) | "
+                           "input-size (masks shrunk to the model's input, as the per-epoch validation of training)."),
 ):
-    """mIoU, per-class IoU, pixel accuracy and mean Dice over a split (one confusion matrix)."""
-    run_eval("segment", checkpoint, data, split, json_out, device, batch_size, plots_dir)
+    """mIoU, per-class IoU, pixel accuracy and mean Dice over a split (one confusion matrix).
+
+    Scored at each image's own size by default; the output says where ('scored_at')."""
+    from visiontk.errors import UserError
+
+    if at not in ("image-size", "input-size"):
+        raise UserError(f"--at: '{at}' is not one of image-size, input-size")
+    run_eval("segment", checkpoint, data, split, json_out, device, batch_size, plots_dir,
+             options={"at": at.replace("-", "_")})
 
 
 @app.command()

@@ -31,7 +31,7 @@ from torchvision.ops import box_convert
 
 from visiontk.console import err_console, info, warn
 from visiontk.data.transforms import build_augmentations
-from visiontk.engine.normalization import resolve_normalization
+from visiontk.engine.normalization import recipe_preprocess
 from visiontk.errors import DataError, UserError
 from visiontk.recipe import build_dataclass
 from visiontk.tasks.base import Task, TaskModel
@@ -284,15 +284,14 @@ class DetectTask(Task):
         info(f"{name}: {len(records)} images, {n_boxes} boxes, {len(names)} classes{crowd}; {report.summary()}")
         return records, names, report
 
-    def build_dataset(self, recipe, split: str, train: bool, classes=None, root=None):
+    def build_dataset(self, recipe, split: str, train: bool, classes=None, root=None, preprocess=None):
         records, names, _ = self.read_split(recipe, split, classes, root)
         transform = None
         if train and recipe.data.augment:
             transform = A.Compose(build_augmentations(recipe.data.augment),
                                   bbox_params=detection_bbox_params(recipe.data.options["min_visibility"], clip=True))
-        norm = resolve_normalization(recipe)
-        dataset = SkippingDetectionDataset(records, recipe.image_size[0], transform, norm["mean"], norm["std"],
-                                            policy=recipe.data.bad_annotations)
+        dataset = SkippingDetectionDataset(records, preprocess or recipe_preprocess(recipe), transform,
+                                           policy=recipe.data.bad_annotations)
         return dataset, names
 
     def collate(self, batch: list):
