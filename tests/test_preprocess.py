@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from visiontk.data.preprocess import RESIZE_DEFAULT, RESIZE_RULES, Preprocess
+from visiontk.data.preprocess import DRAFT_DEFAULT, RESIZE_DEFAULT, RESIZE_RULES, Preprocess
 from visiontk.errors import UserError
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
@@ -47,6 +47,15 @@ def test_old_checkpoints_are_rebuilt_from_their_fields():
     assert pre.resize == RESIZE_DEFAULT and pre.jpeg_draft
     new = {**old, "preprocess": Preprocess(size=(8, 8), mean=MEAN, std=STD, resize="bilinear").to_dict()}
     assert Preprocess.from_checkpoint(new).size == (8, 8)
+
+
+def test_recipe_keys_offer_the_rules_with_the_measured_default():
+    import typing
+
+    from visiontk.recipe import DataConfig
+
+    assert DataConfig().resize == RESIZE_DEFAULT and DataConfig().jpeg_draft is DRAFT_DEFAULT
+    assert typing.get_args(typing.get_type_hints(DataConfig)["resize"]) == RESIZE_RULES
 
 
 def test_checkpoint_meta_carries_the_recipes_preprocess():

@@ -65,7 +65,7 @@ class DataConfig:
     # How images are brought to image_size (data/preprocess.py, where the default
     # was measured) and whether JPEGs much larger than it are decoded at 1/2, 1/4
     # or 1/8 scale; used alike by training, eval and predict, saved in checkpoints.
-    resize: Literal["bilinear", "area_from_2x"] = "area_from_2x"
+    resize: Literal["bilinear", "area_from_2x"] = "bilinear"
     jpeg_draft: bool = True
     # What to do with a bad image or annotation: skip it with a warning, or stop.
     bad_annotations: Literal["skip", "error"] = "skip"

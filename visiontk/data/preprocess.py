@@ -30,12 +30,9 @@ from visiontk.errors import UserError
 
 # How `finish` shrinks or enlarges a decoded image to the model's input size.
 #   bilinear:      OpenCV bilinear (half-pixel centres), whatever the factor.
-#   area_from_2x:  OpenCV area averaging when shrinking by 2x or more, where
-#                  bilinear reads only 4 source pixels per output pixel and
-#                  aliases; bilinear below (OpenCV's area resize by a
-#                  non-integer factor < 2 costs 5-10x more for the same result).
-# Chosen by measurement (benchmarks/resize_bench.py, benchmarks/README.md
-# "Resize rule"); numbers at RESIZE_DEFAULT below.
+#   area_from_2x:  OpenCV area averaging when shrinking by 2x or more (where
+#                  bilinear reads 4 source pixels per output pixel and
+#                  aliases), bilinear below (predict's rule until 2026-12).
 RESIZE_RULES = ("bilinear", "area_from_2x")
 # The same in words, for the metadata of exported models (runtimes without visiontk).
 RESIZE_RULE_TEXT = {
@@ -43,12 +40,29 @@ RESIZE_RULE_TEXT = {
     "area_from_2x": "OpenCV cv2.resize INTER_AREA when shrinking by 2x or more (either side), else INTER_LINEAR",
 }
 
-# Measured with benchmarks/resize_bench.py (see benchmarks/README.md, "Resize rule"):
-# MEASUREMENTS_PLACEHOLDER
-RESIZE_DEFAULT = "area_from_2x"
+# Bilinear with draft decoding, by measurement (benchmarks/resize_bench.py and
+# data_bench.py; benchmarks/README.md, "Resize rule"). On the 398 hymenoptera
+# photos (384 shrink by 2x or more to 224, 46 are draft-decoded):
+#   ImageNet lite0 zero-shot ant/bee, 224 px, correct (NLL): bilinear+draft 385
+#     (0.0771), bilinear 384 (0.0781), area_from_2x+draft 384 (0.0805), area 384 (0.0813);
+#   lite0 linear probe, 3 epochs x 3 seeds, val top-1: bilinear+draft 0.946,
+#     bilinear 0.943, area_from_2x+draft 0.935, area_from_2x 0.933 (sd 0.004-0.007);
+#   raccoon (lite0 YOLO head, 5 epochs x 3 seeds), val mAP@.5: bilinear+draft 0.722,
+#     area_from_2x+draft 0.699, bilinear 0.683, area_from_2x 0.665 (sd 0.03-0.07).
+# Speed per worker (640x480 -> 224 / 64, 12 MP -> 224): bilinear+draft 152 / 295 /
+# 13.3 img/s, area_from_2x+draft 148 / 291 / 13.1, bilinear 113 / 205 / 2.8,
+# area_from_2x 88 / 134 / 2.3 (a loaded machine: compare within a column).
+# Why bilinear does not lose: draft decoding already shrinks large JPEGs in the
+# DCT domain (an antialiased reduction) to within 2x of the input, and the
+# augmentations that resize (RandomResizedCrop, Affine) resample bilinearly, so
+# evaluation pixels look like training pixels. On membrane (512 -> 256 PNGs)
+# the two rules give identical pixels (exactly 2x).
+RESIZE_DEFAULT = "bilinear"
 # JPEGs much larger than the input are decoded by libjpeg at 1/2, 1/4 or 1/8
 # scale (PIL's draft), never below the input size: a 12 MP photo to 224 px
-# decodes ~5x faster and takes 1/16-1/64 of the memory.
+# decodes ~5x faster and takes 1/16-1/64 of the memory. Augmentations with sizes
+# in pixels of the file (e.g. a fixed-size crop before any resize) see the smaller
+# array: set data.jpeg_draft false for those.
 DRAFT_DEFAULT = True
 
 
@@ -123,8 +137,8 @@ class Preprocess:
     @classmethod
     def from_checkpoint(cls, meta: Mapping[str, Any]) -> "Preprocess":
         """The checkpoint's own `preprocess`; checkpoints written before it existed
-        are rebuilt from their input_size / mean / std / in_channels, with today's
-        resize rule and draft policy (what their `predict` did)."""
+        are rebuilt from their input_size / mean / std / in_channels with today's
+        resize rule and draft policy (bilinear, as classify and detect trained)."""
         if meta.get("preprocess") is not None:
             return cls.from_dict(meta["preprocess"])
         return cls(size=tuple(meta["input_size"]), channels=int(meta.get("in_channels", 3)),
