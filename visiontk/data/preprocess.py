@@ -129,10 +129,13 @@ class Preprocess:
         unknown = set(d) - known
         if unknown:
             raise UserError(f"preprocess: unknown keys {', '.join(sorted(unknown))}")
-        size = d.get("size")
-        return cls(size=None if size is None else tuple(size), channels=int(d.get("channels", 3)),
-                   mean=tuple(d["mean"]), std=tuple(d["std"]), resize=d.get("resize", RESIZE_DEFAULT),
-                   jpeg_draft=d.get("jpeg_draft", DRAFT_DEFAULT))
+        try:
+            size = d.get("size")
+            return cls(size=None if size is None else tuple(size), channels=int(d.get("channels", 3)),
+                       mean=tuple(d["mean"]), std=tuple(d["std"]), resize=d.get("resize", RESIZE_DEFAULT),
+                       jpeg_draft=d.get("jpeg_draft", DRAFT_DEFAULT))
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(f"preprocess: malformed entry {dict(d)!r} ({e.__class__.__name__}: {e})") from None
 
     @classmethod
     def from_checkpoint(cls, meta: Mapping[str, Any]) -> "Preprocess":
@@ -217,11 +220,6 @@ class Preprocess:
     def _check_channels(self, c: int) -> None:
         if c != self.channels:
             raise ValueError(f"preprocess: image has {c} channels, expected {self.channels}")
-
-    def describe(self) -> str:
-        size = "each image's own size" if self.size is None else f"{self.size[0]}x{self.size[1]}"
-        return (f"{'RGB' if self.channels == 3 else 'grey'} at {size}, resize {self.resize}, "
-                f"JPEG draft {'on' if self.jpeg_draft else 'off'}")
 
 
 def resize_mask(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
