@@ -93,6 +93,29 @@ def cli_json(*args: str) -> dict:
     return json.loads(res.stdout)
 
 
+# ---------------------------------------------------------------- the pixels
+
+
+def test_eval_datasets_and_the_predictor_give_the_model_the_same_numbers(tmp_path):
+    """Bit for bit, on every awkward file: the evaluation dataset's tensor (per image,
+    on the CPU) and the predictor's (decoding workers, then the fused batch normalisation)."""
+    from visiontk.data.preprocess import Preprocess
+    from visiontk.engine.build import model_from_checkpoint
+    from visiontk.engine.predictor import Predictor
+    from visiontk.tasks.registry import get_task
+
+    root = tmp_path / "data"
+    write_images(root / "val" / "x", seed=6)
+    ckpt = untrained(tmp_path, "classify/shapes", [f"data.image_size={SIZE}", "model.backbone_options.width=4"], ["x"])
+    _, meta = model_from_checkpoint(ckpt, "classify")
+    dataset, _ = get_task("classify").build_dataset(meta["recipe_obj"], "val", train=False, classes=["x"],
+                                                    root=str(root), preprocess=Preprocess.from_checkpoint(meta))
+    predictor = Predictor(ckpt, "classify", device="cpu")
+    for (path, _), (x, _) in zip(dataset.samples, dataset):
+        pixels, _ = predictor.load_pixels(path)
+        assert torch.equal(predictor.preprocess.normalize_batch(torch.as_tensor(pixels)[None])[0], x), path.name
+
+
 # ---------------------------------------------------------------- classify
 
 
