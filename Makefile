@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 VTK := $(VENV)/bin/visiontk
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: install test demo bench clean
+.PHONY: install test test-outcome calibrate demo bench clean
 
 # lite0 (17 MB of real ImageNet weights) and export (onnx, onnxscript, onnxruntime:
 # ~35 MB, a few seconds) are small, so the tests run with them rather than skip.
@@ -17,8 +17,20 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# --durations: the slowest tests stay visible in every run (the suite's budget is 8 minutes).
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
+
+# The tests that assert what a short training reaches, again with the kernels an
+# AVX2-only CPU picks (ATen's and oneDNN's): their thresholds must hold on any
+# x86-64 CPU (tests/calibration/README.md). CI runs this after `make test`.
+test-outcome: $(VENV)/.installed
+	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 $(PY) -m pytest -q -m outcome --durations=15
+
+# Re-measure the outcome tests under several kernel settings and seeds, and with
+# deliberate breaks (about an hour on 2 cores).
+calibrate: $(VENV)/.installed
+	$(PY) tests/calibration/run.py --breaks
 
 # Generate the synthetic shapes set, train the classification demo recipe on
 # the CPU, evaluate it and predict on a folder.

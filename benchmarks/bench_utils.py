@@ -78,7 +78,7 @@ def make_checkpoint(recipe_name: str, path: Path, overrides: list[str] | None = 
     depend on the weights), without touching the recipe's data."""
     from visiontk.engine.build import build_model, checkpoint_meta, state_dict_fp32
     from visiontk.engine.checkpoint import FORMAT, VERSION, atomic_save
-    from visiontk.recipe import load_recipe
+    from visiontk.tasks.recipes import load_recipe
 
     if path.exists():
         return path

@@ -58,12 +58,10 @@ def plain_epoch(recipe, task, seed: int) -> float:
 
 def ours_epoch(recipe, project: Path, seed: int) -> float:
     """One epoch through the Trainer; the epoch loop's own images/s (eval and checkpoints excluded)."""
-    import dataclasses
-
     from visiontk.engine.trainer import Trainer
 
-    r = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, epochs=1, seed=seed),
-                            output=dataclasses.replace(recipe.output, plots=False))
+    r = recipe.model_copy(update={"train": recipe.train.model_copy(update={"epochs": 1, "seed": seed}),
+                                  "output": recipe.output.model_copy(update={"plots": False})})
     trainer = Trainer(r, device="cpu", project=str(project), name=f"bench-{seed}")
     trainer.fit()
     return trainer.history[-1]["train/img_per_s"]
@@ -85,7 +83,7 @@ class Timed:
 def predict_run(checkpoint: Path, paths: list[Path], batch_size: int) -> dict:
     import visiontk.tasks.detect.task as detect_task
     from visiontk.engine.predictor import Predictor
-    from visiontk.engine.writers import JsonlWriter
+    from visiontk.outputs.records import JsonlWriter
 
     predictor = Predictor(checkpoint, "detect", device="cpu", batch_size=batch_size, workers=2)
     forward = Timed(predictor.model.forward)
@@ -115,7 +113,7 @@ def main() -> None:
 
     from visiontk.console import err_console
     from visiontk.data.synth import synth_detect
-    from visiontk.recipe import load_recipe
+    from visiontk.tasks.recipes import load_recipe
     from visiontk.tasks.registry import get_task
 
     with tempfile.TemporaryDirectory() as tmp:

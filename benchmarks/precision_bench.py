@@ -32,7 +32,7 @@ SETTINGS = {  # name -> Predictor keyword arguments
 def trained_demo() -> tuple[Path, Path]:
     """(best.pt, data root) of the demo recipe trained with its own settings."""
     from visiontk.engine.trainer import Trainer
-    from visiontk.recipe import load_recipe
+    from visiontk.tasks.recipes import load_recipe
 
     root = bu.CACHE / "shapes-classify-demo"
     run = bu.CACHE / "runs" / "classify" / "demo"

@@ -24,6 +24,7 @@ Targets: predictor >= 0.9 x ceiling and >= 2 x naive at batch 32.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import subprocess
 import sys
@@ -42,7 +43,7 @@ from PIL import Image  # noqa: E402
 from visiontk.engine import decode_batches as db  # noqa: E402
 from visiontk.engine.performance import autocast  # noqa: E402
 from visiontk.engine.predictor import Predictor  # noqa: E402
-from visiontk.engine.writers import JsonlWriter  # noqa: E402
+from visiontk.outputs.output_file import OutputFile  # noqa: E402
 from visiontk.tasks.registry import get_task  # noqa: E402
 
 # name -> (task, recipe, overrides, images per timed run)
@@ -61,12 +62,10 @@ SCHEDULES = {
 }
 
 
-def task_options(task: str, tmp: Path, batch: int) -> dict:
-    if task == "segment":
-        from visiontk.tasks.segment.task import predict_options
-
-        return predict_options(str(tmp / "masks"), False, None, 32, batch)
-    return {}
+def task_options(task: str, tmp: Path) -> object:
+    """The task's default predict options; segment's masks go to a temporary folder."""
+    options = get_task(task).predict_options()
+    return dataclasses.replace(options, out_dir=str(tmp / "masks")) if hasattr(options, "out_dir") else options
 
 
 def checkpoint_for(name: str) -> Path:
@@ -84,9 +83,11 @@ class Bench:
         self.ckpt = checkpoint_for(name)
         self.tmp = tmp
         self.schedule = SCHEDULES[schedule]
+        options = task_options(self.task_name, tmp)
         self.predictor = Predictor(self.ckpt, self.task_name, device="cpu", batch_size=batch, workers=workers,
-                                   options=task_options(self.task_name, tmp, batch), precision=precision,
-                                   loader=self.schedule["loader"])
+                                   options=options, precision=precision, loader=self.schedule["loader"])
+        # What `predict` writes (records, and segment's mask PNGs), with stdout as the results stream.
+        self.outputs = get_task(self.task_name).prediction_outputs(options, OutputFile(None))
         p = self.predictor
         p._batches = lambda paths: db.decode_batches(paths, p.load_pixels, p.batch_size, p.workers, p.device,
                                                      self.schedule["loader"], self.schedule["lookahead"])
@@ -123,19 +124,19 @@ class Bench:
         p = self.predictor
         n = max(1, len(self.paths) // self.batch)
         with open(os.devnull, "w") as sink, torch.inference_mode():
-            writer = JsonlWriter(sink)
+            writer = self.outputs.writer(sink)
             for _ in range(n):
                 metas = []
                 for m in self.batch_metas:  # new names: mask files are never overwritten
                     self.output_count += 1
                     metas.append({**m, "path": f"{Path(m['path']).stem}-o{self.output_count}.jpg"})
-                for record in p.task.postprocess(self.batch_outputs, metas, p.options):
+                for record in p.task.postprocess(self.batch_outputs, metas, p.context):
                     writer(record)
         return n * self.batch
 
     def predictor_run(self) -> int:
         with open(os.devnull, "w") as sink:
-            return self.predictor.run(iter(self.paths), JsonlWriter(sink))["images"]
+            return self.predictor.run(iter(self.paths), self.outputs.writer(sink))["images"]
 
     def naive(self) -> int:
         """What a first script looks like: PIL, torchvision transforms, one image at a time."""
@@ -149,12 +150,16 @@ class Bench:
         h, w = p.size
         tf = T.Compose([T.Resize((h, w)), T.ToTensor(), T.Normalize(p.ckpt["mean"], p.ckpt["std"])])
         n = len(self.paths) // 2  # the slowest contender: half the images, same rate
-        for path in self.paths[:n]:
-            img = Image.open(path).convert(p.mode)
-            with torch.no_grad(), autocast(p.device, p.dtype):
-                out = self.naive_model(tf(img)[None])
-            out = out.float() if torch.is_tensor(out) else out
-            list(p.task.postprocess(out, [{"path": str(path), "orig_size": (img.height, img.width)}], p.options))
+        with open(os.devnull, "w") as sink:
+            writer = self.outputs.writer(sink)
+            for path in self.paths[:n]:
+                img = Image.open(path).convert(p.mode)
+                with torch.no_grad(), autocast(p.device, p.dtype):
+                    out = self.naive_model(tf(img)[None])
+                out = out.float() if torch.is_tensor(out) else out
+                for record in p.task.postprocess(out, [{"path": str(path), "orig_size": (img.height, img.width)}],
+                                                 p.context):
+                    writer(record)
         return n
 
     def cli(self) -> tuple[int, float]:

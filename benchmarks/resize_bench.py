@@ -77,7 +77,7 @@ def zero_shot(sizes: list[int]) -> list[list]:
 
 def train(recipe: str, overrides: list[str], project: str) -> dict:
     from visiontk.engine.trainer import Trainer
-    from visiontk.recipe import load_recipe
+    from visiontk.tasks.recipes import load_recipe
 
     r = load_recipe(recipe, [*overrides, "output.plots=false"])
     return Trainer(r, device="cpu", project=project, name="run").fit()["metrics"]

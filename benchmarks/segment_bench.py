@@ -26,9 +26,10 @@ from visiontk.data.synth import synth_segment  # noqa: E402
 from visiontk.engine.build import build_model  # noqa: E402
 from visiontk.engine.predictor import Predictor  # noqa: E402
 from visiontk.engine.trainer import Trainer  # noqa: E402
-from visiontk.recipe import recipe_from_dict  # noqa: E402
+from visiontk.tasks.recipes import recipe_from_dict  # noqa: E402
 from visiontk.tasks.registry import get_task  # noqa: E402
-from visiontk.tasks.segment.task import predict_options  # noqa: E402
+from visiontk.outputs.output_file import OutputFile  # noqa: E402
+from visiontk.tasks.options.segment import SegmentPredictOptions  # noqa: E402
 
 DECODERS = ("fcn8s", "unet")
 
@@ -75,10 +76,12 @@ def plain_train(recipe, epochs: int) -> float:
 
 
 def predict_rates(checkpoint: Path, images: list[Path], out_dir: Path, batch: int) -> tuple[float, float]:
-    predictor = Predictor(checkpoint, "segment", device="cpu", batch_size=batch, workers=2,
-                          options=predict_options(str(out_dir), False, None, 32, batch))
+    options = SegmentPredictOptions(out_dir=str(out_dir))
+    predictor = Predictor(checkpoint, "segment", device="cpu", batch_size=batch, workers=2, options=options)
+    outputs = get_task("segment").prediction_outputs(options, OutputFile(None))  # mask PNGs, as `predict` writes them
     start = time.perf_counter()
-    predictor.run(images, lambda record: None)
+    with open(os.devnull, "w") as sink:
+        predictor.run(images, outputs.writer(sink))
     end_to_end = len(images) / (time.perf_counter() - start)
     tensors = [predictor.load(p)[0] for p in images]
     start = time.perf_counter()

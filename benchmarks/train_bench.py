@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 from visiontk.console import err_console  # noqa: E402
 from visiontk.engine.build import build_model  # noqa: E402
 from visiontk.engine.trainer import Trainer  # noqa: E402
-from visiontk.recipe import load_recipe  # noqa: E402
+from visiontk.tasks.recipes import load_recipe  # noqa: E402
 from visiontk.tasks.registry import get_task  # noqa: E402
 
 # name -> (recipe, overrides, synthetic image size, images in the data set)

@@ -10,7 +10,8 @@ from helpers import run_cli
 from visiontk.engine.checkpoint import load_checkpoint
 
 
-def test_trains_to_90_percent_and_writes_the_run_dir(trained_classifier):
+@pytest.mark.outcome
+def test_trains_to_90_percent_and_writes_the_run_dir(trained_classifier, outcome):
     run = trained_classifier
     for name in ("recipe.yaml", "last.pt", "best.pt", "results.csv", "plots/training_curves.png", "plots/confusion_matrix.png"):
         assert (run / name).is_file(), name
@@ -18,8 +19,9 @@ def test_trains_to_90_percent_and_writes_the_run_dir(trained_classifier):
     assert [int(r["epoch"]) for r in rows] == list(range(1, len(rows) + 1))
     assert {"train/loss", "val/top1", "lr", "time"} <= set(rows[0])
     losses = [float(r["train/loss"]) for r in rows]
-    assert losses[-1] < 0.5 * losses[0]
     best = max(float(r["val/top1"]) for r in rows)
+    outcome(top1=best, loss_ratio=losses[-1] / losses[0])
+    assert losses[-1] < 0.5 * losses[0]
     assert best >= 0.90
     ckpt = load_checkpoint(run / "best.pt", "classify")
     assert ckpt["classes"] == ["circle", "square", "triangle"]
@@ -40,7 +42,8 @@ def test_eval_json_matches_training_metric(trained_classifier):
     assert table.returncode == 0 and table.stdout == "" and "top-1" in table.stderr and "triangle" in table.stderr
 
 
-def test_predict_from_stdin_to_jsonl(trained_classifier, shapes_classify):
+@pytest.mark.outcome
+def test_predict_from_stdin_to_jsonl(trained_classifier, shapes_classify, outcome):
     paths = sorted((shapes_classify / "val").rglob("*.png"))[::25]
     res = run_cli("classify", "predict", str(trained_classifier / "best.pt"), "-", "--topk", "2", "--batch-size", "4",
                   stdin="\n".join(map(str, paths)) + "\n")
@@ -48,6 +51,7 @@ def test_predict_from_stdin_to_jsonl(trained_classifier, shapes_classify):
     records = [json.loads(line) for line in res.stdout.splitlines()]
     assert [r["path"] for r in records] == [str(p) for p in paths]
     correct = sum(r["label"] == p.parent.name for r, p in zip(records, paths))
+    outcome(accuracy=correct / len(paths))
     assert correct / len(paths) >= 0.85
     for r in records:
         assert len(r["topk"]) == 2 and r["topk"][0]["prob"] >= r["topk"][1]["prob"] and r["prob"] == r["topk"][0]["prob"]
@@ -79,7 +83,8 @@ def test_corrupt_image_gets_an_error_record_and_exit_1(trained_classifier, shape
     assert str(bad) in res.stderr and "Traceback" not in res.stderr
 
 
-def test_predict_csv_to_file_and_no_overwrite(trained_classifier, shapes_classify, tmp_path):
+@pytest.mark.outcome
+def test_predict_csv_to_file_and_no_overwrite(trained_classifier, shapes_classify, tmp_path, outcome):
     out = tmp_path / "preds.csv"
     args = ["classify", "predict", str(trained_classifier / "best.pt"), str(shapes_classify / "val" / "square"),
             "--format", "csv", "--out", str(out)]
@@ -87,6 +92,7 @@ def test_predict_csv_to_file_and_no_overwrite(trained_classifier, shapes_classif
     assert res.returncode == 0, res.stderr
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert len(rows) == 250 and {"path", "label", "prob", "topk", "error"} <= set(rows[0])
+    outcome(square_recall=sum(r["label"] == "square" for r in rows) / len(rows))
     assert sum(r["label"] == "square" for r in rows) >= 0.85 * len(rows)
     again = run_cli(*args)
     assert again.returncode == 2 and "--overwrite" in again.stderr

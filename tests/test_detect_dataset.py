@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
+from visiontk.data.formats.records import AnnotatedImage
 from visiontk.data.preprocess import Preprocess
 from visiontk.errors import DataError
 from visiontk.tasks.detect.dataset import DetectionDataset, collate_detection, detection_bbox_params
-from visiontk.tasks.detect.readers import DetectionRecord
 
 BOX = [4.0, 2.0, 14.0, 10.0]  # pixel xyxy on a 40 x 20 image
 
@@ -18,13 +18,14 @@ def pre(side: int, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)) -> Pre
     return Preprocess(size=(side, side), mean=mean, std=std)
 
 
-def _record(tmp_path: Path, name="red.png", boxes=(BOX,), labels=(1,)) -> DetectionRecord:
+def _record(tmp_path: Path, name="red.png", boxes=(BOX,), labels=(1,)) -> AnnotatedImage:
     arr = np.zeros((20, 40, 3), np.uint8)
     for x1, y1, x2, y2 in boxes:
         arr[int(y1) : int(y2), int(x1) : int(x2), 0] = 255  # a red rectangle exactly under each box
     path = tmp_path / name
     Image.fromarray(arr).save(path)
-    return DetectionRecord(path, 40, 20, np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64))
+    return AnnotatedImage(path, height=20, width=40, boxes=np.array(boxes, np.float32).reshape(-1, 4),
+                          labels=np.array(labels, np.int64))
 
 
 def test_plain_item_normalised_boxes_and_image(tmp_path):
@@ -74,7 +75,7 @@ def test_exif_orientation_is_applied(tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees: displayed 10 wide, 20 high
     path = tmp_path / "rot.jpg"
     Image.fromarray(arr).save(path, exif=exif)
-    rec = DetectionRecord(path, 10, 20, np.array([[1, 1, 5, 5]], np.float32), np.array([0]))
+    rec = AnnotatedImage(path, height=20, width=10, boxes=np.array([[1, 1, 5, 5]], np.float32), labels=np.array([0]))
     _, target = DetectionDataset([rec], pre(8))[0]
     assert target["orig_size"].tolist() == [20, 10]
 

@@ -67,7 +67,7 @@ def test_missing_package_says_how_to_install(monkeypatch):
 
 def test_lite0_weights_bring_their_normalisation_into_the_checkpoint(tmp_path):
     from visiontk.engine.build import checkpoint_meta
-    from visiontk.recipe import recipe_from_dict
+    from visiontk.tasks.recipes import recipe_from_dict
 
     recipe = recipe_from_dict({"task": "classify", "data": {"root": str(tmp_path), "image_size": 160},
                                "model": {"backbone": "efficientnet_lite0", "pretrained": "imagenet"}})

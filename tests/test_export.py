@@ -110,3 +110,7 @@ def test_fixed_batch_export_and_refusals(checkpoints, tmp_path):
     assert again.returncode == 2 and "exists" in again.stderr
     missing = run_cli("export", str(tmp_path / "nope.pt"), "--format", "onnx")
     assert missing.returncode == 2 and "nope.pt" in missing.stderr
+    before = ckpt.read_bytes()
+    onto_input = run_cli("export", str(ckpt), "--format", "torchscript", "--out", str(ckpt), "--overwrite")
+    assert onto_input.returncode == 2 and "is both the checkpoint and the --out file" in onto_input.stderr
+    assert ckpt.read_bytes() == before

@@ -76,7 +76,7 @@ def trained(tmp_path: Path, recipe: str, overrides: list[str]) -> Path:
     """Two epochs in-process on one thread: batch-norm statistics of real activations,
     so that outputs depend on the image (an untrained detector scores every image alike)."""
     from visiontk.engine.trainer import Trainer
-    from visiontk.recipe import load_recipe
+    from visiontk.tasks.recipes import load_recipe
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -26,7 +26,8 @@ from visiontk.engine.device import amp_dtype
 from visiontk.engine.performance import to_float32
 from visiontk.engine.predictor import Predictor
 from visiontk.errors import UserError
-from visiontk.recipe import recipe_from_dict
+from visiontk.tasks.options.classify import ClassifyPredictOptions
+from visiontk.tasks.recipes import recipe_from_dict
 
 CPU = torch.device("cpu")
 
@@ -65,12 +66,14 @@ def predict(ckpt, paths, **kw) -> list[dict]:
     return records
 
 
-def test_bf16_gives_the_fp32_top1_for_most_images(trained_classifier, shapes_classify):
+@pytest.mark.outcome
+def test_bf16_gives_the_fp32_top1_for_most_images(trained_classifier, shapes_classify, outcome):
     paths = sorted((shapes_classify / "val").rglob("*.png"))[::5]
     fp32 = predict(trained_classifier / "best.pt", paths, precision="fp32")
     bf16 = predict(trained_classifier / "best.pt", paths, precision="bf16")
     assert [r["path"] for r in bf16] == [r["path"] for r in fp32]
     agree = sum(a["label"] == b["label"] for a, b in zip(fp32, bf16)) / len(fp32)
+    outcome(agreement=agree)
     assert len(fp32) >= 100 and agree >= 0.95
     # Not the same numbers: bf16 really ran (a no-op switch would give identical probabilities).
     assert any(a["prob"] != b["prob"] for a, b in zip(fp32, bf16))
@@ -95,7 +98,7 @@ def test_the_batched_pipeline_computes_what_the_model_gives_on_each_image(tiny_c
     from visiontk.engine.build import model_from_checkpoint
 
     model, ckpt = model_from_checkpoint(tiny_ckpt, "classify")
-    p = Predictor(tiny_ckpt, "classify", device="cpu", precision="fp32", batch_size=8, options={"topk": 3})
+    p = Predictor(tiny_ckpt, "classify", device="cpu", precision="fp32", batch_size=8, options=ClassifyPredictOptions(topk=3))
     records: list[dict] = []
     p.run(iter(jpegs), records.append)
     with torch.no_grad():
@@ -264,8 +267,8 @@ def test_training_in_bf16_channels_last_saves_fp32_contiguous_weights(tmp_path):
 
 def test_compiled_model_predicts_what_the_eager_one_does(tiny_ckpt, jpegs):
     """--compile (torch.compile, inductor: a C++ compiler on the CPU) changes speed, not answers."""
-    eager = predict(tiny_ckpt, jpegs[:6], batch_size=3, options={"topk": 3})
-    predictor = Predictor(tiny_ckpt, "classify", device="cpu", batch_size=3, compile=True, options={"topk": 3})
+    eager = predict(tiny_ckpt, jpegs[:6], batch_size=3, options=ClassifyPredictOptions(topk=3))
+    predictor = Predictor(tiny_ckpt, "classify", device="cpu", batch_size=3, compile=True, options=ClassifyPredictOptions(topk=3))
     assert predictor.model._compiled_call_impl is not None  # Module.compile() really ran
     compiled: list[dict] = []
     predictor.run(iter(jpegs[:6]), compiled.append)

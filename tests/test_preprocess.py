@@ -53,14 +53,23 @@ def test_recipe_keys_offer_the_rules_with_the_measured_default():
     import typing
 
     from visiontk.recipe import DataConfig
+    from visiontk.tasks.recipes import load_recipe
 
-    assert DataConfig().resize == RESIZE_DEFAULT and DataConfig().jpeg_draft is DRAFT_DEFAULT
-    assert typing.get_args(typing.get_type_hints(DataConfig)["resize"]) == RESIZE_RULES
+    fields = DataConfig.model_fields
+    assert fields["resize"].default == RESIZE_DEFAULT and fields["jpeg_draft"].default is DRAFT_DEFAULT
+    assert typing.get_args(fields["resize"].annotation) == RESIZE_RULES
+    r = load_recipe("classify/shapes")
+    assert (r.data.resize, r.data.jpeg_draft) == (RESIZE_DEFAULT, DRAFT_DEFAULT)
+    # Checked as every recipe key is: one line naming the key, the choices and the value.
+    with pytest.raises(UserError, match=r"'data\.resize' must be one of 'bilinear' \| 'area_from_2x', got 'cubic'$"):
+        load_recipe("classify/shapes", ["data.resize=cubic"])
+    with pytest.raises(UserError, match=r"'data\.jpeg_draft' must be true/false, got 1$"):
+        load_recipe("classify/shapes", ["data.jpeg_draft=1"])
 
 
 def test_checkpoint_meta_carries_the_recipes_preprocess():
     from visiontk.engine.build import checkpoint_meta
-    from visiontk.recipe import load_recipe
+    from visiontk.tasks.recipes import load_recipe
 
     r = load_recipe("classify/shapes", ["data.image_size=[40, 56]", "model.in_channels=1", "data.resize=bilinear",
                                         "data.jpeg_draft=false"])
@@ -149,12 +158,13 @@ def test_resize_rule(src, rule, expected):
 
 def test_detection_boxes_follow_a_draft_decoded_image(tmp_path):
     from visiontk.tasks.detect.dataset import DetectionDataset, detection_bbox_params
-    from visiontk.tasks.detect.readers import DetectionRecord
+    from visiontk.data.formats.records import AnnotatedImage
 
     arr = np.zeros((400, 600, 3), np.uint8)
     arr[100:300, 150:450] = 255  # a white box under the annotation
     Image.fromarray(arr).save(tmp_path / "big.jpg", quality=95)
-    rec = DetectionRecord(tmp_path / "big.jpg", 600, 400, np.array([[150, 100, 450, 300]], np.float32), np.array([0]))
+    rec = AnnotatedImage(tmp_path / "big.jpg", height=400, width=600, boxes=np.array([[150, 100, 450, 300]], np.float32),
+                         labels=np.array([0]))
     pre = Preprocess(size=(64, 64), mean=(0, 0, 0), std=(1, 1, 1))
     assert pre.decode(rec.image)[0].shape[:2] == (100, 150)  # 1/4
     seen = {}
@@ -214,16 +224,15 @@ def test_segmentation_masks_follow_a_draft_decoded_image(tmp_path):
 def test_grey_models_read_grey_pixels_in_every_task(tmp_path):
     """A 1-channel model decodes 'L' in training and eval, as predict does (it used to get
     RGB in detect/segment training, averaged after normalisation by the backbone)."""
+    from visiontk.data.formats.records import AnnotatedImage
     from visiontk.tasks.detect.dataset import DetectionDataset
-    from visiontk.tasks.detect.readers import DetectionRecord
     from visiontk.tasks.segment.dataset import SegmentationDataset
     from visiontk.tasks.segment.readers import SegmentationRecord
 
     Image.fromarray(photo(40, 30)).save(tmp_path / "a.png")
     Image.fromarray(np.zeros((30, 40), np.uint8)).save(tmp_path / "a_mask.png")
     pre = Preprocess(size=(16, 16), channels=1, mean=(0.5,), std=(0.25,))
-    x, _ = DetectionDataset([DetectionRecord(tmp_path / "a.png", 40, 30, np.zeros((0, 4), np.float32),
-                                             np.zeros(0, np.int64))], pre)[0]
+    x, _ = DetectionDataset([AnnotatedImage(tmp_path / "a.png", height=30, width=40)], pre)[0]
     y, _ = SegmentationDataset([SegmentationRecord(tmp_path / "a.png", tmp_path / "a_mask.png")], 1, pre)[0]
     assert x.shape == y.shape == (1, 16, 16)
     assert torch.equal(x, pre(tmp_path / "a.png")) and torch.equal(y, x)

@@ -69,7 +69,7 @@ def test_weights_name_and_the_rebuilt_imagenet_classifier_match_torchvision(cach
 
 def test_build_model_loads_cached_weights_for_a_task_model(cached_resnet18, tmp_path):
     from visiontk.engine.build import build_model
-    from visiontk.recipe import recipe_from_dict
+    from visiontk.tasks.recipes import recipe_from_dict
 
     reference, _ = cached_resnet18
     recipe = recipe_from_dict({"task": "classify", "data": {"root": str(tmp_path)},
@@ -148,7 +148,7 @@ def test_visiontk_checkpoint_as_pretrained_keeps_head_only_for_the_same_classes(
     from visiontk.data.synth import synth_classify
     from visiontk.engine.build import build_model
     from visiontk.engine.normalization import resolve_normalization
-    from visiontk.recipe import recipe_from_dict
+    from visiontk.tasks.recipes import recipe_from_dict
 
     data = tmp_path / "data"
     synth_classify(data, n=48, size=32, seed=2)

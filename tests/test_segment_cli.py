@@ -1,13 +1,11 @@
 """`visiontk segment` end to end: train the U-Net demo recipe, eval, predict (stdin, tiles, names, errors)."""
 import csv
 import json
-import os
 import shutil
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from helpers import run_cli as _run_cli
+from helpers import SEED, run_cli
 from PIL import Image
 
 from visiontk.engine.checkpoint import load_checkpoint
@@ -15,29 +13,8 @@ from visiontk.engine.checkpoint import load_checkpoint
 CLASSES = ["background", "circle", "square", "triangle"]
 # The shipped U-Net demo recipe, 8 epochs instead of 15: mIoU 0.83 / 0.80 / 0.83 at
 # epoch 8 for seeds 0 / 1 / 2 (>= 0.6 from epoch 4-6), about a minute on 2 idle cores.
-UNET_TEST = ["train.epochs=8"]
+UNET_TEST = ["train.epochs=8", f"train.seed={SEED}"]
 VAL_IMAGES = 150
-
-
-@contextmanager
-def _env(**values):
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def run_cli(*args, **kwargs):
-    """One torch thread in the subprocess: on a shared 2-core machine the default two threads
-    ran this training at 10 img/s against ~70 with one (OpenMP threads waiting for each other)."""
-    with _env(OMP_NUM_THREADS="1"):
-        return _run_cli(*args, **kwargs)
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +45,8 @@ def predict(ckpt, *args, stdin=None):
     return res, records
 
 
-def test_unet_trains_to_miou_06_and_writes_the_run_dir(trained_unet):
+@pytest.mark.outcome
+def test_unet_trains_to_miou_06_and_writes_the_run_dir(trained_unet, outcome):
     run = trained_unet
     for name in ("recipe.yaml", "last.pt", "best.pt", "results.csv", "plots/training_curves.png",
                  "plots/confusion_matrix.png"):
@@ -77,8 +55,10 @@ def test_unet_trains_to_miou_06_and_writes_the_run_dir(trained_unet):
     assert {"train/loss", "train/ce", "train/dice", "val/miou", "val/pixel_accuracy", "val/mean_dice",
             "val/iou/background", "val/iou/triangle"} <= set(rows[0])
     losses = [float(r["train/loss"]) for r in rows]
+    best = max(float(r["val/miou"]) for r in rows)
+    outcome(miou=best, loss_ratio=losses[-1] / losses[0], iou={c: float(rows[-1][f"val/iou/{c}"]) for c in CLASSES})
     assert losses[-1] < 0.5 * losses[0]
-    assert max(float(r["val/miou"]) for r in rows) >= 0.6
+    assert best >= 0.6
     ckpt = load_checkpoint(run / "best.pt", "segment")
     assert ckpt["classes"] == CLASSES and ckpt["input_size"] == [64, 64]
 
@@ -101,7 +81,8 @@ def test_eval_json_equals_the_trainers_recorded_metrics(trained_unet):
     assert "mIoU" in table.stderr and "triangle" in table.stderr
 
 
-def test_predict_from_stdin_writes_original_size_masks_and_json_lines(trained_unet, shapes_segment, tmp_path):
+@pytest.mark.outcome
+def test_predict_from_stdin_writes_original_size_masks_and_json_lines(trained_unet, shapes_segment, tmp_path, outcome):
     val = sorted((shapes_segment / "val" / "images").glob("*.png"))[:12]
     # Two images at other sizes than the model's 64 x 64 input.
     wide = tmp_path / "in" / "wide.png"
@@ -128,6 +109,7 @@ def test_predict_from_stdin_writes_original_size_masks_and_json_lines(trained_un
             truth = np.asarray(Image.open(shapes_segment / "val" / "masks" / path.name))
             correct += int((mask == truth).sum())
             total += truth.size
+    outcome(pixel_accuracy=correct / total)
     assert correct / total >= 0.9  # the masks are the model's predictions, in place
     assert sorted(p.name for p in out_dir.iterdir()) == sorted([p.stem + ".png" for p in paths])
 
@@ -181,10 +163,10 @@ def test_tiled_prediction_equals_whole_image_prediction_where_both_fit(trained_u
 
 def test_tile_smaller_than_twice_the_overlap_is_refused_before_reading_images(tmp_path):
     from visiontk.errors import UserError
-    from visiontk.tasks.segment.task import predict_options
+    from visiontk.tasks.options.segment import SegmentPredictOptions
 
     with pytest.raises(UserError, match=r"--tile 32 must be larger than 2 x --tile-overlap \(16\)"):
-        predict_options(str(tmp_path), False, 32, 16, 4)
+        SegmentPredictOptions(out_dir=str(tmp_path), tile=32, tile_overlap=16)
 
 
 def test_unreadable_image_gets_an_error_record_and_exit_1(trained_unet, shapes_segment, tmp_path):

@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from helpers import SEED
 
 from visiontk.errors import UserError
 from visiontk.tasks.segment.fcn import FCNDecoder
@@ -11,13 +12,7 @@ from visiontk.tasks.segment.model import SegmentationModel, build_decoder
 from visiontk.tasks.segment.unet import ClassicUNet, UNetDecoder
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster and avoids oversubscribing the shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is faster on a shared CPU
 
 
 K = 3
@@ -199,10 +194,11 @@ def _toy_sample(size=32):
 
 
 @pytest.mark.parametrize("name,options", [("fcn8s", {}), ("unet", {"decoder_channels": [16] * 4})])
-def test_overfits_one_tiny_image(name, options):
+@pytest.mark.outcome
+def test_overfits_one_tiny_image(name, options, outcome):
     # 30 Adam steps; correct code reaches a 10-200x smaller loss (the U-Net
     # needs wider stages than the fake backbone's 4-channel stride-2 feature).
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     image, mask = _toy_sample()
     model = make(name, **options).train()
     loss_fn = SegmentationLoss("ce")
@@ -214,4 +210,5 @@ def test_overfits_one_tiny_image(name, options):
         loss.backward()
         opt.step()
         losses.append(parts["loss"])
+    outcome(loss_ratio=losses[-1] / losses[0])
     assert losses[-1] < losses[0] / 5, losses

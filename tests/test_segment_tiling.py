@@ -7,13 +7,7 @@ from visiontk.errors import UserError
 from visiontk.tasks.segment.tiling import owned_ranges, predict_tiled, tile_starts
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster and avoids oversubscribing the shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is faster on a shared CPU
 
 
 K = 4

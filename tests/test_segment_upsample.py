@@ -6,13 +6,7 @@ import torch.nn.functional as F
 from visiontk.tasks.segment.upsample import BilinearConvTranspose2d, bilinear_kernel
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster and avoids oversubscribing the shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is faster on a shared CPU
 
 
 SCALES = [2, 4, 8, 16, 32]

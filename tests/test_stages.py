@@ -9,7 +9,7 @@ import torch
 
 from visiontk.engine.trainer import Interrupted, Trainer
 from visiontk.errors import UserError
-from visiontk.recipe import recipe_from_dict
+from visiontk.tasks.recipes import recipe_from_dict
 
 
 @pytest.fixture(scope="module")

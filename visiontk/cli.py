@@ -10,11 +10,13 @@ from typing import Optional  # noqa: E402
 import typer  # noqa: E402
 
 from visiontk import __version__  # noqa: E402
-from visiontk.commands import classify as classify_cmd  # noqa: E402
 from visiontk.commands import export as export_cmd  # noqa: E402
 from visiontk.commands import misc  # noqa: E402
+from visiontk.commands import transfer as transfer_cmd  # noqa: E402
 from visiontk.commands import weights as weights_cmd  # noqa: E402
-from visiontk.commands.common import STATE  # noqa: E402
+from visiontk.commands.errors import STATE, OneLineUsageErrors  # noqa: E402
+from visiontk.commands.task_commands import task_app  # noqa: E402
+from visiontk.tasks.registry import command_spec, task_names  # noqa: E402
 
 app = typer.Typer(
     name="visiontk",
@@ -22,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=OneLineUsageErrors,
 )
 
 
@@ -39,23 +42,14 @@ def _main(
     STATE["debug"] = debug
 
 
-app.add_typer(classify_cmd.app, name="classify")
+for _task in task_names():
+    app.add_typer(task_app(command_spec(_task)), name=_task)
+app.add_typer(transfer_cmd.app, name="transfer")
 app.add_typer(misc.recipes_app, name="recipes")
 app.add_typer(misc.backbones_app, name="backbones")
 app.add_typer(misc.data_app, name="data")
 app.add_typer(weights_cmd.app, name="weights")
 app.command("export")(export_cmd.export)
-
-# Task command groups written alongside their tasks; absent ones are simply not offered.
-for _module, _name in (("visiontk.commands.detect", "detect"), ("visiontk.commands.segment", "segment"),
-                       ("visiontk.commands.transfer", "transfer")):
-    try:
-        import importlib
-
-        app.add_typer(importlib.import_module(_module).app, name=_name)
-    except ModuleNotFoundError as _e:
-        if _e.name != _module:
-            raise
 
 
 def main() -> None:

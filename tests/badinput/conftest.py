@@ -1,29 +1,20 @@
 """Session fixtures for the bad-input corpus: a tiny data set and a tiny trained classifier."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+
+from helpers import torch_threads
 
 from .support import TINY, invoke
 
 
 @pytest.fixture(scope="package", autouse=True)
-def one_thread():
-    """One torch thread here and in the processes started: these models are tiny,
-    and with two threads on a busy 2-core machine a 1 s run took 20 s."""
-    import torch
-
-    threads, env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
-    torch.set_num_threads(1)
-    os.environ["OMP_NUM_THREADS"] = "1"
-    yield
-    torch.set_num_threads(threads)
-    if env is None:
-        os.environ.pop("OMP_NUM_THREADS", None)
-    else:
-        os.environ["OMP_NUM_THREADS"] = env
+def _one_thread_here_and_in_started_processes():
+    """These models are tiny, and with two threads on a busy 2-core machine a 1 s run took 20 s."""
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

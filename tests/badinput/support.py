@@ -49,7 +49,7 @@ def invoke(*args: str, stdin: str | None = None, subprocess: bool = False) -> Ou
     from typer.testing import CliRunner
 
     from visiontk.cli import app
-    from visiontk.commands.common import STATE
+    from visiontk.commands.errors import STATE
 
     result = CliRunner().invoke(app, [str(a) for a in args], input=stdin)
     STATE["debug"] = False

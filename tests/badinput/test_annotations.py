@@ -3,8 +3,8 @@
 Through `detect train` / `segment train` (in this process): with
 data.bad_annotations=skip every problem is one warning naming the file and the
 entry, and training goes on; with =error the first one stops the run with that
-line and exit 2. The readers are also checked directly for the formats the
-CLI cases do not cover (YOLO, VOC, segmentation COCO).
+line and exit 2. The readers of visiontk.data.formats are also checked
+directly for the formats the CLI cases do not cover (YOLO, VOC, COCO regions).
 """
 from __future__ import annotations
 
@@ -154,27 +154,27 @@ def test_unreadable_image_in_a_detection_set_is_skipped(tmp_path):
 # ------------------------------------------------------------------ detection, YOLO and VOC (readers)
 
 def test_yolo_unknown_class_and_bad_boxes_name_file_and_line(tmp_path):
-    from visiontk.tasks.detect.readers import read_yolo
+    from visiontk.data.formats.yolo import read_yolo
 
     _square(tmp_path / "images" / "train" / "a.png")
     (tmp_path / "labels" / "train").mkdir(parents=True)
     label = tmp_path / "labels" / "train" / "a.txt"
     label.write_text("0 0.5 0.5 0.2 0.2\n5 0.5 0.5 0.2 0.2\n0 0.5 0.5 0 0.3\n0 1.5 1.5 0.2 0.2\n0 0.5 0.5\n")
     (tmp_path / "data.yaml").write_text("path: .\ntrain: images/train\nnames: [box, ball]\n")
-    records, names, report = read_yolo(tmp_path / "data.yaml", "train")
-    assert report.messages == [
+    found = read_yolo(tmp_path / "data.yaml", "train")
+    assert found.report.messages == [
         f"{label}:2: class id 5 is not in names (0..1) (skipped)",
         f"{label}:3: zero or negative size (w=0, h=9.6) (skipped)",
         f"{label}:4: box [44.8, 44.8, 51.2, 51.2] is entirely outside the 32x32 image (skipped)",
         f"{label}:5: expected 5 fields 'class cx cy w h', got 3 (skipped)",
     ]
-    assert records[0].labels.tolist() == [0]
+    assert found.records[0].labels.tolist() == [0]
     with pytest.raises(DataError, match=r"^" + str(label).replace(".", r"\.") + r":2: class id 5 is not in names"):
         read_yolo(tmp_path / "data.yaml", "train", policy="error")
 
 
 def test_voc_filename_escaping_the_image_folder_is_refused(tmp_path):
-    from visiontk.tasks.detect.readers import read_voc
+    from visiontk.data.formats.voc import read_voc
 
     (tmp_path / "Annotations").mkdir()
     _square(tmp_path / "JPEGImages" / "a.png")
@@ -182,8 +182,8 @@ def test_voc_filename_escaping_the_image_folder_is_refused(tmp_path):
     xml.write_text("<annotation><filename>../../../etc/passwd</filename><size><width>32</width><height>32</height>"
                    "</size><object><name>box</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax>"
                    "</bndbox></object></annotation>")
-    records, _, report = read_voc(tmp_path / "Annotations", tmp_path / "JPEGImages")
-    assert records == [] and report.messages == [
+    found = read_voc(tmp_path / "Annotations", tmp_path / "JPEGImages")
+    assert found.records == [] and found.report.messages == [
         f"{xml}: filename '../../../etc/passwd' escapes the image directory {tmp_path / 'JPEGImages'} (skipped)"]
 
 
@@ -225,7 +225,7 @@ def test_bad_masks_are_warned_and_skipped(tmp_path):
     out = segment_train(tmp_path / "d", tmp_path / "runs")
     assert out.returncode == 0, out.stderr
     masks = tmp_path / "d" / "train" / "masks"
-    assert sorted(warnings_of(out)) == sorted(f"{masks / (k + '.png')}: {v[1]}; skipped" for k, v in BAD_MASKS.items())
+    assert sorted(warnings_of(out)) == sorted(f"{masks / (k + '.png')}: {v[1]} (skipped)" for k, v in BAD_MASKS.items())
     assert "4 train / 4 val images" in out.stderr
 
 
@@ -245,23 +245,24 @@ def test_unreadable_image_in_a_segmentation_set_is_skipped(tmp_path):
     bad = write_truncated(tmp_path / "d" / "train" / "images" / "1.png", "PNG")
     out = segment_train(tmp_path / "d", tmp_path / "runs")
     assert out.returncode == 0, out.stderr
-    assert warnings_of(out) == [f"{bad}: cannot read image (image file is truncated); skipped"]
+    assert warnings_of(out) == [f"{bad}: cannot read image (image file is truncated) (skipped)"]
     assert "3 train / 4 val images" in out.stderr
 
 
 def test_segmentation_coco_file_name_escaping_the_root_is_refused(tmp_path):
-    from visiontk.tasks.segment import readers
+    from visiontk.data.formats.coco import read_coco
+    from visiontk.tasks.segment.formats import coco_mask_records
 
     _square(tmp_path / "images" / "a.png")
     ann = tmp_path / "ann.json"
     ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "../../etc/passwd", "width": 32, "height": 32},
                                           {"id": 2, "file_name": "a.png", "width": 32, "height": 32}],
                                "annotations": [], "categories": [{"id": 1, "name": "box"}]}))
-    records, names = readers.read_coco_segmentation(ann, tmp_path / "images", policy="skip")
+    records, names = coco_mask_records(read_coco(ann, tmp_path / "images", policy="skip"), None)
     assert [r.image.name for r in records] == ["a.png"] and names == ["background", "box"]
     with pytest.raises(DataError) as e:
-        readers.read_coco_segmentation(ann, tmp_path / "images", policy="error")
-    assert str(e.value) == f"{ann}: file_name '../../etc/passwd' escapes the image root {tmp_path / 'images'}; refused"
+        read_coco(ann, tmp_path / "images", policy="error")
+    assert str(e.value) == f"{ann}: image id 1: file_name '../../etc/passwd' escapes the image root {tmp_path / 'images'}"
 
 
 @needs_segment

@@ -6,7 +6,6 @@ segmentation masks and COCO polygons): valid records or a DataError.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -36,11 +35,9 @@ FAST = settings(max_examples=int(os.environ.get("VISIONTK_FUZZ_EXAMPLES", "60"))
 @pytest.fixture(autouse=True)
 def quiet_warnings(monkeypatch):
     """Readers warn for every bad entry; thousands of lines would only slow the run."""
-    from visiontk.tasks.detect import readers as detect_readers
-    from visiontk.tasks.segment import readers as segment_readers
+    from visiontk.data.formats import issues
 
-    monkeypatch.setattr(detect_readers, "warn", lambda message: None)
-    monkeypatch.setattr(segment_readers, "warn", lambda message: None)
+    monkeypatch.setattr(issues, "warn", lambda message: None)
 
 
 # ------------------------------------------------------------------ values
@@ -53,18 +50,27 @@ values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.di
                                                                                            max_size=3), max_leaves=6)
 
 
+def _model(tp) -> bool:
+    from pydantic import BaseModel
+
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
 def _typed(tp) -> st.SearchStrategy:
     """Values of the annotated type, near the edges of what the checks accept."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _typed(args[0])
+    if isinstance(tp, typing.TypeVar):  # a task's section (model.head, loss, data.options)
+        return _typed(dict)
     if origin is typing.Literal:
         return st.sampled_from(args)
     if origin in (typing.Union, types.UnionType):
         return st.one_of(*[st.none() if a is type(None) else _typed(a) for a in args])
     if origin is list or tp is list:
         return st.lists(_typed(args[0]) if args else plausible, max_size=3)
-    if dataclasses.is_dataclass(tp):
-        return st.fixed_dictionaries({}, optional={f.name: _typed(t) for f, t in
-                                                   zip(dataclasses.fields(tp), typing.get_type_hints(tp).values())})
+    if _model(tp):
+        return st.fixed_dictionaries({}, optional={name: _typed(f.annotation) for name, f in tp.model_fields.items()})
     return {int: st.integers(-2, 300), float: st.floats(-1.0, 2.0) | st.sampled_from([1e-3, 0.0, 0.99, 1.0]),
             bool: st.booleans(), str: st.sampled_from(["tinycnn", "lenet5", "data", "run", "none", "", "x/y"]),
             dict: st.dictionaries(st.sampled_from(["width", "pool", "x"]), plausible, max_size=2)}.get(tp, plausible)
@@ -76,13 +82,12 @@ def _schema_keys() -> dict[str, st.SearchStrategy]:
     from visiontk.recipe import Recipe
 
     keys = {}
-    hints = typing.get_type_hints(Recipe)
-    for f in dataclasses.fields(Recipe):
-        tp = hints[f.name]
-        keys[f.name] = _typed(tp) | plausible
-        if dataclasses.is_dataclass(tp):
-            for g, gt in typing.get_type_hints(tp).items():
-                keys[f"{f.name}.{g}"] = _typed(gt) | plausible
+    for name, f in Recipe.model_fields.items():
+        tp = typing.get_origin(f.annotation) or f.annotation  # ModelConfig[HeadT] -> ModelConfig
+        keys[name] = _typed(tp) | plausible
+        if _model(tp):
+            for sub, g in tp.model_fields.items():
+                keys[f"{name}.{sub}"] = _typed(g.annotation) | plausible
     for extra in ("model.head.pool", "model.head.dropout", "model.head.hidden", "model.head.x", "train.lrr", "zzz"):
         keys[extra] = plausible
     return keys
@@ -128,7 +133,8 @@ def _has_nan(obj) -> bool:
 @FAST
 @given(raw=raw_recipes)
 def test_any_recipe_mapping_gives_a_recipe_or_a_user_error(raw):
-    from visiontk.recipe import Recipe, dump_recipe, recipe_from_dict
+    from visiontk.recipe import Recipe, dump_recipe
+    from visiontk.tasks.recipes import recipe_from_dict
 
     try:
         recipe = recipe_from_dict(raw, source="fuzz.yaml")
@@ -163,7 +169,8 @@ def good_recipe(tmp_path_factory) -> Path:
 @FAST
 @given(overrides=st.lists(override, max_size=4))
 def test_any_overrides_give_a_recipe_or_a_user_error(good_recipe, overrides):
-    from visiontk.recipe import Recipe, load_recipe
+    from visiontk.recipe import Recipe
+    from visiontk.tasks.recipes import load_recipe
 
     try:
         assert isinstance(load_recipe(good_recipe, overrides), Recipe)
@@ -174,7 +181,8 @@ def test_any_overrides_give_a_recipe_or_a_user_error(good_recipe, overrides):
 @FAST
 @given(text=st.text(max_size=200) | st.binary(max_size=200).map(lambda b: b.decode("latin-1")))
 def test_any_recipe_file_gives_a_recipe_or_a_user_error(good_recipe, text):
-    from visiontk.recipe import Recipe, load_recipe
+    from visiontk.recipe import Recipe
+    from visiontk.tasks.recipes import load_recipe
 
     path = good_recipe.with_name("any.yaml")
     path.write_text(text, encoding="utf-8", errors="surrogateescape")
@@ -334,11 +342,12 @@ def _write(directory: Path, name: str, text: str) -> Path:
 @FAST
 @given(content=coco_files, policy=st.sampled_from(["skip", "error"]))
 def test_any_coco_detection_json_gives_records_or_a_data_error(ann_dir, content, policy):
-    from visiontk.tasks.detect.readers import read_coco
+    from visiontk.data.formats.coco import read_coco
 
     path = _write(ann_dir, "ann.json", json.dumps(content))
     try:
-        records, names, report = read_coco(path, ann_dir / "images", policy=policy)
+        found = read_coco(path, ann_dir / "images", policy=policy)
+        records, names = found.records, found.classes
     except DataError as e:
         assert "\n" not in str(e)
         event("DataError")
@@ -351,11 +360,15 @@ def test_any_coco_detection_json_gives_records_or_a_data_error(ann_dir, content,
 @FAST
 @given(content=coco_files, policy=st.sampled_from(["skip", "error"]))
 def test_any_coco_segmentation_json_gives_records_or_a_data_error(ann_dir, content, policy):
-    from visiontk.tasks.segment.readers import load_mask, read_coco_segmentation
+    from visiontk.data.formats.coco import read_coco
+    from visiontk.tasks.segment.formats import coco_mask_records
+    from visiontk.tasks.segment.readers import check_records, load_mask
 
     path = _write(ann_dir, "ann.json", json.dumps(content))
     try:
-        records, names = read_coco_segmentation(path, ann_dir / "images", policy=policy)
+        found = read_coco(path, ann_dir / "images", policy=policy)
+        records, names = coco_mask_records(found, None)
+        records = check_records(records, len(names), policy)
     except DataError as e:
         assert "\n" not in str(e)
         event("DataError")
@@ -376,7 +389,7 @@ yolo_lines = st.lists(st.lists(yolo_token, max_size=7).map(" ".join), max_size=6
 @FAST
 @given(labels=yolo_lines, policy=st.sampled_from(["skip", "error"]))
 def test_any_yolo_label_file_gives_records_or_a_data_error(tmp_path_factory, labels, policy):
-    from visiontk.tasks.detect.readers import read_yolo
+    from visiontk.data.formats.yolo import read_yolo
 
     root = tmp_path_factory.mktemp("yolo")
     (root / "images" / "train").mkdir(parents=True)
@@ -385,7 +398,8 @@ def test_any_yolo_label_file_gives_records_or_a_data_error(tmp_path_factory, lab
     (root / "labels" / "train" / "a.txt").write_text(labels, encoding="utf-8")
     (root / "data.yaml").write_text("path: .\ntrain: images/train\nnames: [cat, dog]\n")
     try:
-        records, names, report = read_yolo(root / "data.yaml", "train", policy=policy)
+        found = read_yolo(root / "data.yaml", "train", policy=policy)
+        records, names = found.records, found.classes
     except DataError as e:
         assert "\n" not in str(e)
         event("DataError")
@@ -425,11 +439,12 @@ voc_files = st.one_of(
 @FAST
 @given(xml=voc_files, policy=st.sampled_from(["skip", "error"]), names=st.none() | st.just(["cat", "dog"]))
 def test_any_voc_xml_gives_records_or_a_data_error(ann_dir, xml, policy, names):
-    from visiontk.tasks.detect.readers import read_voc
+    from visiontk.data.formats.voc import read_voc
 
     xml_file = _write(ann_dir, "x.xml", xml)
     try:
-        records, class_names, report = read_voc(xml_file.parent, ann_dir / "images", class_names=names, policy=policy)
+        found = read_voc(xml_file.parent, ann_dir / "images", class_names=names, policy=policy)
+        records, class_names = found.records, found.classes
     except DataError as e:
         assert "\n" not in str(e)
         event("DataError")
@@ -446,7 +461,9 @@ masks = st.tuples(st.integers(1, 12), st.integers(1, 12), st.sampled_from(["L", 
 @FAST
 @given(mask=masks, num_classes=st.none() | st.integers(1, 5), policy=st.sampled_from(["skip", "error"]))
 def test_any_mask_gives_a_record_or_a_data_error(tmp_path_factory, mask, num_classes, policy):
-    from visiontk.tasks.segment.readers import load_mask, read_mask_folders
+    from visiontk.data.formats.masks import read_mask_folders
+    from visiontk.tasks.segment.formats import mask_records
+    from visiontk.tasks.segment.readers import check_records, load_mask
 
     h, w, mode, top = mask
     root = tmp_path_factory.mktemp("masks")
@@ -458,7 +475,8 @@ def test_any_mask_gives_a_record_or_a_data_error(tmp_path_factory, mask, num_cla
     img = img.convert(mode) if mode != "I;16" else Image.fromarray(values.astype(np.uint16))
     img.save(root / "masks" / "a.png")
     try:
-        records = read_mask_folders(root / "images", root / "masks", num_classes=num_classes, policy=policy)
+        found = read_mask_folders(root / "images", root / "masks", policy=policy)
+        records = check_records(mask_records(found), num_classes, policy, found.report)
     except DataError as e:
         assert "\n" not in str(e)
         event("DataError")

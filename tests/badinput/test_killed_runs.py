@@ -6,27 +6,26 @@ never has a duplicated or missing epoch, and the final weights equal those of
 a run that was never killed. Ctrl-C (SIGINT) exits 130 with a message saying
 what was saved.
 
-VISIONTK_TEST_SAVE_PAUSE makes every atomic write sleep between writing its
-temp file and renaming it, so "during a checkpoint write" is a window the
-test can hit by watching for the temp file.
+Every kill lands at a moment the test observes, never after a sleep: a line on
+stderr, or the command stopping itself (SIGSTOP, from an audit hook the test
+installs in the process, see helpers.start_cli) right before it renames a
+written temp file over last.pt, best.pt or results.csv -- the middle of an
+atomic write.
 """
 from __future__ import annotations
 
 import csv
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import start_cli, wait_until
 
 from visiontk.engine.checkpoint import load_checkpoint
 
 EPOCHS = 5
-pytestmark = pytest.mark.slow  # real processes started, killed and resumed: tens of seconds
+pytestmark = pytest.mark.slow  # real processes started, killed and resumed: seconds each
 
 
 @pytest.fixture(scope="module")
@@ -45,40 +44,21 @@ def args(data: Path, runs: Path, name: str, epochs: int = EPOCHS) -> list[str]:
             "--project", str(runs), "--name", name]
 
 
-class Run:
-    """`python -m visiontk ARGS` in the background, its stderr in a file."""
+def start(argv: list[str], log_dir: Path, stop_at: tuple[str, int] | None = None):
+    return start_cli(*argv, log_dir=log_dir, stop_at=stop_at)
 
-    def __init__(self, argv: list[str], log: Path, pause: float = 0.3):
-        env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "COLUMNS": "200", "OMP_NUM_THREADS": "1",
-               "VISIONTK_TEST_SAVE_PAUSE": str(pause)}
-        self.log = log
-        with open(log, "w") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "visiontk", *argv], stdout=subprocess.DEVNULL,
-                                         stderr=err, env=env)
 
-    def wait_for(self, condition, timeout: float = 300) -> None:
-        """Poll `condition` until true; fail if the run ends first."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if condition():
-                return
-            if self.proc.poll() is not None:
-                raise AssertionError(f"run ended (code {self.proc.returncode}) before the moment to kill it:\n"
-                                     f"{self.log.read_text()}")
-            time.sleep(0.01)
-        self.proc.kill()
-        raise AssertionError(f"timed out:\n{self.log.read_text()}")
+def stop_then(run, sig: int, what: str) -> int:
+    """Wait until the run stopped itself at its stop_at moment, then send `sig` (and let it go on)."""
+    wait_until(run.stopped, run, what=what)
+    run.send(sig)
+    if sig != signal.SIGKILL:
+        run.send(signal.SIGCONT)
+    return run.wait(timeout=120)
 
-    def signal(self, sig: int) -> int:
-        self.proc.send_signal(sig)
-        return self.proc.wait(timeout=120)
 
-    def finish(self) -> int:
-        return self.proc.wait(timeout=600)
-
-    @property
-    def stderr_lines(self) -> list[str]:
-        return self.log.read_text().splitlines()
+def said(run, text: str):
+    return lambda: text in run.stderr
 
 
 def rows(run_dir: Path) -> list[int]:
@@ -111,39 +91,40 @@ def test_sigkill_at_several_moments_then_resume(data, tmp_path):
     run_dir = runs / "classify" / "killed"
     last = run_dir / "last.pt"
     resume = [*args(data, runs, "killed"), "--resume", str(last)]
+    logs = tmp_path / "logs"
 
-    # 1. During the write of epoch 2's last.pt: the old last.pt (epoch 1) stays.
-    run = Run(args(data, runs, "killed"), tmp_path / "1.log")
-    run.wait_for(lambda: rows(run_dir) == [1] and temp_files(run_dir, "last.pt"))
-    run.signal(signal.SIGKILL)
+    # 1. During the write of epoch 2's last.pt (written, not yet renamed): the old last.pt (epoch 1) stays.
+    run = start(args(data, runs, "killed"), logs, stop_at=("last.pt", 2))
+    assert stop_then(run, signal.SIGKILL, "the second last.pt write") == -signal.SIGKILL
     assert temp_files(run_dir, "last.pt")  # the kill did land inside the write
     assert check_consistent(run_dir) == 1
 
-    # 2. During an epoch: right after an epoch's files are written.
-    run = Run(resume, tmp_path / "2.log")
-    run.wait_for(lambda: len(rows(run_dir)) >= 2 and not list(run_dir.glob(".*.tmp")))
-    run.signal(signal.SIGKILL)
+    # 2. During an epoch: as soon as epoch 2's line is printed (its files are written).
+    run = start(resume, logs)
+    wait_until(said(run, "epoch 2/"), run, what="epoch 2's line")
+    run.send(signal.SIGKILL)
+    run.wait()
     done = check_consistent(run_dir)
     assert done >= 2
 
     # 3. While results.csv of the last epoch is being replaced: last.pt says the run
-    #    is complete, results.csv is one row short.
-    run = Run(resume, tmp_path / "3.log")
-    run.wait_for(lambda: len(rows(run_dir)) == EPOCHS - 1 and temp_files(run_dir, "results.csv"))
-    run.signal(signal.SIGKILL)
+    #    is complete, results.csv is one row short. A resumed run rewrites results.csv
+    #    once at the start, then once per epoch it trains.
+    run = start(resume, logs, stop_at=("results.csv", 1 + EPOCHS - done))
+    assert stop_then(run, signal.SIGKILL, "the last results.csv write") == -signal.SIGKILL
     assert check_consistent(run_dir) == EPOCHS and rows(run_dir) == list(range(1, EPOCHS))
 
     # 4. Resume: nothing left to train, but results.csv is rebuilt and temp files removed.
-    run = Run(resume, tmp_path / "4.log", pause=0)
-    assert run.finish() == 0, run.log.read_text()
+    run = start(resume, logs)
+    assert run.wait() == 0, run.stderr
     assert check_consistent(run_dir) == EPOCHS and rows(run_dir) == list(range(1, EPOCHS + 1))
     assert list(run_dir.glob(".*.tmp")) == []
     final = load_checkpoint(last, "classify")
     assert load_checkpoint(run_dir / "best.pt", "classify")["epoch"] == final["best_epoch"]
 
     # Never killed: the same weights (resume is exact at epoch boundaries).
-    ref = Run(args(data, runs, "reference"), tmp_path / "ref.log", pause=0)
-    assert ref.finish() == 0, ref.log.read_text()
+    ref = start(args(data, runs, "reference"), logs)
+    assert ref.wait() == 0, ref.stderr
     reference = load_checkpoint(runs / "classify" / "reference" / "last.pt", "classify")
     for key, value in reference["model"].items():
         assert torch.equal(final["model"][key], value), key
@@ -152,14 +133,14 @@ def test_sigkill_at_several_moments_then_resume(data, tmp_path):
 def test_ctrl_c_before_the_first_epoch_ends(data, tmp_path):
     runs = tmp_path / "runs"
     run_dir = runs / "classify" / "early"
-    run = Run(args(data, runs, "early"), tmp_path / "run.log")
     # Epoch 1 always improves on nothing: best.pt is written first, then last.pt.
-    run.wait_for(lambda: temp_files(run_dir, "best.pt"))
-    assert run.signal(signal.SIGINT) == 130
+    run = start(args(data, runs, "early"), tmp_path / "logs", stop_at=("best.pt", 1))
+    assert stop_then(run, signal.SIGINT, "the first best.pt write") == 130
     partial = run_dir / "interrupted.pt"
-    assert run.stderr_lines[-1] == (f"error: interrupted before the first epoch ended, so there is nothing to resume; "
-                                    f"the weights at the interrupt are in {partial}")
-    assert "Traceback" not in run.log.read_text()
+    lines = run.stderr.splitlines()
+    assert lines[-1] == (f"error: interrupted before the first epoch ended, so there is nothing to resume; "
+                         f"the weights at the interrupt are in {partial}")
+    assert "Traceback" not in run.stderr
     ckpt = load_checkpoint(partial, "classify")
     assert ckpt["interrupted"] is True and ckpt["epoch"] == 0 and "optimizer" not in ckpt
     assert not (run_dir / "last.pt").exists() and list(run_dir.glob(".*.tmp")) == []
@@ -168,16 +149,18 @@ def test_ctrl_c_before_the_first_epoch_ends(data, tmp_path):
 def test_ctrl_c_during_training_saves_and_points_at_the_resume(data, tmp_path):
     runs = tmp_path / "runs"
     run_dir = runs / "classify" / "ctrlc"
-    run = Run(args(data, runs, "ctrlc"), tmp_path / "run.log")
-    run.wait_for(lambda: len(rows(run_dir)) >= 1)
-    assert run.signal(signal.SIGINT) == 130
+    logs = tmp_path / "logs"
+    run = start(args(data, runs, "ctrlc"), logs)
+    wait_until(said(run, "epoch 1/"), run, what="epoch 1's line")
+    run.send(signal.SIGINT)
+    assert run.wait(timeout=120) == 130
     done = check_consistent(run_dir)
     last, partial = run_dir / "last.pt", run_dir / "interrupted.pt"
-    assert run.stderr_lines[-1] == (f"error: interrupted; resume from the end of epoch {done} with --resume {last}; "
-                                    f"the weights at the interrupt are in {partial}")
-    assert "Traceback" not in run.log.read_text()
+    assert run.stderr.splitlines()[-1] == (f"error: interrupted; resume from the end of epoch {done} with --resume "
+                                           f"{last}; the weights at the interrupt are in {partial}")
+    assert "Traceback" not in run.stderr
     assert load_checkpoint(partial, "classify")["interrupted"] is True
     # The pointer works: the resumed run finishes.
-    run = Run([*args(data, runs, "ctrlc"), "--resume", str(last)], tmp_path / "resume.log", pause=0)
-    assert run.finish() == 0, run.log.read_text()
+    run = start([*args(data, runs, "ctrlc"), "--resume", str(last)], logs)
+    assert run.wait() == 0, run.stderr
     assert rows(run_dir) == list(range(1, EPOCHS + 1))

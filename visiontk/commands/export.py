@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from visiontk.commands.common import handle_errors
+from visiontk.commands.errors import handle_errors
 
 
 class ExportFormat(str, Enum):

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from visiontk.commands.common import handle_errors
+from visiontk.commands.errors import handle_errors
 from visiontk.console import out_console
 
 recipes_app = typer.Typer(help="Shipped recipes.", no_args_is_help=True)
@@ -42,7 +42,8 @@ def recipes_show(
     set: Optional[list[str]] = typer.Option(None, "--set", help="Overrides to apply, as in train."),
 ):
     """Print the resolved recipe (defaults filled in, overrides applied) as YAML."""
-    from visiontk.recipe import dump_recipe, load_recipe
+    from visiontk.recipe import dump_recipe
+    from visiontk.tasks.recipes import load_recipe
 
     sys.stdout.write(dump_recipe(load_recipe(recipe, set or [])))
 

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
-from visiontk.commands.common import (DeviceOpt, SetOpt, TrainCompileOpt, TrainPrecisionOpt, handle_errors,
-                                      run_train)
+from visiontk.commands import shared_options as shared
+from visiontk.commands.signature import Param, build_command
+from visiontk.commands.task_commands import fail_on_unreadable, run_train, train_params
 
 app = typer.Typer(help="Transfer learning: fine-tune pretrained backbones in stages; extract embeddings.",
                   no_args_is_help=True)
@@ -18,20 +19,7 @@ class Pool(str, Enum):
     max = "max"
 
 
-@app.command()
-@handle_errors
-def train(
-    recipe: str = typer.Argument(..., help="Recipe YAML (any task) with model.pretrained and optional stages: "
-                                           "(see recipes/transfer/)."),
-    set: Optional[List[str]] = SetOpt,
-    device: str = DeviceOpt,
-    precision: Optional[str] = TrainPrecisionOpt,
-    compile: bool = TrainCompileOpt,
-    project: Optional[str] = typer.Option(None, help="Runs folder (default: the recipe's output.project, 'runs')."),
-    name: Optional[str] = typer.Option(None, help="Run name (default: the recipe's name; -2, -3... when taken)."),
-    resume: Optional[str] = typer.Option(None, help="Continue a run from its last.pt (or run folder), in whatever stage it was."),
-):
-    """Fine-tune from pretrained weights, stage after stage, in one run directory."""
+def train(recipe: str, set: Optional[list[str]], resume: Optional[str], **values) -> None:
     from visiontk.console import warn
     from visiontk.recipe import apply_overrides, read_yaml, resolve_recipe_path
 
@@ -41,35 +29,40 @@ def train(
     model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
     if model.get("pretrained", "none") in ("", "none", None) and not resume:
         warn(f"{recipe}: model.pretrained is none: this run starts from random weights")
-    run_train(str(raw.get("task")), recipe, set, device, project, name, resume, precision, compile)
+    run_train(str(raw.get("task")), recipe=recipe, set=set, resume=resume, **values)
 
 
-@app.command()
-@handle_errors
-def embed(
-    model: str = typer.Argument(..., help="A checkpoint of any task (its backbone is used) or a backbone name "
-                                          "(with its ImageNet weights)."),
-    sources: List[str] = typer.Argument(..., help="Image files, folders, globs, or - to read paths from stdin."),
-    out: Optional[str] = typer.Option(None, help="FILE.npy (rows in input order, paths in FILE.paths.txt) or - "
-                                                 "for jsonl on stdout (default)."),
-    pretrained: Optional[str] = typer.Option(None, help="Weights of a backbone name: imagenet (default when it has "
-                                                        "some), a torchvision weights name, a file, or none."),
-    image_size: Optional[int] = typer.Option(None, "--image-size", min=8, help="Input side (default: the checkpoint's, "
-                                                                               "or the weights' own, e.g. 224)."),
-    pool: Pool = typer.Option(Pool.avg, help="Global pooling of the deepest feature map."),
-    normalize: bool = typer.Option(False, "--normalize", help="L2-normalise each vector (cosine similarity = dot product)."),
-    batch_size: int = typer.Option(32, min=1),
-    overwrite: bool = typer.Option(False, help="Allow --out to replace existing files."),
-    device: str = DeviceOpt,
-    workers: int = typer.Option(2, min=0, help="Image-decoding threads."),
-):
-    """One pooled feature vector per image, streamed: jsonl on stdout or a .npy file + index."""
+def embed(model: str, sources: list[str], out: Optional[str], pretrained: Optional[str], image_size: Optional[int],
+          pool: Pool, normalize: bool, batch_size: int, overwrite: bool, device: str, workers: int) -> None:
     from visiontk.console import info
     from visiontk.engine.embed import run_embed
-    from visiontk.errors import JobError
 
     stats = run_embed(model, sources, out, overwrite, pretrained, image_size, pool.value, normalize, device,
                       batch_size, workers)
-    if stats["errors"]:
-        raise JobError(f"{stats['errors']} of {stats['images']} images could not be read")
+    fail_on_unreadable(stats)
     info(f"embedded {stats['images']} images ({stats['dim']}-d)")
+
+
+app.command("train")(build_command(
+    "Fine-tune from pretrained weights, stage after stage, in one run directory.",
+    train_params(recipe_help="Recipe YAML (any task) with model.pretrained and optional stages: (see recipes/transfer/).",
+                 resume_help="Continue a run from its last.pt (or run folder), in whatever stage it was."),
+    train))
+app.command("embed")(build_command(
+    "One pooled feature vector per image, streamed: jsonl on stdout or a .npy file + index.",
+    [Param("model", str, typer.Argument(..., help="A checkpoint of any task (its backbone is used) or a backbone name "
+                                                  "(with its ImageNet weights).")),
+     shared.SOURCES,
+     shared.out("FILE.npy (rows in input order, paths in FILE.paths.txt) or - for jsonl on stdout (default)."),
+     Param("pretrained", Optional[str], typer.Option(None, help="Weights of a backbone name: imagenet (default when it "
+                                                                "has some), a torchvision weights name, a file, or none.")),
+     Param("image_size", Optional[int], typer.Option(None, "--image-size", min=8, help="Input side (default: the "
+                                                     "checkpoint's, or the weights' own, e.g. 224).")),
+     Param("pool", Pool, typer.Option(Pool.avg, help="Global pooling of the deepest feature map.")),
+     Param("normalize", bool, typer.Option(False, "--normalize", help="L2-normalise each vector (cosine similarity = "
+                                                                      "dot product).")),
+     shared.batch_size(32),
+     shared.overwrite("Allow --out to replace existing files."),
+     shared.DEVICE,
+     shared.workers("Image-decoding threads.")],
+    embed))

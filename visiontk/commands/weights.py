@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from visiontk.commands.common import handle_errors
+from visiontk.commands.errors import handle_errors
 from visiontk.console import info, out_console
 
 app = typer.Typer(help="Pretrained ImageNet weights: which exist, which are cached, are they intact.", no_args_is_help=True)

@@ -10,6 +10,14 @@ from visiontk.console import warn
 from visiontk.data.images import is_image_file
 from visiontk.data.preprocess import Preprocess
 from visiontk.errors import DataError, UserError
+from visiontk.recipe import EmptySection, register_format_options
+
+
+class ImageFolderOptions(EmptySection):
+    """data.options of the imagefolder format: none (an image's class is its folder's name)."""
+
+
+register_format_options("imagefolder", ImageFolderOptions)
 
 
 def scan_imagefolder(split_dir: Path, classes: list[str] | None = None) -> tuple[list[tuple[Path, int]], list[str]]:

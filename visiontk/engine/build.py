@@ -9,7 +9,8 @@ from visiontk.console import info
 from visiontk.engine.checkpoint import load_checkpoint
 from visiontk.engine.normalization import recipe_preprocess, resolve_normalization
 from visiontk.errors import UserError
-from visiontk.recipe import Recipe, recipe_from_dict
+from visiontk.recipe import Recipe
+from visiontk.tasks.recipes import recipe_from_dict
 from visiontk.tasks.registry import get_task
 
 

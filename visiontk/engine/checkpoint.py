@@ -11,7 +11,6 @@ import signal
 import threading
 from contextlib import contextmanager
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -20,17 +19,6 @@ from visiontk.errors import UserError
 
 FORMAT = "visiontk-checkpoint"
 VERSION = 1
-
-
-def _test_pause() -> None:
-    """Test hook: sleep between writing a temp file and renaming it.
-
-    tests/badinput/test_killed_runs.py kills training runs in the middle of a
-    checkpoint write; the pause makes that moment wide enough to hit.
-    """
-    pause = os.environ.get("VISIONTK_TEST_SAVE_PAUSE")
-    if pause:
-        time.sleep(float(pause))
 
 
 @contextmanager
@@ -68,7 +56,6 @@ def atomic_save(obj, path: Path) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        _test_pause()
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -84,7 +71,6 @@ def atomic_write_text(text: str, path: Path) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        _test_pause()
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

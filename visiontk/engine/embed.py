@@ -8,8 +8,10 @@ index file, line i naming row i.
 """
 from __future__ import annotations
 
+import json
 import os
-import sys
+import shutil
+import tempfile
 from pathlib import Path
 from typing import IO, Iterable
 
@@ -22,6 +24,9 @@ from visiontk.backbones.base import Backbone
 from visiontk.console import info, warn
 from visiontk.data.preprocess import Preprocess
 from visiontk.errors import UserError
+from visiontk.outputs.output_file import OutputFile
+from visiontk.outputs.plan import PredictionOutputs
+from visiontk.outputs.records import RecordWriter
 from visiontk.tasks.base import Task
 
 
@@ -44,7 +49,7 @@ class EmbedTask(Task):
 
     name = "embed"
 
-    def postprocess(self, outputs, metas, options) -> Iterable[dict]:
+    def postprocess(self, outputs, metas, context) -> Iterable[dict]:
         vectors = outputs.float().cpu().numpy()
         for meta, v in zip(metas, vectors):
             yield {"path": meta["path"], "embedding": v}
@@ -90,63 +95,67 @@ def load_embedder(source: str, pretrained: str | None = None, image_size: int | 
     return embedder, meta
 
 
-class JsonlEmbeddingWriter:
+class JsonlEmbeddingWriter(RecordWriter):
     def __init__(self, stream: IO[str], decimals: int = 6):
-        import json
-
-        self.stream, self.json, self.decimals = stream, json, decimals
+        self.stream, self.decimals = stream, decimals
 
     def __call__(self, record: dict) -> None:
         if "embedding" in record:
             record = {**record, "embedding": [round(float(x), self.decimals) for x in record["embedding"]]}
-        self.stream.write(self.json.dumps(record) + "\n")
-
-    def close(self) -> None:
-        pass
+        self.stream.write(json.dumps(record) + "\n")
 
 
-class NpyEmbeddingWriter:
-    """Rows go to a temporary raw file as they come (memory stays flat for any
-    number of images); `close` prepends the .npy header, now that the row count is
-    known, and writes the index file of paths."""
+class NpyEmbeddingWriter(RecordWriter):
+    """Rows and paths go to anonymous scratch files as they come (memory stays flat
+    for any number of images); `close` writes the .npy, its header first now that
+    the row count is known, and the index file of paths, each replacing its file
+    only then (OutputFile)."""
 
-    def __init__(self, path: Path, dim: int, index_path: Path):
-        self.path, self.dim, self.index_path = path, dim, index_path
-        self.raw_path = path.with_name(f".{path.name}.part")
-        self.idx_tmp = index_path.with_name(f".{index_path.name}.part")
-        self.raw = open(self.raw_path, "wb")
-        self.index = open(self.idx_tmp, "w", encoding="utf-8")
+    def __init__(self, npy: OutputFile, index: OutputFile, dim: int):
+        self.npy, self.index, self.dim = npy, index, dim
+        self.raw = tempfile.TemporaryFile(dir=npy.path.parent)
+        self.paths = tempfile.TemporaryFile("w+", encoding="utf-8", dir=npy.path.parent)
         self.rows = 0
 
     def __call__(self, record: dict) -> None:
         if "embedding" not in record:
             return  # unreadable image: warned about by the predictor, not a row
         self.raw.write(np.asarray(record["embedding"], dtype="<f4").tobytes())
-        self.index.write(record["path"].replace("\n", " ") + "\n")
+        self.paths.write(record["path"].replace("\n", " ") + "\n")
         self.rows += 1
 
     def close(self) -> None:
-        self.raw.close()
-        self.index.close()
         header = {"descr": "<f4", "fortran_order": False, "shape": (self.rows, self.dim)}
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "wb") as out, open(self.raw_path, "rb") as raw:
+        with self.npy.staged() as tmp, open(tmp, "wb") as out:
             np.lib.format.write_array_header_1_0(out, header)
-            while block := raw.read(1 << 20):
-                out.write(block)
-        os.replace(tmp, self.path)
-        os.replace(self.idx_tmp, self.index_path)
-        self.raw_path.unlink(missing_ok=True)
+            self.raw.seek(0)
+            shutil.copyfileobj(self.raw, out, 1 << 20)
+        with self.index.staged() as tmp, open(tmp, "w", encoding="utf-8") as out:
+            self.paths.seek(0)
+            shutil.copyfileobj(self.paths, out)
+        self.abort()
 
     def abort(self) -> None:
-        for f in (self.raw, self.index):
-            f.close()
-        self.raw_path.unlink(missing_ok=True)
-        self.idx_tmp.unlink(missing_ok=True)
+        self.raw.close()
+        self.paths.close()
 
 
 def index_path_for(npy: Path) -> Path:
     return npy.with_suffix(".paths.txt")
+
+
+def embedding_outputs(out: str | None, overwrite: bool, dim: int) -> PredictionOutputs:
+    """jsonl on stdout, or FILE.npy and FILE.paths.txt (both checked before any image is read)."""
+    if out in (None, "-"):
+        return PredictionOutputs(JsonlEmbeddingWriter)
+    path = Path(out)
+    if path.suffix != ".npy":
+        raise UserError(f"{path}: --out must end in .npy (or be - for jsonl on stdout)")
+    npy, index = OutputFile(path, overwrite), OutputFile(index_path_for(path), overwrite)
+    for f in (npy, index):
+        f.check()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return PredictionOutputs(lambda stream: NpyEmbeddingWriter(npy, index, dim), files=[npy, index])
 
 
 def run_embed(source: str, sources: list[str], out: str | None, overwrite: bool = False, pretrained: str | None = None,
@@ -160,26 +169,11 @@ def run_embed(source: str, sources: list[str], out: str | None, overwrite: bool 
          f"{meta['input_size'][0]}x{meta['input_size'][1]}")
     predictor = Predictor(None, None, device=device, batch_size=batch_size, workers=workers,
                           loaded=(embedder, meta, EmbedTask()))
-    paths = iter_sources(sources)
-    if out in (None, "-"):
-        writer = JsonlEmbeddingWriter(sys.stdout)
-        stats = predictor.run(paths, writer)
-        sys.stdout.flush()
+    outputs = embedding_outputs(out, overwrite, meta["dim"])
+    stats = outputs.write(predictor.run, iter_sources(sources), sources)
+    if not outputs.files:
         return {**stats, "dim": meta["dim"]}
-    path = Path(out)
-    if path.suffix != ".npy":
-        raise UserError(f"{path}: --out must end in .npy (or be - for jsonl on stdout)")
-    index = index_path_for(path)
-    for p in (path, index):
-        if p.exists() and not overwrite:
-            raise UserError(f"{p}: output file exists (use --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = NpyEmbeddingWriter(path, meta["dim"], index)
-    try:
-        stats = predictor.run(paths, writer)
-    except BaseException:
-        writer.abort()
-        raise
-    writer.close()
-    info(f"wrote {writer.rows} x {meta['dim']} embeddings to {path} and their paths to {index}")
-    return {**stats, "dim": meta["dim"], "rows": writer.rows}
+    rows = stats["images"] - stats["errors"]  # unreadable images are not rows
+    npy, index = outputs.files
+    info(f"wrote {rows} x {meta['dim']} embeddings to {npy.path} and their paths to {index.path}")
+    return {**stats, "dim": meta["dim"], "rows": rows}

@@ -9,10 +9,13 @@ from visiontk.data.preprocess import Preprocess
 from visiontk.engine.build import model_from_checkpoint
 from visiontk.engine.device import select_device
 from visiontk.engine.performance import prepare_for_inference, use_channels_last
+from visiontk.tasks.options.fields import with_checkpoint_defaults
 
 
 def evaluate_checkpoint(checkpoint: str | Path, task_name: str, data: str | None = None, split: str = "val",
-                        device: str = "auto", batch_size: int = 32, workers: int = 0, options: dict | None = None):
+                        device: str = "auto", batch_size: int = 32, workers: int = 0, options: object | None = None):
+    """(metrics, checkpoint dict). `options`: the task's eval options (None: the defaults),
+    unset thresholds taken from the checkpoint."""
     from visiontk.tasks.registry import get_task
 
     task = get_task(task_name)
@@ -23,9 +26,9 @@ def evaluate_checkpoint(checkpoint: str | Path, task_name: str, data: str | None
     # In the memory format `predict` runs it in (fp32 here): the same pixels through
     # the same kernels give the same outputs, so eval describes predict exactly.
     model = prepare_for_inference(model, dev, None, use_channels_last("auto", dev))
-    opts = {**ckpt.get("predict", {}), **(options or {})}
+    options = with_checkpoint_defaults(options if options is not None else task.eval_options(), task.stored_settings(ckpt))
     # The checkpoint's preprocessing, as `predict` uses it: eval scores what predict does.
-    dataset, classes = task.eval_dataset(recipe, split, ckpt["classes"], data, Preprocess.from_checkpoint(ckpt), opts)
+    dataset, classes = task.eval_dataset(recipe, split, ckpt["classes"], data, Preprocess.from_checkpoint(ckpt), options)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=task.collate)
-    metrics = task.evaluate(model, loader, dev, ckpt["classes"], opts)
+    metrics = task.evaluate(model, loader, dev, ckpt["classes"], options)
     return metrics, ckpt

@@ -25,8 +25,8 @@ from torch import nn
 from visiontk import __version__
 from visiontk.console import info, warn
 from visiontk.data.preprocess import RESIZE_RULE_TEXT, Preprocess
-from visiontk.engine.checkpoint import atomic_write_text
 from visiontk.errors import JobError, UserError
+from visiontk.outputs.output_file import OutputFile
 
 FORMATS = ("torchscript", "onnx")
 SUFFIX = {"torchscript": ".torchscript.pt", "onnx": ".onnx"}
@@ -60,7 +60,7 @@ def default_out(checkpoint: Path, fmt: str) -> Path:
     return checkpoint.with_name(checkpoint.stem + SUFFIX[fmt])
 
 
-def _export_torchscript(wrapper: nn.Module, example: torch.Tensor, out: Path) -> None:
+def _export_torchscript(wrapper: nn.Module, example: torch.Tensor, out: OutputFile) -> None:
     with warnings.catch_warnings():
         # Sizes computed from the input shape become constants: that is intended
         # (the export is for the checkpoint's input size), so the warning is noise.
@@ -70,23 +70,21 @@ def _export_torchscript(wrapper: nn.Module, example: torch.Tensor, out: Path) ->
         warnings.simplefilter("ignore", FutureWarning)
         traced = torch.jit.trace(wrapper, example, check_trace=False)
         traced = torch.jit.freeze(traced.eval())
-    tmp = out.with_name(f".{out.name}.tmp")
-    traced.save(str(tmp))
-    tmp.replace(out)
+    with out.staged() as tmp:
+        traced.save(str(tmp))
 
 
-def _export_onnx(wrapper: nn.Module, example: torch.Tensor, out: Path, names: list[str], dynamic_batch: bool) -> None:
+def _export_onnx(wrapper: nn.Module, example: torch.Tensor, out: OutputFile, names: list[str],
+                 dynamic_batch: bool) -> None:
     missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
     if missing:
         raise UserError(f"--format onnx needs {' and '.join(missing)}: pip install 'visiontk[export]'")
     dynamic = {"images": {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None
-    tmp = out.with_name(f".{out.name}.tmp.onnx")
     # The exporter prints its progress on stdout, which belongs to results.
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with out.staged(".tmp.onnx") as tmp, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         torch.onnx.export(wrapper, (example,), str(tmp), dynamo=True, external_data=False, verbose=False,
                           input_names=["images"], output_names=names, dynamic_shapes=dynamic)
-    tmp.replace(out)
 
 
 def load_exported(path: Path, fmt: str):
@@ -176,10 +174,10 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None =
     model = model.cpu().eval()
     out_path = Path(out) if out else default_out(checkpoint, fmt)
     meta_path = out_path.with_name(out_path.name + ".json")
-    for p in (out_path, meta_path):
-        if p.exists() and not overwrite:
-            raise UserError(f"{p}: output file exists (use --overwrite to replace it)")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    files = OutputFile(out_path, overwrite), OutputFile(meta_path, overwrite)
+    for f in files:
+        f.check()
+        f.refuse_input(checkpoint, "the checkpoint")
     pre = Preprocess.from_checkpoint(ckpt)
     (h, w), c = pre.size, pre.channels
     gen = torch.Generator().manual_seed(seed)
@@ -189,9 +187,9 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None =
     with torch.no_grad():
         names, outputs = flatten_outputs(model(example))
     if fmt == "torchscript":
-        _export_torchscript(wrapper, example, out_path)
+        _export_torchscript(wrapper, example, files[0])
     else:
-        _export_onnx(wrapper, example, out_path, names, dynamic_batch)
+        _export_onnx(wrapper, example, files[0], names, dynamic_batch)
     # Check the file against PyTorch, at another batch size too when it is dynamic.
     runner = load_exported(out_path, fmt)
     checked: dict[int, float] = {}
@@ -206,7 +204,7 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None =
             raise JobError(f"{out_path}: exported outputs differ from PyTorch's by {worst:.3g} (> {TOLERANCE})")
     meta = sidecar(ckpt, checkpoint, out_path, fmt, names, [list(o.shape) for o in outputs], dynamic_batch)
     meta["checked"] = {"max_abs_diff": max(checked.values()) if checked else None, "batch_sizes": sorted(checked)}
-    atomic_write_text(json.dumps(meta, indent=2) + "\n", meta_path)
+    files[1].write_text(json.dumps(meta, indent=2) + "\n")
     info(f"exported {checkpoint} to {out_path} ({fmt}) with its metadata in {meta_path}"
          + (f"; outputs match PyTorch within {meta['checked']['max_abs_diff']:.2g}" if checked else ""))
     return {"file": str(out_path), "metadata": str(meta_path), "format": fmt, **meta["checked"]}

@@ -24,18 +24,22 @@ from visiontk.engine.device import amp_dtype, select_device
 from visiontk.engine.performance import autocast, prepare_for_inference, use_channels_last
 from visiontk.engine.progress import ProgressBar
 from visiontk.errors import DataError
-from visiontk.tasks.base import Task
+from visiontk.tasks.base import PredictContext, Task
+from visiontk.tasks.options.fields import with_checkpoint_defaults
 from visiontk.tasks.registry import get_task
 
 
 class Predictor:
     def __init__(self, checkpoint: str | Path | None, task: str | None, device: str = "auto", batch_size: int = 32,
-                 workers: int = 2, options: dict | None = None, loaded: tuple | None = None,
+                 workers: int = 2, options: object | None = None, loaded: tuple | None = None,
                  precision: str = "auto", channels_last: bool | str = "auto", compile: bool = False,
                  loader: str = "auto"):
         """`loaded` = (model, meta, task object) predicts with an in-memory model instead of
         a checkpoint (e.g. `transfer embed`); meta holds what a checkpoint would:
         preprocess (or input_size, mean, std, in_channels), and optionally classes and predict.
+
+        options: the task's predict options (its `predict_options` dataclass; None:
+        the defaults), unset thresholds taken from the checkpoint.
 
         precision: auto | fp32 | bf16 | fp16 (auto: fp32 on the CPU, bf16 or fp16 on
         CUDA); channels_last: auto | True | False; compile: torch.compile the model;
@@ -53,14 +57,17 @@ class Predictor:
         self.model = prepare_for_inference(self.model, self.device, self.dtype, self.channels_last, compile)
         self.loader = loader
         self._default_forward = type(self.task).predict_forward is Task.predict_forward
-        self.batch_size = max(1, batch_size)
         self.workers = max(0, workers)
         preprocess = Preprocess.from_checkpoint(self.ckpt)
         self.size = preprocess.size
         self.mode = preprocess.mode
-        self.options = {**self.ckpt.get("predict", {}), **(options or {}), "classes": self.ckpt.get("classes", [])}
+        options = options if options is not None else self.task.predict_options()
+        self.context = PredictContext(with_checkpoint_defaults(options, self.task.stored_settings(self.ckpt)),
+                                      list(self.ckpt.get("classes", [])), max(1, batch_size))
+        self.batch_size = max(1, self.task.images_per_batch(self.context))
+        self.keep_image = self.task.keeps_input_image(self.context)
         # None: the task predicts every image at its own size (e.g. segmentation in tiles).
-        self.input_size = self.task.predict_input_size(self.size, self.options)
+        self.input_size = self.task.predict_input_size(self.size, self.context)
         # The checkpoint's preprocessing (what eval and training used), at the task's predict size.
         self.preprocess = preprocess.with_size(self.input_size)
 
@@ -82,7 +89,7 @@ class Predictor:
         # (h, w) of the file itself, not of the (possibly draft-decoded) array:
         # tasks report pixel coordinates in the original image.
         meta["orig_size"] = orig_size
-        if self.options.get("keep_image"):
+        if self.keep_image:
             # For tasks that draw on the input (overlays); may be draft-decoded smaller than orig_size.
             meta["image"] = image
         return self.preprocess.finish(image), meta
@@ -101,7 +108,7 @@ class Predictor:
         """
         if self.input_size is None:
             images = [self.preprocess.normalize(p) for p in pixels]
-            return self.task.predict_forward(self.model, images, self.device, self.options)
+            return self.task.predict_forward(self.model, images, self.device, self.context)
         batch = torch.stack([torch.as_tensor(p) for p in pixels]).to(self.device, non_blocking=True)
         # (x / 255 - mean) / std as one multiply-add in place: 4 ms instead of 10 for
         # 32 images at 224 px (3-6% of a resnet18 batch); the same numbers as
@@ -109,7 +116,7 @@ class Predictor:
         x = self.preprocess.normalize_batch(batch)
         if self._default_forward:
             return self.model(x)
-        return self.task.predict_forward(self.model, list(x.unbind(0)), self.device, self.options)
+        return self.task.predict_forward(self.model, list(x.unbind(0)), self.device, self.context)
 
     @torch.inference_mode()
     def run(self, paths: Iterable[Path], write: Callable[[dict], None], total: int | None = None,
@@ -147,7 +154,7 @@ class Predictor:
         records: dict[int, dict] = {}
         if outputs is not None:
             metas = [m for t, m in batch if t is not None]
-            done = self.task.postprocess(outputs, metas, self.options)
+            done = self.task.postprocess(outputs, metas, self.context)
             for m, rec in zip(metas, done):
                 records[id(m)] = rec
         for _, meta in batch:

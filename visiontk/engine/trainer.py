@@ -9,7 +9,6 @@ from it, so a killed and resumed run never has duplicated or missing rows.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import math
 import os
@@ -33,7 +32,9 @@ from visiontk.engine.stages import apply_stage, describe_stage, keep_frozen_in_e
 from visiontk.engine.progress import ProgressBar
 from visiontk.engine.seeding import reseed_augmentations, seed_everything, worker_init
 from visiontk.errors import JobError, UserError, VisionTKError
-from visiontk.recipe import Recipe, dump_recipe, recipe_from_dict
+from visiontk.outputs.output_folder import next_run_dir
+from visiontk.recipe import Recipe, dump_recipe
+from visiontk.tasks.recipes import recipe_from_dict
 from visiontk.tasks.registry import get_task
 
 
@@ -44,16 +45,6 @@ class Interrupted(VisionTKError):
 def _dist_info() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def next_run_dir(project: Path, task: str, name: str) -> Path:
-    base = project / task / name
-    if not base.exists():
-        return base
-    n = 2
-    while (project / task / f"{name}-{n}").exists():
-        n += 1
-    return project / task / f"{name}-{n}"
 
 
 def write_results_csv(rows: list[dict], path: Path) -> None:
@@ -325,8 +316,9 @@ class Trainer:
             cfg, epochs = r.train, r.train.epochs
         else:
             c = stage.config
-            cfg = dataclasses.replace(r.train, lr=c.lr or r.train.lr,
-                                      warmup_iters=r.train.warmup_iters if c.warmup_iters is None else c.warmup_iters)
+            cfg = r.train.model_copy(update={
+                "lr": c.lr or r.train.lr,
+                "warmup_iters": r.train.warmup_iters if c.warmup_iters is None else c.warmup_iters})
             groups = stage_param_groups(model, stage, self.frozen, cfg.weight_decay, cfg.lr)
             epochs = stage.end - stage.start
             if self.is_main:

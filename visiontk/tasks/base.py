@@ -14,11 +14,24 @@ import torch
 from torch import nn
 
 from visiontk.backbones.base import Backbone
+from visiontk.outputs.output_file import OutputFile
+from visiontk.outputs.plan import PredictionOutputs
+from visiontk.outputs.records import JsonlWriter
+from visiontk.recipe import EmptySection, Section, TaskSections, format_options
+from visiontk.tasks.options.fields import NoOptions
 
 
-@dataclass
-class NoOptions:
-    pass
+@dataclass(frozen=True)
+class PredictContext:
+    """What a task's predict hooks read besides the batch."""
+
+    # The task's predict options (tasks/options/), None fields filled from the
+    # checkpoint's stored settings.
+    options: Any
+    classes: list[str]  # the checkpoint's, in index order
+    # --batch-size: images per batch, unless the task batches something else
+    # (segment with --tile: tiles; see images_per_batch).
+    batch_size: int
 
 
 class TaskModel(nn.Module):
@@ -39,13 +52,30 @@ class TaskModel(nn.Module):
 
 class Task:
     name: str = ""
-    head_schema: type = NoOptions
-    loss_schema: type = NoOptions
-    # Predict-time options (thresholds etc.) whose defaults travel in the checkpoint.
+    # The models of the recipe's `model.head` and `loss` sections.
+    head_schema: type[Section] = EmptySection
+    loss_schema: type[Section] = EmptySection
+    # The data.format values the task reads; each format registers the model of
+    # its data.options (visiontk.recipe.sections), and a task its own where it
+    # reads a format its own way.
+    data_formats: tuple[str, ...] = ()
+    # Predict-time settings (thresholds etc.) stored in the checkpoint: the
+    # defaults of the option fields that name them (tasks/options/fields.py).
     predict_defaults: dict = {}
+    # The task's own options of `predict` and `eval` (tasks/options/<task>.py).
+    predict_options: type = NoOptions
+    eval_options: type = NoOptions
+
+    def data_options(self) -> dict[str, type[Section]]:
+        """data.format -> the model of data.options, for each format the task reads."""
+        return {name: format_options(name, self.name) for name in self.data_formats}
+
+    def sections(self) -> TaskSections:
+        return TaskSections(self.name, self.head_schema, self.loss_schema, self.data_options())
 
     def validate_recipe(self, recipe, source: str) -> None:
-        """Cross-field checks beyond the schema; raise UserError naming the key."""
+        """Checks that span sections (the sections themselves are validated by their
+        models); raise the error of `visiontk.recipe.recipe_error`, naming the key."""
 
     # -- data ---------------------------------------------------------------
     def prepare_data(self, recipe) -> None:
@@ -57,8 +87,9 @@ class Task:
         turns its files into inputs: a checkpoint's for evaluation; default: the recipe's."""
         raise NotImplementedError
 
-    def eval_dataset(self, recipe, split: str, classes: list[str], root: str | None, preprocess, options: dict):
-        """The dataset `eval` scores (options: the command's, e.g. segment's `at`)."""
+    def eval_dataset(self, recipe, split: str, classes: list[str], root: str | None, preprocess, options: Any):
+        """The dataset `eval` scores. `options`: an `eval_options` (tasks/options/), filled
+        from the checkpoint; e.g. segment's `at` decides the size of its masks."""
         return self.build_dataset(recipe, split, train=False, classes=classes, root=root, preprocess=preprocess)
 
     def collate(self, batch: list) -> tuple[torch.Tensor, Any] | None:
@@ -82,8 +113,10 @@ class Task:
         raise NotImplementedError
 
     # -- evaluation ---------------------------------------------------------
-    def evaluate(self, model: nn.Module, loader, device: torch.device, classes: list[str], options: dict | None = None) -> dict:
-        """Metrics over a split. Must hold 'fitness' (higher is better) for best.pt."""
+    def evaluate(self, model: nn.Module, loader, device: torch.device, classes: list[str], options: Any = None) -> dict:
+        """Metrics over a split. Must hold 'fitness' (higher is better) for best.pt.
+
+        `options`: an `eval_options` (None: its defaults), filled from the checkpoint."""
         raise NotImplementedError
 
     def metric_scalars(self, metrics: dict) -> dict:
@@ -96,8 +129,27 @@ class Task:
     def print_metrics(self, metrics: dict, classes: list[str]) -> None:
         raise NotImplementedError
 
+    def stored_settings(self, ckpt: dict) -> dict:
+        """The predict settings a checkpoint stored, over the task's own defaults
+        (which an older checkpoint may lack): what unset option fields are filled from."""
+        return {**self.predict_defaults, **ckpt.get("predict", {})}
+
     # -- prediction ---------------------------------------------------------
-    def predict_input_size(self, input_size: tuple[int, int], options: dict) -> tuple[int, int] | None:
+    def prediction_outputs(self, options: Any, out: OutputFile) -> PredictionOutputs:
+        """What `predict` writes for these options: by default one JSON line per image to `out`.
+
+        Called before the checkpoint is loaded: a bad output folder fails at once."""
+        return PredictionOutputs(JsonlWriter, stream=out)
+
+    def keeps_input_image(self, context: PredictContext) -> bool:
+        """True when `postprocess` needs the decoded image (meta["image"]), e.g. to draw on it."""
+        return False
+
+    def images_per_batch(self, context: PredictContext) -> int:
+        """Images decoded per batch; a task that batches something else (tiles) may take fewer."""
+        return context.batch_size
+
+    def predict_input_size(self, input_size: tuple[int, int], context: PredictContext) -> tuple[int, int] | None:
         """The (h, w) the predictor resizes every image to: the checkpoint's input size by default.
 
         None keeps each image at its own size (e.g. segmentation predicted in tiles
@@ -105,10 +157,12 @@ class Task:
         """
         return input_size
 
-    def predict_forward(self, model: nn.Module, images: list[torch.Tensor], device: torch.device, options: dict) -> Any:
+    def predict_forward(self, model: nn.Module, images: list[torch.Tensor], device: torch.device,
+                        context: PredictContext) -> Any:
         """Raw outputs for one batch of normalised images ([C, H, W] each), handed to `postprocess`."""
         return model(torch.stack(images).to(device, non_blocking=True))
 
-    def postprocess(self, outputs: Any, metas: list[dict], options: dict) -> Iterable[dict]:
-        """Turn a batch of raw outputs into one JSON-able record per image."""
+    def postprocess(self, outputs: Any, metas: list[dict], context: PredictContext) -> Iterable[dict]:
+        """Turn a batch of raw outputs into one record per image, for the writers of
+        `prediction_outputs` (JSON-able, but for what those writers turn into files)."""
         raise NotImplementedError

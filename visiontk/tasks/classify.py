@@ -1,36 +1,37 @@
 """Image classification: a pooled linear head on the deepest backbone feature."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Annotated, Iterable, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from visiontk.console import err_console
 from visiontk.data.imagefolder import ClassificationDataset, scan_imagefolder
 from visiontk.data.transforms import build_augmentations
 from visiontk.engine.normalization import recipe_preprocess
-from visiontk.errors import UserError
 from visiontk.metrics.classification import ClassificationMetrics
+from visiontk.outputs.plan import PredictionOutputs
+from visiontk.outputs.records import CsvWriter, JsonlWriter
+from visiontk.recipe import EmptySection, Fraction, Section
 from visiontk.tasks.base import Task
+from visiontk.tasks.options.classify import ClassifyFormat, ClassifyPredictOptions
 from visiontk.tasks.registry import register_task
 
 
-@dataclass
-class ClassifyHeadOptions:
+class ClassifyHeadOptions(Section):
     # Global max pooling learns "is the shape anywhere" far faster than average
     # pooling on small data (calibration: 90% in 5 epochs vs 20).
     pool: Literal["avg", "max"] = "avg"
-    dropout: float = 0.0
-    hidden: int = 0  # 0: a single linear layer
+    dropout: Fraction = 0.0
+    hidden: Annotated[int, Field(ge=0)] = 0  # 0: a single linear layer
 
 
-@dataclass
-class ClassifyLossOptions:
-    pass
+class ClassifyLossOptions(EmptySection):
+    """Cross-entropy has no options of its own (train.label_smoothing is shared)."""
 
 
 class ClassifierHead(nn.Module):
@@ -52,13 +53,11 @@ class ClassifyTask(Task):
     name = "classify"
     head_schema = ClassifyHeadOptions
     loss_schema = ClassifyLossOptions
+    data_formats = ("imagefolder",)
     predict_defaults = {"topk": 5}
+    predict_options = ClassifyPredictOptions
 
     def validate_recipe(self, recipe, source: str) -> None:
-        if recipe.data.format != "imagefolder":
-            raise UserError(f"{source}: 'data.format' must be 'imagefolder' for classify, got {recipe.data.format!r}")
-        if not recipe.data.root:
-            raise UserError(f"{source}: 'data.root' is required")
         build_augmentations(recipe.data.augment, source)  # a bad transform names the recipe file, before any work
 
     def prepare_data(self, recipe) -> None:
@@ -80,7 +79,7 @@ class ClassifyTask(Task):
 
     def build_head(self, recipe, backbone, num_classes: int) -> nn.Module:
         h = recipe.model.head
-        return ClassifierHead(backbone.out_channels[-1], num_classes, h["pool"], h["dropout"], h["hidden"])
+        return ClassifierHead(backbone.out_channels[-1], num_classes, h.pool, h.dropout, h.hidden)
 
     def build_loss(self, recipe, num_classes: int):
         smoothing = recipe.train.label_smoothing
@@ -129,9 +128,12 @@ class ClassifyTask(Task):
             per_class.add_row(name, str(metrics["support"][i]), f"{metrics['precision'][i]:.4f}", f"{metrics['recall'][i]:.4f}")
         err_console.print(per_class)
 
-    def postprocess(self, outputs, metas, options) -> Iterable[dict]:
-        classes = options["classes"]
-        k = max(1, min(int(options.get("topk", 5)), len(classes)))
+    def prediction_outputs(self, options: ClassifyPredictOptions, out) -> PredictionOutputs:
+        return PredictionOutputs(CsvWriter if options.format == ClassifyFormat.csv else JsonlWriter, stream=out)
+
+    def postprocess(self, outputs, metas, context) -> Iterable[dict]:
+        classes = context.classes
+        k = max(1, min(context.options.topk, len(classes)))
         probs, idx = F.softmax(outputs.float(), dim=1).topk(k, dim=1)
         for meta, p, i in zip(metas, probs.tolist(), idx.tolist()):
             yield {

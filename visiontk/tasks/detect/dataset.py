@@ -10,9 +10,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.ops import box_convert
 
+from visiontk.data.formats.records import AnnotatedImage
 from visiontk.data.preprocess import Preprocess
 from visiontk.errors import DataError
-from visiontk.tasks.detect.readers import DetectionRecord
 
 
 def detection_bbox_params(min_visibility: float = 0.0, clip: bool = True) -> A.BboxParams:
@@ -41,7 +41,7 @@ class DetectionDataset(Dataset):
     boxes scaled to the decoded array, so augmentations see them aligned.
     """
 
-    def __init__(self, records: Sequence[DetectionRecord], preprocess: Preprocess,
+    def __init__(self, records: Sequence[AnnotatedImage], preprocess: Preprocess,
                  transform: Callable | None = None) -> None:
         self.records = list(records)
         self.preprocess = preprocess

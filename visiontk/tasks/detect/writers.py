@@ -7,9 +7,8 @@ code, and have no boxes to write.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 import torch
 from PIL import Image
@@ -17,6 +16,11 @@ from torchvision.utils import draw_bounding_boxes
 
 from visiontk.data.images import load_image
 from visiontk.errors import UserError
+from visiontk.outputs.output_file import OutputFile
+from visiontk.outputs.output_folder import OutputFolder
+from visiontk.outputs.plan import PredictionOutputs
+from visiontk.outputs.records import JsonlWriter, RecordWriter, Tee
+from visiontk.tasks.options.detect import DetectFormat, DetectPredictOptions
 
 # Distinct, readable on light and dark images; class k takes colour k mod len.
 PALETTE = ["#FF3838", "#2C99A8", "#FFB21D", "#48F90A", "#8438FF", "#FF37C7", "#00C2FF", "#CFD231",
@@ -28,7 +32,7 @@ def _xyxy_to_xywh(box: list[float]) -> list[float]:
     return [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)]
 
 
-class CocoResultsWriter:
+class CocoResultsWriter(RecordWriter):
     """A COCO detection results file: one JSON array of
     ``{image_id, file_name, category_id, category_name, bbox: [x, y, w, h], score}``.
 
@@ -58,42 +62,15 @@ class CocoResultsWriter:
         self.stream.write("\n]\n")
 
 
-class _OutputFolder:
-    """An output folder, checked up front and created at the first file (so a run that
-    fails early leaves nothing behind); file names are the input's with `suffix`,
-    then `_2`, `_3`... for inputs of the same name in one run."""
-
-    def __init__(self, folder: Path, option: str, overwrite: bool):
-        if folder.exists() and not folder.is_dir():
-            raise UserError(f"{folder}: {option} must be a directory, and this is a file")
-        if folder.is_dir() and any(folder.iterdir()) and not overwrite:
-            raise UserError(f"{folder}: {option} directory is not empty (use --overwrite to write into it)")
-        self.folder, self.option = folder, option
-        self.used: set[str] = set()
-
-    def path_for(self, source: str, suffix: str) -> Path:
-        if not self.used:
-            try:
-                self.folder.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise UserError(f"{self.folder}: cannot create the {self.option} directory ({e.strerror or e})") from None
-        stem = Path(source).stem or "image"
-        name, n = f"{stem}{suffix}", 2
-        while name in self.used:
-            name, n = f"{stem}_{n}{suffix}", n + 1
-        self.used.add(name)
-        return self.folder / name
-
-
-class YoloTxtWriter:
+class YoloTxtWriter(RecordWriter):
     """One ``<image stem>.txt`` per image: ``class cx cy w h`` normalised to the image, a line per box.
 
     The label format itself (5 fields), so predictions can be read back as
     labels (e.g. pseudo-labels); an image without detections gets an empty file.
     """
 
-    def __init__(self, folder: Path, overwrite: bool = False):
-        self.names = _OutputFolder(Path(folder), "--out", overwrite)
+    def __init__(self, folder: OutputFolder):
+        self.folder = folder
 
     def __call__(self, record: dict) -> None:
         if "error" in record:
@@ -102,28 +79,26 @@ class YoloTxtWriter:
         lines = []
         for (x1, y1, x2, y2), label in zip(record["boxes"], record["label_ids"]):
             lines.append(f"{label} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}")
-        self.names.path_for(record["path"], ".txt").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        self.folder.path_for(record["path"], ".txt").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
-class AnnotatedImageWriter:
+class AnnotatedImageWriter(RecordWriter):
     """Draws each image's boxes with ``label score`` on the original image and saves it into a folder.
 
-    Never writes over an input image, even with --overwrite.
+    Never writes over an input image, even with --overwrite (OutputFolder).
     """
 
     SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
-    def __init__(self, folder: Path, overwrite: bool = False):
-        self.names = _OutputFolder(Path(folder), "--save-images", overwrite)
+    def __init__(self, folder: OutputFolder):
+        self.folder = folder
 
     def __call__(self, record: dict) -> None:
         if "error" in record:
             return
         source = Path(record["path"])
         suffix = source.suffix.lower() if source.suffix.lower() in self.SUFFIXES else ".png"
-        target = self.names.path_for(record["path"], suffix)
-        if target.exists() and os.path.samefile(target, source):
-            raise UserError(f"{target}: --save-images would overwrite the input image; choose another directory")
+        target = self.folder.path_for(record["path"], suffix)
         image = torch.from_numpy(load_image(source, "RGB")).permute(2, 0, 1)
         if record["boxes"]:
             side = min(record["width"], record["height"])
@@ -135,37 +110,22 @@ class AnnotatedImageWriter:
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(target, **extra)
 
 
-class Tee:
-    """Hands every record to several writers; closes those that need it."""
-
-    def __init__(self, *writers: Callable[[dict], None]):
-        self.writers = writers
-
-    def __call__(self, record: dict) -> None:
-        for w in self.writers:
-            w(record)
-
-    def close(self) -> None:
-        for w in self.writers:
-            if hasattr(w, "close"):
-                w.close()
-
-
-def prediction_writers(fmt: str, out: str | None, save_images: str | None, overwrite: bool):
-    """(writer factory for `run_predict`, the file `run_predict` should open or None for stdout).
-
-    jsonl and coco go to `out` (a file) or stdout; yolo needs `out` as a folder
-    and writes nothing on stdout.
-    """
-    from visiontk.engine.writers import JsonlWriter
-
-    if fmt == "yolo" and out in (None, "-"):
+def prediction_outputs(options: DetectPredictOptions, out: OutputFile) -> PredictionOutputs:
+    """jsonl and coco go to --out (a file) or stdout; yolo needs --out as a folder
+    and writes nothing on stdout; --save-images adds a folder of drawn images."""
+    if options.format == DetectFormat.yolo and out.path is None:
         raise UserError("--format yolo writes one .txt file per image: give the folder with --out DIR")
-    drawer = AnnotatedImageWriter(Path(save_images), overwrite) if save_images else None
-    yolo = YoloTxtWriter(Path(out), overwrite) if fmt == "yolo" else None
+    drawn = OutputFolder(options.save_images, "--save-images", out.overwrite) if options.save_images else None
+    labels = OutputFolder(out.path, "--out", out.overwrite) if options.format == DetectFormat.yolo else None
 
-    def factory(stream: IO[str]):
-        main = yolo if yolo is not None else (CocoResultsWriter(stream) if fmt == "coco" else JsonlWriter(stream))
-        return Tee(main, drawer) if drawer is not None else main
+    def writer(stream: IO[str]) -> RecordWriter:
+        if labels is not None:
+            main: RecordWriter = YoloTxtWriter(labels)
+        elif options.format == DetectFormat.coco:
+            main = CocoResultsWriter(stream)
+        else:
+            main = JsonlWriter(stream)
+        return Tee(main, AnnotatedImageWriter(drawn)) if drawn is not None else main
 
-    return factory, (None if fmt == "yolo" else out)
+    return PredictionOutputs(writer, stream=OutputFile(None) if labels is not None else out,
+                             folders=[f for f in (labels, drawn) if f is not None])

@@ -9,13 +9,7 @@ from .fcn import FCNDecoder
 from .losses import SegmentationLoss, soft_dice_loss
 from .metrics import ConfusionMatrix
 from .model import SegmentationModel, build_decoder
-from .readers import (
-    SegmentationRecord,
-    load_mask,
-    read_coco_segmentation,
-    read_mask_folders,
-    read_voc_segmentation,
-)
+from .readers import SegmentationRecord, load_mask
 from .tiling import predict_tiled
 from .unet import ClassicUNet, UNetDecoder
 from .upsample import BilinearConvTranspose2d, bilinear_kernel
@@ -34,8 +28,5 @@ __all__ = [
     "build_decoder",
     "load_mask",
     "predict_tiled",
-    "read_coco_segmentation",
-    "read_mask_folders",
-    "read_voc_segmentation",
     "soft_dice_loss",
 ]

@@ -1,104 +1,35 @@
-"""`data.format` adapters for segmentation: recipe options -> records and class names.
-
-Three on-disk layouts, each with its own `data.options` schema (validated like
-every recipe section, so a typo is named with the closest valid key):
+"""`data.format` for segmentation: masks | voc | coco, read by ``visiontk.data.formats``.
 
 - ``masks``: image and mask folders, masks hold class indices (255 = ignore);
-- ``voc``: Pascal VOC (``JPEGImages``, palette PNGs in ``SegmentationClass``,
-  split lists in ``ImageSets/Segmentation``);
+- ``voc``: Pascal VOC's SegmentationClass layout (palette PNGs, ImageSets/Segmentation lists);
 - ``coco``: a COCO instances file whose polygons / RLE are rasterised.
 
-The readers do the work (``readers.py``); this module only maps recipe keys
-onto them, resolves the class names and applies the value table that turns
-stored mask values into class indices (``mask_values``, ``loss.ignore_index``).
+The formats layer parses; this adapter maps the recipe's ``data.options`` onto
+its readers, resolves the class names (index 0 first, usually background),
+turns the records into ``SegmentationRecord`` s -- COCO categories become mask
+values 1..K, stored mask values become class indices through ``mask_values``
+and ``loss.ignore_index`` -- and checks every mask once.
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
-from visiontk.errors import UserError
-from visiontk.recipe import build_dataclass
+from visiontk.console import info
+from visiontk.data.formats.coco import read_coco
+from visiontk.data.formats.masks import IGNORE_INDEX, MaskFolderOptions, read_mask_folders, value_table
+from visiontk.data.formats.options import split_path, under
+from visiontk.data.formats.records import AnnotatedSet
+from visiontk.data.formats.voc import VOC_CLASSES, VocSegmentationOptions, read_voc_masks
+from visiontk.errors import DataError, UserError
+from visiontk.recipe import register_format_options
 
-from .readers import (
-    IGNORE_INDEX,
-    SegmentationRecord,
-    check_records,
-    read_coco_segmentation,
-    read_mask_folders,
-    read_voc_segmentation,
-    value_table,
-)
+from .readers import CocoMask, SegmentationRecord, check_records
 
-VOC_CLASSES = [
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-]
-
-
-@dataclass
-class MaskFolderOptions:
-    # Folders relative to data.root; {split} is replaced by data.train / data.val.
-    images: str = "{split}/images"
-    masks: str = "{split}/masks"
-    # Mask of images/<stem>.<ext> is masks/<stem><mask_suffix>.png.
-    mask_suffix: str = ""
-    # Stored value -> class index, for masks that are not stored as class indices
-    # (e.g. {0: 0, 255: 1} for binary masks saved as black/white). Values not
-    # listed are bad annotations.
-    mask_values: Optional[dict] = None
-    # > 0: hold out this fraction of the data.train folder (the last images in
-    # sorted order) as the validation split, for sets shipped without one.
-    val_fraction: float = 0.0
-
-
-@dataclass
-class VocOptions:
-    # Split lists are ImageSets/Segmentation/<data.train|data.val>.txt under data.root.
-    pass
-
-
-@dataclass
-class CocoOptions:
-    # Relative to data.root; {split} is replaced by data.train / data.val.
-    annotations: str = "annotations/instances_{split}.json"
-    images: str = "images/{split}"
-
-
-FORMAT_OPTIONS: dict[str, type] = {"masks": MaskFolderOptions, "voc": VocOptions, "coco": CocoOptions}
-
-
-def validate_data(recipe, source: str) -> None:
-    """Check `data.format` and `data.options`; store the options back with defaults filled."""
-    data = recipe.data
-    if data.format not in FORMAT_OPTIONS:
-        raise UserError(f"{source}: 'data.format' must be one of {', '.join(map(repr, FORMAT_OPTIONS))} for segment, "
-                        f"got {data.format!r}")
-    if not data.root:
-        raise UserError(f"{source}: 'data.root' is required")
-    opts = build_dataclass(FORMAT_OPTIONS[data.format], data.options, "data.options", source)
-    if isinstance(opts, MaskFolderOptions):
-        if not 0.0 <= opts.val_fraction < 1.0:
-            raise UserError(f"{source}: 'data.options.val_fraction' must be in [0, 1), got {opts.val_fraction!r}")
-        if opts.mask_values is not None:
-            for raw, index in opts.mask_values.items():
-                if not (_is_byte(raw) and _is_byte(index)):
-                    raise UserError(f"{source}: 'data.options.mask_values' maps stored values 0-255 to class indices "
-                                    f"0-255 (255 = ignore), got {raw!r}: {index!r}")
-    for key in ("images", "masks", "annotations"):
-        value = getattr(opts, key, None)
-        if value is not None and not value:
-            raise UserError(f"{source}: 'data.options.{key}' must not be empty")
-    data.options = dataclasses.asdict(opts)
-    if data.classes is not None and len(data.classes) < 2:
-        raise UserError(f"{source}: 'data.classes' needs at least 2 names (index 0 first, e.g. background), "
-                        f"got {data.classes!r}")
-
-
-def _is_byte(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255
+# Segmentation reads VOC's SegmentationClass layout, not its xml boxes (the
+# format's own options): its data.options are those of that layout. coco and
+# masks use their format's options as they are.
+register_format_options("voc", VocSegmentationOptions, task="segment")
 
 
 def split_folder(recipe, split: str) -> str:
@@ -107,7 +38,7 @@ def split_folder(recipe, split: str) -> str:
 
 
 def class_names(recipe, root: Path, given: list[str] | None) -> list[str] | None:
-    """Class names from the checkpoint, the recipe, or the data set (None: the reader says, for COCO)."""
+    """Class names from the checkpoint, the recipe, or the data set (None: the COCO file says)."""
     if given:
         return list(given)
     if recipe.data.classes:
@@ -119,17 +50,47 @@ def class_names(recipe, root: Path, given: list[str] | None) -> list[str] | None
             raise UserError(f"{listed}: needs at least 2 class names, one per line (index 0 first)")
         return names
     if recipe.data.format == "voc":
-        return list(VOC_CLASSES)
+        return ["background", *VOC_CLASSES]
     if recipe.data.format == "coco":
         return None
     raise UserError(f"data.classes: not given in the recipe and {listed} does not exist; "
                     "list the class names, index 0 (usually background) first")
 
 
-def _values(recipe, opts: dict) -> tuple[int, ...] | None:
+def mask_records(found: AnnotatedSet) -> list[SegmentationRecord]:
+    """Records of index-mask PNGs (mask folders, VOC)."""
+    return [SegmentationRecord(image=r.image, mask=r.mask) for r in found.records]
+
+
+def coco_mask_records(found: AnnotatedSet, wanted: list[str] | None) -> tuple[list[SegmentationRecord], list[str]]:
+    """Records painting the COCO regions, and the class names (index 0 = background).
+
+    Categories become mask values 1..K in id order, or in ``wanted`` order (a
+    subset: regions of the other categories are then not painted).
+    """
+    source = found.report.source
+    if wanted is None:
+        chosen = list(range(len(found.classes)))
+    else:
+        label_of = {name: k for k, name in enumerate(found.classes)}
+        missing = [n for n in wanted if n not in label_of]
+        if missing:
+            raise DataError(f"{source}: categories {missing} not found (has {sorted(label_of)})")
+        chosen = [label_of[n] for n in wanted]
+    if len(chosen) > 254:
+        raise DataError(f"{source}: {len(chosen)} categories; at most 254 fit a uint8 mask")
+    value_of = {label: value for value, label in enumerate(chosen, 1)}
+    records = []
+    for r in found.records:
+        objects = tuple((value_of[s.label], s.segmentation) for s in r.segments if s.label in value_of)
+        records.append(SegmentationRecord(image=r.image, coco=CocoMask(r.height, r.width, objects, source)))
+    return records, ["background", *(found.classes[k] for k in chosen)]
+
+
+def _values(recipe, opts) -> tuple[int, ...] | None:
     """The stored-value -> class table of the recipe, or None when masks already hold class indices."""
-    mapping = opts.get("mask_values")
-    ignore = recipe.loss.get("ignore_index", IGNORE_INDEX)
+    mapping = opts.mask_values if isinstance(opts, MaskFolderOptions) else None
+    ignore = recipe.loss.ignore_index
     if mapping is None and ignore == IGNORE_INDEX:
         return None
     if mapping is None:
@@ -144,36 +105,38 @@ def read_records(recipe, split: str, classes: list[str] | None, root: str | None
     """Checked records of one split and the class names (index 0 first)."""
     data = recipe.data
     root_dir = Path(root or data.root)
-    opts = data.options
-    policy = data.bad_annotations
+    opts, policy = data.options, data.bad_annotations
     names = class_names(recipe, root_dir, classes)
     folder = split_folder(recipe, split)
-    values = _values(recipe, opts)
+
+    def path(value, key: str, which: str = folder) -> Path:
+        return under(root_dir, split_path(value, which, key))
 
     if data.format == "masks":
-        held_out = opts["val_fraction"] > 0 and split in ("train", "val")
+        held_out = opts.val_fraction > 0 and split in ("train", "val")
         which = data.train if held_out else folder
-        images = root_dir / opts["images"].replace("{split}", which)
-        masks = root_dir / opts["masks"].replace("{split}", which)
-        records = read_mask_folders(images, masks, None, policy, opts["mask_suffix"], check=False)
+        found = read_mask_folders(path(opts.images, "images", which), path(opts.masks, "masks", which),
+                                  opts.mask_suffix, policy)
+        records = mask_records(found)
         if held_out:
-            n_val = min(max(1, round(len(records) * opts["val_fraction"])), len(records) - 1)
+            n_val = min(max(1, round(len(records) * opts.val_fraction)), len(records) - 1)
             records = records[-n_val:] if split == "val" else records[:-n_val]
-        where = images
+        where = path(opts.images, "images", which)
     elif data.format == "voc":
-        records = read_voc_segmentation(root_dir, folder, None, policy, check=False)
-        where = root_dir / "ImageSets" / "Segmentation" / f"{folder}.txt"
+        ids = None if opts.ids is None else path(opts.ids, "ids")
+        found = read_voc_masks(path(opts.masks, "masks"), path(opts.images, "images"), policy, ids)
+        records = mask_records(found)
+        where = ids or path(opts.masks, "masks")
     else:
-        ann = root_dir / opts["annotations"].replace("{split}", folder)
-        image_root = root_dir / opts["images"].replace("{split}", folder)
-        if not ann.is_file():
-            raise UserError(f"{ann}: COCO annotation file does not exist (data.options.annotations)")
-        records, read_names = read_coco_segmentation(ann, image_root, names[1:] if names else None, policy, check=False)
+        where = path(opts.annotations, "annotations")
+        found = read_coco(where, path(opts.images, "images"), policy)
+        records, read_names = coco_mask_records(found, names[1:] if names else None)
         names = [names[0], *read_names[1:]] if names else read_names
-        where = ann
+    values = _values(recipe, opts)
     if values is not None:
         records = [dataclasses.replace(r, values=values) for r in records]
-    records = check_records(records, len(names), policy)
+    records = check_records(records, len(names), policy, found.report)
     if not records:
         raise UserError(f"{where}: no usable image/mask pairs for split '{split}'")
+    info(f"{folder}: {len(records)} images, {len(names)} classes; {found.report.summary()}")
     return records, names

@@ -1,7 +1,7 @@
 """Semantic segmentation as a task: FCN / U-Net decoders on any shared backbone.
 
 What is segmentation's own lives in this package (decoders, loss, confusion
-matrix, readers, tiling); this module plugs it into the shared recipe loader,
+matrix, records, data formats, tiling); this module plugs it into the shared recipe loader,
 trainer, evaluator and predictor. The classic backbone-free U-Net is
 ``model.backbone: unet_encoder`` with ``model.head.decoder: unet`` (see
 ``visiontk/backbones/unet.py``).
@@ -9,58 +9,72 @@ trainer, evaluator and predictor. The classic backbone-free U-Net is
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal, Optional
+from typing import Annotated, Iterable, Literal, Optional
 
 import albumentations as A
 import numpy as np
 import torch
+from pydantic import Field, model_validator
 from torch import nn
 
 from visiontk.console import err_console
+from visiontk.data.formats.masks import IGNORE_INDEX
 from visiontk.data.transforms import build_augmentations
 from visiontk.engine.normalization import recipe_preprocess
 from visiontk.errors import UserError
+from visiontk.outputs.output_folder import OutputFolder, next_run_dir
+from visiontk.outputs.plan import PredictionOutputs
+from visiontk.outputs.records import JsonlWriter
+from visiontk.recipe import Expected, Fraction, Number, Section, recipe_error, rule_error
 from visiontk.tasks.base import Task
+from visiontk.tasks.options.segment import SegmentEvalOptions, SegmentPredictOptions
 from visiontk.tasks.registry import register_task
 
 from .common import label_map
-from .dataset import SCORED_AT, SegmentationDataset, collate_segmentation
-from .formats import read_records, validate_data
+from .dataset import SegmentationDataset, collate_segmentation
+from .formats import read_records
 from .losses import SegmentationLoss
 from .metrics import ConfusionMatrix
 from .model import SegmentationModel, build_decoder
-from .outputs import MaskSaver, full_size_labels
-from .readers import IGNORE_INDEX
+from .outputs import MaskWriter, full_size_labels
 from .tiling import predict_tiled
 
 FCN_DECODERS = ("fcn32s", "fcn16s", "fcn8s")
 
 
-@dataclass
-class SegmentHeadOptions:
+class SegmentHeadOptions(Section):
     decoder: Literal["fcn32s", "fcn16s", "fcn8s", "unet"] = "unet"
     # U-Net only: width of each x2 stage, deepest first (default: mirror the backbone).
-    decoder_channels: Optional[list[int]] = None
+    decoder_channels: Optional[Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1),
+                                         Expected("a non-empty list of widths >= 1")]] = None
     # U-Net only: transposed convolution (the paper's up-convolution) or fixed bilinear + 1x1 conv.
     upsample: Literal["transpose", "bilinear"] = "transpose"
     # U-Net only: channel dropout on the deepest feature.
-    dropout: float = 0.0
+    dropout: Fraction = 0.0
     # How inputs are padded to a multiple of the backbone's stride (cropped back after).
     pad_mode: Literal["reflect", "replicate", "zero"] = "reflect"
 
+    @model_validator(mode="after")
+    def _unet_options_need_unet(self) -> "SegmentHeadOptions":
+        if self.decoder in FCN_DECODERS:
+            for key in ("decoder_channels", "upsample", "dropout"):
+                if getattr(self, key) != type(self).model_fields[key].default:
+                    raise rule_error("applies to the unet decoder only (FCN upsamples with bilinear-initialised "
+                                     "transposed convolutions)", key=key, show_value=False)
+        return self
 
-@dataclass
-class SegmentLossOptions:
+
+class SegmentLossOptions(Section):
     kind: Literal["ce", "dice", "ce+dice"] = "ce"
     # Mask value counted in neither loss nor metrics. 255 (unlabelled) is always
     # ignored; another value (a class index) is ignored as well.
-    ignore_index: int = IGNORE_INDEX
+    ignore_index: Annotated[int, Field(ge=0, le=255)] = IGNORE_INDEX
     # Cross-entropy weight per class (index order); Dice is class-balanced already.
-    class_weights: Optional[list[float]] = None
+    class_weights: Optional[Annotated[list[Annotated[Number, Field(gt=0.0)]], Field(min_length=1),
+                                      Expected("a list of positive numbers")]] = None
     # Weight of the Dice term in ce+dice.
-    dice_weight: float = 1.0
+    dice_weight: Annotated[Number, Field(ge=0.0)] = 1.0
 
 
 def _clean(value: float) -> float | None:
@@ -72,35 +86,22 @@ class SegmentTask(Task):
     name = "segment"
     head_schema = SegmentHeadOptions
     loss_schema = SegmentLossOptions
+    data_formats = ("masks", "voc", "coco")
     predict_defaults: dict = {}
+    predict_options = SegmentPredictOptions
+    eval_options = SegmentEvalOptions
 
     # -- recipe ---------------------------------------------------------------
     def validate_recipe(self, recipe, source: str) -> None:
-        validate_data(recipe, source)
-        head, loss = recipe.model.head, recipe.loss
-        if head["decoder"] in FCN_DECODERS:
-            unet_only = {"decoder_channels": None, "upsample": "transpose", "dropout": 0.0}
-            for key, default in unet_only.items():
-                if head[key] != default:
-                    raise UserError(f"{source}: 'model.head.{key}' applies to the unet decoder only "
-                                    f"(FCN upsamples with bilinear-initialised transposed convolutions)")
-        if not 0.0 <= head["dropout"] < 1.0:
-            raise UserError(f"{source}: 'model.head.dropout' must be in [0, 1), got {head['dropout']!r}")
-        if head["decoder_channels"] is not None and (not head["decoder_channels"] or min(head["decoder_channels"]) < 1):
-            raise UserError(f"{source}: 'model.head.decoder_channels' must be a non-empty list of widths >= 1")
-        if not 0 <= loss["ignore_index"] <= 255:
-            raise UserError(f"{source}: 'loss.ignore_index' must be in 0..255, got {loss['ignore_index']!r}")
-        if loss["dice_weight"] < 0:
-            raise UserError(f"{source}: 'loss.dice_weight' must be >= 0, got {loss['dice_weight']!r}")
-        weights = loss["class_weights"]
-        if weights is not None:
-            if min(weights, default=0) <= 0:
-                raise UserError(f"{source}: 'loss.class_weights' must be positive numbers, got {weights!r}")
-            if recipe.data.classes and len(weights) != len(recipe.data.classes):
-                raise UserError(f"{source}: 'loss.class_weights' has {len(weights)} entries for "
-                                f"{len(recipe.data.classes)} classes in data.classes")
+        classes, weights = recipe.data.classes, recipe.loss.class_weights
+        if classes is not None and len(classes) < 2:
+            raise recipe_error(source, "data.classes", f"needs at least 2 names (index 0 first, e.g. background), "
+                                                       f"got {classes!r}")
+        if weights is not None and classes and len(weights) != len(classes):
+            raise recipe_error(source, "loss.class_weights", f"has {len(weights)} entries for {len(classes)} "
+                                                             f"classes in data.classes")
         if recipe.train.label_smoothing:
-            raise UserError(f"{source}: 'train.label_smoothing' is not supported by segment")
+            raise recipe_error(source, "train.label_smoothing", "is not supported by segment")
 
     # -- data -------------------------------------------------------------------
     def prepare_data(self, recipe) -> None:
@@ -124,12 +125,9 @@ class SegmentTask(Task):
         )
         return dataset, names
 
-    def eval_dataset(self, recipe, split: str, classes, root, preprocess, options: dict):
-        at = options.get("at", "image_size")
-        if at not in SCORED_AT:
-            raise UserError(f"--at: '{at}' is not one of {', '.join(a.replace('_', '-') for a in SCORED_AT)}")
+    def eval_dataset(self, recipe, split: str, classes, root, preprocess, options: SegmentEvalOptions):
         return self.build_dataset(recipe, split, train=False, classes=classes, root=root, preprocess=preprocess,
-                                  mask_at=at)
+                                  mask_at=options.at.mask_at)
 
     def collate(self, batch: list):
         return collate_segmentation(batch)
@@ -138,27 +136,27 @@ class SegmentTask(Task):
     def build_head(self, recipe, backbone, num_classes: int) -> nn.Module:
         h = recipe.model.head
         options = {}
-        if h["decoder"] == "unet":
-            options = {"decoder_channels": h["decoder_channels"], "upsample": h["upsample"], "dropout": h["dropout"]}
-        return build_decoder(h["decoder"], backbone.out_channels, backbone.strides, num_classes, **options)
+        if h.decoder == "unet":
+            options = {"decoder_channels": h.decoder_channels, "upsample": h.upsample, "dropout": h.dropout}
+        return build_decoder(h.decoder, backbone.out_channels, backbone.strides, num_classes, **options)
 
     def build_model(self, recipe, backbone, num_classes: int) -> nn.Module:
         # SegmentationModel pads odd sizes to the backbone's stride and crops back.
-        return SegmentationModel(backbone, self.build_head(recipe, backbone, num_classes), recipe.model.head["pad_mode"])
+        return SegmentationModel(backbone, self.build_head(recipe, backbone, num_classes), recipe.model.head.pad_mode)
 
     def build_loss(self, recipe, num_classes: int):
         o = recipe.loss
-        if o["class_weights"] is not None and len(o["class_weights"]) != num_classes:
-            raise UserError(f"loss.class_weights: {len(o['class_weights'])} entries for {num_classes} classes")
+        if o.class_weights is not None and len(o.class_weights) != num_classes:
+            raise UserError(f"loss.class_weights: {len(o.class_weights)} entries for {num_classes} classes")
         # The data stage folds loss.ignore_index into 255, so the loss ignores 255 only.
-        criterion = SegmentationLoss(o["kind"], IGNORE_INDEX, o["class_weights"], o["dice_weight"])
+        criterion = SegmentationLoss(o.kind, IGNORE_INDEX, o.class_weights, o.dice_weight)
 
         def loss_fn(logits, masks):
             if criterion.class_weights is not None and criterion.class_weights.device != logits.device:
                 criterion.to(logits.device)
             loss, parts = criterion(logits, masks)
             # The trainer logs the total itself; the parts only say something for ce+dice.
-            return loss, ({k: v for k, v in parts.items() if k != "loss"} if o["kind"] == "ce+dice" else {})
+            return loss, ({k: v for k, v in parts.items() if k != "loss"} if o.kind == "ce+dice" else {})
 
         return loss_fn
 
@@ -235,42 +233,46 @@ class SegmentTask(Task):
         err_console.print(per_class)
 
     # -- prediction ---------------------------------------------------------------
-    def predict_input_size(self, input_size, options):
+    def prediction_outputs(self, options: SegmentPredictOptions, out) -> PredictionOutputs:
+        # Masks into a folder (never replacing a file), one JSON line per image on stdout.
+        directory = Path(options.out_dir) if options.out_dir else next_run_dir(Path("runs"), "segment", "predict")
+        masks = OutputFolder(directory, "--out-dir", keep_existing=True)
+        return PredictionOutputs(lambda stream: MaskWriter(masks, options.overlay, JsonlWriter(stream)), stream=out,
+                                 folders=[masks])
+
+    def keeps_input_image(self, context) -> bool:
+        return context.options.overlay
+
+    def images_per_batch(self, context) -> int:
+        # Tiled images are full size: decode one at a time, batch the tiles instead.
+        return 1 if context.options.tile else context.batch_size
+
+    def predict_input_size(self, input_size, context):
         # Tiled prediction runs at the image's own resolution, tile by tile.
-        return None if options.get("tile") else input_size
+        return None if context.options.tile else input_size
 
-    def predict_forward(self, model, images, device, options):
-        if not options.get("tile"):
-            return super().predict_forward(model, images, device, options)
-        k = len(options["classes"])
-        return [predict_tiled(model, image[None].to(device), options["tile"], options["tile_overlap"], k,
-                              batch_size=options.get("tile_batch", 4)) for image in images]
+    def predict_forward(self, model, images, device, context):
+        o = context.options
+        if not o.tile:
+            return super().predict_forward(model, images, device, context)
+        k = len(context.classes)
+        return [predict_tiled(model, image[None].to(device), o.tile, o.tile_overlap, k, batch_size=context.batch_size)
+                for image in images]
 
-    def postprocess(self, outputs, metas, options) -> Iterable[dict]:
-        classes = options["classes"]
-        saver: MaskSaver | None = options.get("saver")
+    def postprocess(self, outputs, metas, context) -> Iterable[dict]:
+        """Records with the mask array (and the image, for overlays) for MaskWriter."""
+        classes = context.classes
         for i, meta in enumerate(metas):
             logits = outputs[i] if torch.is_tensor(outputs) else outputs[i][0]
             h, w = meta["orig_size"]
             mask = full_size_labels(logits, (h, w))
             counts = np.bincount(mask.ravel(), minlength=len(classes))
-            record: dict = {"path": meta["path"]}
-            if saver is not None:
-                record.update(saver.save(meta["path"], mask, meta.get("image")))
+            record: dict = {"path": meta["path"], "mask": mask}
+            if context.options.overlay:
+                record["image"] = meta.get("image")
             record["size"] = [h, w]
             record["share"] = {name: round(float(c) / mask.size, 6) for name, c in zip(classes, counts)}
             yield record
-
-
-def predict_options(out_dir: str | None, overlay: bool, tile: int | None, tile_overlap: int, batch_size: int) -> dict:
-    """Options of `segment predict`: where masks go, overlays, tiling. Checked before any image is read."""
-    from visiontk.engine.trainer import next_run_dir
-
-    if tile is not None and tile < 2 * tile_overlap + 1:
-        raise UserError(f"--tile {tile} must be larger than 2 x --tile-overlap ({tile_overlap})")
-    directory = Path(out_dir) if out_dir else next_run_dir(Path("runs"), "segment", "predict")
-    return {"saver": MaskSaver(directory, overlay), "keep_image": overlay, "tile": tile, "tile_overlap": tile_overlap,
-            "tile_batch": batch_size}
 
 
 register_task(SegmentTask())

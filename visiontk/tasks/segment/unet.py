@@ -16,24 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from visiontk.backbones.unet import UNetEncoder, double_conv
 from visiontk.errors import UserError
 
 from .common import check_contract, match_size
 
 UPSAMPLE_MODES = ("transpose", "bilinear")
-
-
-def conv_bn_relu(in_ch: int, out_ch: int) -> nn.Sequential:
-    # bias is redundant before BatchNorm
-    return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1, bias=False),
-        nn.BatchNorm2d(out_ch),
-        nn.ReLU(inplace=True),
-    )
-
-
-def double_conv(in_ch: int, out_ch: int) -> nn.Sequential:
-    return nn.Sequential(conv_bn_relu(in_ch, out_ch), conv_bn_relu(out_ch, out_ch))
 
 
 class Up2(nn.Module):
@@ -144,29 +132,6 @@ class UNetDecoder(nn.Module):
                 logits, scale_factor=self.output_stride, mode="bilinear", align_corners=False
             )
         return logits
-
-
-class UNetEncoder(nn.Module):
-    """The classic U-Net contracting path; satisfies the backbone contract.
-
-    Returns ``depth + 1`` features at strides 1, 2, ..., 2**depth with widths
-    base, 2·base, ..., 2**depth·base.
-    """
-
-    def __init__(self, in_channels: int, base: int, depth: int) -> None:
-        super().__init__()
-        self.out_channels = [base * 2**i for i in range(depth + 1)]
-        self.strides = [2**i for i in range(depth + 1)]
-        self.stem = double_conv(in_channels, base)
-        self.down = nn.ModuleList(
-            nn.Sequential(nn.MaxPool2d(2), double_conv(c, 2 * c)) for c in self.out_channels[:-1]
-        )
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = [self.stem(x)]
-        for down in self.down:
-            feats.append(down(feats[-1]))
-        return feats
 
 
 class ClassicUNet(nn.Module):

@@ -1,0 +1,83 @@
+"""The parameters several commands share, each defined once."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from visiontk.commands.signature import Param
+
+# -- train ------------------------------------------------------------------
+RECIPE_HELP = "Recipe YAML file or shipped recipe name (see 'visiontk recipes list')."
+RESUME_HELP = "Continue a run from its last.pt (or run folder)."
+
+
+def recipe(help: str = RECIPE_HELP) -> Param:
+    return Param("recipe", str, typer.Argument(..., help=help))
+
+
+SET = Param("set", Optional[List[str]], typer.Option(
+    None, "--set", help="Override a recipe key, e.g. --set train.lr=0.01 (value parsed as YAML)."))
+TRAIN_PRECISION = Param("precision", Optional[str], typer.Option(
+    None, "--precision", help="fp32 | bf16 | fp16 | auto: sets train.amp (default: the recipe's; auto: mixed precision "
+                              "on CUDA, fp32 on the CPU; bf16 trains ~2x faster on CPUs with AVX-512 BF16 or AMX)."))
+TRAIN_COMPILE = Param("compile", bool, typer.Option(
+    False, "--compile", help="torch.compile the model (sets train.compile): slow start, faster steps on long runs."))
+PROJECT = Param("project", Optional[str], typer.Option(
+    None, help="Runs folder (default: the recipe's output.project, 'runs')."))
+NAME = Param("name", Optional[str], typer.Option(
+    None, help="Run name (default: the recipe's name; -2, -3... when taken)."))
+
+
+def resume(help: str = RESUME_HELP) -> Param:
+    return Param("resume", Optional[str], typer.Option(None, help=help))
+
+
+# -- eval and predict -------------------------------------------------------
+def checkpoint(task: str) -> Param:
+    return Param("checkpoint", str, typer.Argument(..., help=f"A {task} checkpoint (best.pt)."))
+
+
+DATA = Param("data", Optional[str], typer.Argument(
+    None, help="Data root (default: the one in the checkpoint's recipe)."))
+def split(help: str) -> Param:
+    return Param("split", str, typer.Option("val", help=help))
+
+
+JSON = Param("json_out", bool, typer.Option(
+    False, "--json", help="Print one JSON object on stdout instead of tables."))
+
+
+def plots_dir(help: str) -> Param:
+    return Param("plots_dir", Optional[str], typer.Option(None, help=help))
+
+
+SOURCES = Param("sources", List[str], typer.Argument(
+    ..., help="Image files, folders, globs, or - to read paths from stdin."))
+
+
+def out(help: str) -> Param:
+    return Param("out", Optional[str], typer.Option(None, help=help))
+
+
+def overwrite(help: str) -> Param:
+    return Param("overwrite", bool, typer.Option(False, help=help))
+
+
+def batch_size(default: int, help: str | None = None) -> Param:
+    return Param("batch_size", int, typer.Option(default, min=1, help=help))
+
+
+def workers(help: str = "Image-decoding workers (threads on the CPU, processes with a GPU).") -> Param:
+    return Param("workers", int, typer.Option(2, min=0, help=help))
+
+
+DEVICE = Param("device", str, typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps"))
+PRECISION = Param("precision", str, typer.Option(
+    "auto", "--precision", help="auto | fp32 | bf16 | fp16. auto: fp32 on the CPU, bf16 (or fp16) on CUDA; bf16 is ~2x "
+                                "faster on CPUs with AVX-512 BF16 or AMX."))
+COMPILE = Param("compile", bool, typer.Option(
+    False, "--compile", help="torch.compile the model: slow start, faster on long runs."))
+LOADER = Param("loader", str, typer.Option(
+    "auto", "--loader", help="Who decodes images: auto (threads on the CPU, worker processes with a GPU) | threads | "
+                             "processes (on the CPU, faster for small models, slower for large ones)."))

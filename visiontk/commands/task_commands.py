@@ -1,0 +1,131 @@
+"""`train`, `eval` and `predict`, written once and built for every task of the registry.
+
+A task contributes its help texts, default batch sizes and option dataclasses
+(tasks/options/<task>.py); the parameters every task shares are in
+shared_options.py. The bodies parse nothing themselves: they hand typed options
+to the library (engine/) and print what it returns.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from visiontk.commands import shared_options as shared
+from visiontk.commands.signature import build_command, option_params, take_options
+from visiontk.console import info
+from visiontk.tasks.options.spec import CommandSpec
+
+
+def speed_overrides(precision: Optional[str], compile: bool) -> list[str]:
+    """The train command's speed flags as recipe overrides (after the user's --set:
+    a flag given on the command line wins)."""
+    from visiontk.engine.device import PRECISIONS
+    from visiontk.errors import UserError
+
+    out = []
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise UserError(f"--precision: '{precision}' is not one of {', '.join(PRECISIONS)}")
+        out.append(f"train.amp={precision}")
+    if compile:
+        out.append("train.compile=true")
+    return out
+
+
+def run_train(task: str, recipe: str, set: Optional[list[str]], device: str, precision: Optional[str],
+              compile: bool, project: Optional[str], name: Optional[str], resume: Optional[str]) -> None:
+    from visiontk.engine.trainer import Trainer
+    from visiontk.errors import UserError
+    from visiontk.tasks.recipes import load_recipe
+
+    r = load_recipe(recipe, [*(set or []), *speed_overrides(precision, compile)])
+    if r.task != task:
+        raise UserError(f"{recipe}: recipe is for task '{r.task}', not '{task}' (use 'visiontk {r.task} train')")
+    result = Trainer(r, device=device, project=project, name=name, resume=resume).fit()
+    run_dir = Path(result["run_dir"])
+    if (run_dir / "best.pt").exists():
+        info(f"done: best fitness {result['best_fitness']:.4f} at epoch {result['best_epoch']}")
+        info(f"outputs in {run_dir}/ (best.pt, last.pt, results.csv, recipe.yaml, plots/)")
+
+
+def train_params(recipe_help: str = shared.RECIPE_HELP, resume_help: str = shared.RESUME_HELP) -> list:
+    return [shared.recipe(recipe_help), shared.SET, shared.DEVICE, shared.TRAIN_PRECISION, shared.TRAIN_COMPILE,
+            shared.PROJECT, shared.NAME, shared.resume(resume_help)]
+
+
+def run_eval(task_name: str, options: object, checkpoint: str, data: Optional[str], split: str, json_out: bool,
+             device: str, batch_size: int, plots_dir: Optional[str]) -> None:
+    from visiontk.engine.evaluator import evaluate_checkpoint
+    from visiontk.tasks.registry import get_task
+
+    task = get_task(task_name)
+    metrics, ckpt = evaluate_checkpoint(checkpoint, task_name, data, split, device, batch_size, options=options)
+    classes = ckpt["classes"]
+    out_dir = Path(plots_dir) if plots_dir else Path(checkpoint).parent / "plots"
+    written = task.write_eval_plots(metrics, classes, out_dir, suffix=f"_{split}")
+    if json_out:
+        sys.stdout.write(json.dumps({"checkpoint": str(checkpoint), "split": split, "classes": classes, **metrics}) + "\n")
+    else:
+        task.print_metrics(metrics, classes)
+    for p in written:
+        info(f"wrote {p}")
+
+
+def run_predict(task_name: str, options: object, checkpoint: str, sources: list[str], batch_size: int, device: str,
+                workers: int, precision: str, compile: bool, loader: str, out: Optional[str] = None,
+                overwrite: bool = False) -> None:
+    from visiontk.data.sources import iter_sources
+    from visiontk.engine.predictor import Predictor
+    from visiontk.errors import UserError
+    from visiontk.outputs.output_file import OutputFile
+    from visiontk.tasks.registry import get_task
+
+    # Output folders are checked before the checkpoint is loaded; the --out file when it is opened.
+    outputs = get_task(task_name).prediction_outputs(options, OutputFile(out, overwrite))
+    predictor = Predictor(checkpoint, task_name, device=device, batch_size=batch_size, workers=workers, options=options,
+                          precision=precision, compile=compile, loader=loader)
+    stats = outputs.write(predictor.run, iter_sources(sources), sources)
+    if stats["images"] == 0:
+        # Nothing was predicted: an empty folder, a pattern or list matching nothing.
+        raise UserError(f"no images to predict in {', '.join(sources)}")
+    fail_on_unreadable(stats)
+    info(f"predicted {stats['images']} images")
+
+
+def fail_on_unreadable(stats: dict) -> None:
+    """Exit 1 when some images could not be read (each has been warned about and has an error record)."""
+    from visiontk.errors import JobError
+
+    if stats["errors"]:
+        raise JobError(f"{stats['errors']} of {stats['images']} images could not be read")
+
+
+def task_app(spec: CommandSpec) -> typer.Typer:
+    """The `visiontk <task>` group: train, eval and predict with the task's options."""
+    app = typer.Typer(help=spec.help, no_args_is_help=True)
+
+    def train(**values) -> None:
+        run_train(spec.name, **values)
+
+    def eval_(**values) -> None:
+        run_eval(spec.name, take_options(spec.eval_options, values), **values)
+
+    def predict(**values) -> None:
+        run_predict(spec.name, take_options(spec.predict_options, values), **values)
+
+    eval_params = [shared.checkpoint(spec.name), shared.DATA, shared.split(spec.split_help), shared.JSON,
+                   *option_params(spec.eval_options), shared.DEVICE, shared.batch_size(spec.eval_batch_size),
+                   shared.plots_dir(spec.plots_help)]
+    # A task without a results file (segment) has no --out / --overwrite.
+    out_params = [] if spec.out_help is None else [shared.out(spec.out_help), shared.overwrite(spec.overwrite_help)]
+    predict_params = [shared.checkpoint(spec.name), shared.SOURCES, *option_params(spec.predict_options), *out_params,
+                      shared.batch_size(spec.predict_batch_size, spec.predict_batch_help), shared.DEVICE,
+                      shared.workers(), shared.PRECISION, shared.COMPILE, shared.LOADER]
+    app.command("train")(build_command(spec.train_help, train_params(), train))
+    app.command("eval")(build_command(spec.eval_help, eval_params, eval_))
+    app.command("predict")(build_command(spec.predict_help, predict_params, predict))
+    return app

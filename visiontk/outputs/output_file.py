@@ -1,0 +1,93 @@
+"""One file a run writes as a whole: results (or stdout), embeddings, an exported model.
+
+The rules, the same for every command:
+- stdout when the path is None or '-';
+- never a directory; an existing file only with --overwrite;
+- an existing file is replaced only when the run ends without error: the new
+  content goes to a temp file in the same folder, renamed over it at the end,
+  so a failed run leaves the old file intact (a new file is written in place,
+  as results come, so it can be followed with tail -f);
+- never an input of the same run (`same_file`; plan.py applies it to the
+  streamed inputs of predict).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterator
+
+from visiontk.errors import UserError
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """The same file, whatever the spelling: links, '..' through symlinks, hard links."""
+    if os.path.abspath(a) == os.path.abspath(b):
+        return True
+    try:
+        return Path(a).name == Path(b).name and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+class OutputFile:
+    def __init__(self, path: str | Path | None, overwrite: bool = False):
+        self.path = None if path is None or str(path) == "-" else Path(path)
+        self.overwrite = overwrite
+
+    def __repr__(self) -> str:
+        return f"OutputFile({str(self.path) if self.path else '-'}, overwrite={self.overwrite})"
+
+    def check(self) -> None:
+        """Refuse a directory, or an existing file without --overwrite (before any work, where possible)."""
+        if self.path is None:
+            return
+        if self.path.is_dir():
+            raise UserError(f"{self.path}: output path is a directory")
+        if self.path.exists() and not self.overwrite:
+            raise UserError(f"{self.path}: output file exists (use --overwrite to replace it)")
+
+    def refuse_input(self, path: str | Path, what: str = "an input image") -> None:
+        if self.path is not None and same_file(path, self.path):
+            raise UserError(f"{path}: is both {what} and the --out file; refusing to overwrite an input")
+
+    @contextmanager
+    def open_text(self) -> Iterator[IO[str]]:
+        """The stream to write: stdout, the new file, or a temp file that replaces the existing one at the end."""
+        if self.path is None:
+            yield sys.stdout
+            sys.stdout.flush()
+            return
+        self.check()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            with open(self.path, "w", encoding="utf-8", newline="") as f:
+                yield f
+            return
+        with self.staged() as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+            yield f
+
+    @contextmanager
+    def staged(self, suffix: str = ".tmp") -> Iterator[Path]:
+        """A temp path next to the file, renamed over it when the block ends without error
+        (and removed otherwise). `suffix`: for writers that pick the format by extension."""
+        if self.path is None:
+            raise UserError("this output needs a file, not stdout")
+        self.check()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=suffix)
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            # On disk before the rename: a crash leaves the old file or the new one, whole.
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def write_text(self, text: str) -> None:
+        with self.staged() as tmp:
+            tmp.write_text(text, encoding="utf-8")

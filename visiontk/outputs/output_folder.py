@@ -1,0 +1,74 @@
+"""A folder of per-image files named after their image (YOLO txt, drawn images, mask PNGs), and run folders."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from visiontk.errors import UserError
+
+from .output_file import same_file
+
+
+class OutputFolder:
+    """Checked when made, so a bad folder fails before any image is read; created
+    at the first file, so a run that fails early leaves nothing behind.
+
+    Never an input: a file is never written over the image it comes from, and
+    plan.py leaves the images of an output folder nested in a source folder out
+    of the inputs.
+
+    Existing files, one policy per command, as its users know it:
+    - keep_existing=False (YOLO txt, --save-images): the folder must be empty
+      unless --overwrite, which lets files of the same name be replaced; inputs
+      of the same name in one run get ``_2``, ``_3``...
+    - keep_existing=True (segment masks): nothing is ever replaced; a name on
+      disk (an input image in the folder, a mask of an earlier run) or already
+      given in this run gets ``-2``, ``-3``...
+    """
+
+    def __init__(self, path: str | Path, option: str, overwrite: bool = False, keep_existing: bool = False):
+        self.path, self.option, self.keep_existing = Path(path), option, keep_existing
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"{self.path}: {option} must be a directory, and this is a file")
+        if not keep_existing and not overwrite and self.path.is_dir() and any(self.path.iterdir()):
+            raise UserError(f"{self.path}: {option} directory is not empty (use --overwrite to write into it)")
+        self.used: set[str] = set()
+
+    def paths_for(self, source: str | Path, suffixes: Sequence[str]) -> list[Path]:
+        """One path per suffix, all with the same free base name: ``<stem><suffix>``, or numbered."""
+        if not self.used:
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise UserError(f"{self.path}: cannot create the {self.option} directory ({e.strerror or e})") from None
+        stem = Path(source).stem or "image"
+        n = 1
+        while True:
+            base = stem if n == 1 else f"{stem}-{n}" if self.keep_existing else f"{stem}_{n}"
+            names = [base + suffix for suffix in suffixes]
+            taken = any(name in self.used for name in names)
+            if self.keep_existing:
+                taken = taken or any((self.path / name).exists() for name in names)
+            if not taken:
+                break
+            n += 1
+        self.used.update(names)
+        paths = [self.path / name for name in names]
+        for p in paths:
+            if p.exists() and same_file(p, source):
+                raise UserError(f"{p}: {self.option} would overwrite the input image; choose another directory")
+        return paths
+
+    def path_for(self, source: str | Path, suffix: str) -> Path:
+        return self.paths_for(source, [suffix])[0]
+
+
+def next_run_dir(project: Path, task: str, name: str) -> Path:
+    """runs/<task>/<name>, or <name>-2, -3... when taken: a run never writes into another's folder."""
+    base = project / task / name
+    if not base.exists():
+        return base
+    n = 2
+    while (project / task / f"{name}-{n}").exists():
+        n += 1
+    return project / task / f"{name}-{n}"

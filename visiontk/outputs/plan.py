@@ -1,0 +1,72 @@
+"""Everything one predict run writes, and the rule that no output is also one of its inputs."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Callable, Iterable, Iterator
+
+from visiontk.console import warn
+
+from .output_file import OutputFile
+from .output_folder import OutputFolder
+from .records import RecordWriter
+
+
+def _strictly_inside(path: str, folder: str) -> bool:
+    return path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+@dataclass
+class PredictionOutputs:
+    # The record writer, given the opened results stream (stdout or --out).
+    writer: Callable[[IO[str]], RecordWriter]
+    stream: OutputFile = field(default_factory=lambda: OutputFile(None))
+    # Other whole files the writer fills (embed's .npy and its .paths.txt).
+    files: list[OutputFile] = field(default_factory=list)
+    # Folders of per-image files.
+    folders: list[OutputFolder] = field(default_factory=list)
+
+    def screen_inputs(self, paths: Iterable[Path], sources: Iterable[str]) -> Iterator[Path]:
+        """Pass `paths` through, stopping with a UserError at an input that is an output
+        file, and leaving out what lies in an output folder nested in a source folder.
+
+        Checked as the paths stream by (stdin lists are never held in memory);
+        no existing output file has been touched by then. The folder rule:
+        `predict photos/ --out-dir photos/masks` must not read back the masks (of
+        this run, or of the last one) as photos. An output folder that *is* a
+        source folder is the user's choice of writing next to the inputs; the
+        folder then never writes over an input (OutputFolder).
+        """
+        files = [f for f in (self.stream, *self.files) if f.path is not None]
+        walked = [os.path.abspath(s) for s in sources if s != "-" and os.path.isdir(s)]
+        nested = [(os.path.abspath(d.path), d.path) for d in self.folders
+                  if any(_strictly_inside(os.path.abspath(d.path), w) for w in walked)]
+        warned = False
+        for p in paths:
+            for f in files:
+                f.refuse_input(p)
+            inside = next((given for folder, given in nested if _strictly_inside(os.path.abspath(p), folder)), None)
+            if inside is not None:
+                if not warned:
+                    warn(f"{inside}: output folder; the images in it are not read as inputs")
+                    warned = True
+                continue
+            yield p
+
+    def write(self, run: Callable[..., dict], paths: Iterable[Path], sources: Iterable[str]) -> dict:
+        """`run(paths, writer, flush=...)` (a Predictor's) with every output open; its stats.
+
+        The results stream is flushed after each batch, so a reader at the other
+        end of a pipe gets records as they come.
+        """
+        screened = self.screen_inputs(paths, sources)
+        with self.stream.open_text() as stream:
+            writer = self.writer(stream)
+            try:
+                stats = run(screened, writer, flush=stream.flush)
+            except BaseException:
+                writer.abort()
+                raise
+            writer.close()
+        return stats

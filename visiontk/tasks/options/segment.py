@@ -1,0 +1,72 @@
+"""`segment` command options and help texts."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Optional
+
+from visiontk.errors import UserError
+from visiontk.tasks.options.fields import option
+from visiontk.tasks.options.spec import CommandSpec
+
+
+@dataclass(frozen=True)
+class SegmentPredictOptions:
+    out_dir: Optional[str] = option(None, "Folder for the mask PNGs (default: runs/segment/predict, -2, -3... when "
+                                          "taken). Existing files are never replaced.", flags=("--out-dir",))
+    overlay: bool = option(False, "Also write <name>_overlay.jpg: the image tinted by class.", flags=("--overlay",))
+    tile: Optional[int] = option(None, "Predict at the image's own resolution in SIZE x SIZE tiles, stitched (for "
+                                       "images larger than the model's input).", flags=("--tile",), min=8)
+    tile_overlap: int = option(32, "Pixels of context on each side of a tile's kept centre.", flags=("--tile-overlap",),
+                               min=0)
+
+    def __post_init__(self) -> None:
+        # Checked when the options are made, before any image is read.
+        if self.tile is not None and self.tile < 2 * self.tile_overlap + 1:
+            raise UserError(f"--tile {self.tile} must be larger than 2 x --tile-overlap ({self.tile_overlap})")
+
+
+class ScoredAt(str, Enum):
+    """Where `segment eval` compares predictions with the truth."""
+
+    image_size = "image-size"
+    input_size = "input-size"
+
+    @property
+    def mask_at(self) -> str:
+        """The dataset's name for it (tasks/segment/dataset.py SCORED_AT, the output's 'scored_at')."""
+        return self.value.replace("-", "_")
+
+
+@dataclass(frozen=True)
+class SegmentEvalOptions:
+    at: ScoredAt = option(ScoredAt.image_size, "Where predictions meet the truth: image-size (each image's own size: "
+                                               "logits upsampled as predict writes its masks; as VOC and Cityscapes "
+                                               "score) | input-size (masks shrunk to the model's input, as the "
+                                               "per-epoch validation of training).", flags=("--at",))
+
+    def __post_init__(self) -> None:
+        # The library may be given the plain string (as the command line spells it, or the dataset does).
+        try:
+            at = ScoredAt(self.at.replace("_", "-") if isinstance(self.at, str) else self.at)
+        except ValueError:
+            raise UserError(f"--at: {self.at!r} is not one of {', '.join(a.value for a in ScoredAt)}") from None
+        object.__setattr__(self, "at", at)
+
+
+COMMANDS = CommandSpec(
+    name="segment",
+    help="Semantic segmentation (FCN, U-Net).",
+    train_help="Train a segmentation model from a recipe.",
+    eval_help="mIoU, per-class IoU, pixel accuracy and mean Dice over a split (one confusion matrix).\n\n"
+              "Scored at each image's own size by default; the output says where ('scored_at').",
+    predict_help="Segment images: a class-index mask PNG per image (original size) and one JSON line per image on "
+                 "stdout.",
+    split_help="Split: train, val (the recipe's), or another split name of the data set.",
+    plots_help="Where the confusion matrix PNG goes (default: next to the checkpoint).",
+    eval_batch_size=16,
+    predict_batch_size=8,
+    predict_batch_help="Images per batch (tiles per batch with --tile).",
+    predict_options=SegmentPredictOptions,
+    eval_options=SegmentEvalOptions,
+)
