@@ -1,14 +1,15 @@
-"""Data throughput per worker: decode + resize + augment images/s, PIL against torchvision.io.
+"""Data throughput per worker: decode + resize + augment images/s, for each resize rule and against torchvision.
 
 One thread (torch and OpenCV), as in one DataLoader worker or one decoding
 thread. Every pipeline ends in the same place: a normalised CHW float tensor
 at the target size, horizontally flipped with p = 0.5. Rows are measured
-interleaved, round by round, and compared with the pipeline visiontk trains
-with (PIL with JPEG draft decoding, albumentations).
+interleaved, round by round, and compared with visiontk's default
+preprocessing (data/preprocess.py: what training, eval and predict all run).
 
-The 12 MP rows measure JPEG draft decoding: when the target is much smaller
-than the photo, libjpeg decodes at 1/2, 1/4 or 1/8 scale (PIL's `draft`),
-which skips most of the IDCT and colour conversion work and memory.
+The visiontk rows are `Preprocess` with each resize rule, with and without
+JPEG draft decoding: when the target is much smaller than the photo, libjpeg
+decodes at 1/2, 1/4 or 1/8 scale (PIL's `draft`), which skips most of the
+IDCT and colour conversion work and memory (the 12 MP rows).
 
     python benchmarks/data_bench.py [--rounds 3] [--sizes 640x480:224,640x480:64,4000x3000:224]
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -29,10 +31,30 @@ import cv2  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from visiontk.data.images import load_image, load_image_sized  # noqa: E402
-from visiontk.data.transforms import to_tensor  # noqa: E402
+from visiontk.data.preprocess import RESIZE_RULES, Preprocess  # noqa: E402
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+REFERENCE = "visiontk default"
+
+
+def visiontk_pipelines(target: int) -> dict:
+    """The default Preprocess, then every rule x draft on/off."""
+    flip = A.HorizontalFlip(p=0.5)
+    default = Preprocess(size=(target, target), mean=MEAN, std=STD)
+
+    def run(pre: Preprocess):
+        def fn(path):
+            image, _ = pre.decode(path)
+            return pre.normalize(pre.finish(flip(image=image)["image"]))
+        return fn
+
+    out = {f"{REFERENCE} ({default.resize}, draft {'on' if default.jpeg_draft else 'off'})": run(default)}
+    for rule in RESIZE_RULES:
+        for draft in (True, False):
+            pre = replace(default, resize=rule, jpeg_draft=draft)
+            if pre != default:
+                out[f"visiontk {rule}, draft {'on' if draft else 'off'}"] = run(pre)
+    return out
 
 
 def pipelines(target: int) -> dict:
@@ -41,19 +63,9 @@ def pipelines(target: int) -> dict:
     from torchvision.transforms import v2
 
     size = (target, target)
-    album = A.Compose([A.HorizontalFlip(p=0.5), A.Resize(height=target, width=target)])
     tv2 = v2.Compose([v2.RandomHorizontalFlip(), v2.Resize(size, antialias=True), v2.ToDtype(torch.float32, scale=True),
                       v2.Normalize(MEAN, STD)])
     tv1 = T.Compose([T.RandomHorizontalFlip(), T.Resize(size), T.ToTensor(), T.Normalize(MEAN, STD)])
-
-    def visiontk_train(path, draft=True):
-        img = load_image(path, "RGB", draft_size=size if draft else None)
-        return to_tensor(album(image=img)["image"], MEAN, STD)
-
-    def visiontk_predict(path, draft=True):
-        img, _ = load_image_sized(path, "RGB", draft_size=size if draft else None)
-        interp = cv2.INTER_AREA if img.shape[0] > target else cv2.INTER_LINEAR
-        return to_tensor(cv2.resize(img, size, interpolation=interp), MEAN, STD)
 
     def torchvision_io(path):
         return tv2(tvio.decode_jpeg(tvio.read_file(str(path)), mode=tvio.ImageReadMode.RGB))
@@ -62,10 +74,7 @@ def pipelines(target: int) -> dict:
         return tv1(Image.open(path).convert("RGB"))
 
     return {
-        "visiontk train: PIL + draft, albumentations": visiontk_train,
-        "visiontk train, no draft": lambda p: visiontk_train(p, draft=False),
-        "visiontk predict: PIL + draft, OpenCV resize": visiontk_predict,
-        "visiontk predict, no draft": lambda p: visiontk_predict(p, draft=False),
+        **visiontk_pipelines(target),
         "torchvision.io decode_jpeg + transforms.v2": torchvision_io,
         "PIL + torchvision transforms (no draft)": pil_torchvision,
     }
@@ -90,14 +99,14 @@ def main(argv=None) -> str:
         fns = pipelines(target)
         contenders = {name: (lambda fn=fn: sum(1 for p in paths if fn(p) is not None)) for name, fn in fns.items()}
         rates = bu.interleaved(contenders, args.rounds)
-        ref = rates["visiontk train: PIL + draft, albumentations"]
+        ref = next(v for k, v in rates.items() if k.startswith(REFERENCE))
         for name in fns:
             rows.append([f"{w}x{h}", target, name.strip(), f"{bu.median(rates[name]):.1f}",
                          bu.fmt_ratio(bu.ratio_stats(rates[name], ref))])
         print(f"  {spec}: " + ", ".join(f"{k.strip()} {bu.median(v):.1f}" for k, v in rates.items()), file=sys.stderr)
     text = "\n".join([
         "### Data: decode + resize + flip + normalise, images/s per worker (1 thread)\n", bu.environment(), "",
-        bu.markdown_table(["JPEG", "target", "pipeline", "img/s per worker", "vs visiontk train"], rows),
+        bu.markdown_table(["JPEG", "target", "pipeline", "img/s per worker", "vs visiontk default"], rows),
         f"\nmedian over {args.rounds} interleaved rounds (range in brackets); load average at end {bu.load_average()}",
     ])
     print(text)

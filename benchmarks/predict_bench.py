@@ -40,7 +40,6 @@ import bench_utils as bu  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from visiontk.data.transforms import to_tensor  # noqa: E402
 from visiontk.engine import decode_batches as db  # noqa: E402
 from visiontk.engine.performance import autocast  # noqa: E402
 from visiontk.engine.predictor import Predictor  # noqa: E402
@@ -100,7 +99,7 @@ class Bench:
         self.output_count = 0
         # Already normalised (as `Predictor.load` does it), and in the memory format
         # the model runs in: the model's best case.
-        self.batch_tensor = torch.stack([to_tensor(px, p.ckpt["mean"], p.ckpt["std"]) for px, _ in pixels])
+        self.batch_tensor = torch.stack([p.preprocess.normalize(px) for px, _ in pixels])
         if p.channels_last:
             self.batch_tensor = self.batch_tensor.contiguous(memory_format=torch.channels_last)
         self.profile: dict[str, float] = {}

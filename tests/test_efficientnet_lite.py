@@ -6,7 +6,6 @@ import importlib.util
 import math
 from pathlib import Path
 
-import cv2
 import pytest
 import torch
 import torch.nn.functional as F
@@ -79,12 +78,9 @@ def test_lite0_weights_bring_their_normalisation_into_the_checkpoint(tmp_path):
 
 
 def _photo(name: str, info: dict) -> torch.Tensor:
-    from visiontk.data.images import load_image
-    from visiontk.data.transforms import to_tensor
+    from visiontk.data.preprocess import Preprocess
 
-    h, w = info["input_size"]
-    image = cv2.resize(load_image(PHOTOS / name), (w, h), interpolation=cv2.INTER_AREA)
-    return to_tensor(image, info["mean"], info["std"])
+    return Preprocess(size=tuple(info["input_size"]), mean=info["mean"], std=info["std"])(PHOTOS / name)
 
 
 @needs_lite0

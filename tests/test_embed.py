@@ -32,13 +32,11 @@ def setup(tmp_path_factory):
 
 def _expected(ckpt_path, paths) -> np.ndarray:
     """The pooled deepest feature, computed here from the checkpoint's own preprocessing."""
-    from visiontk.data.images import load_image
-    from visiontk.data.transforms import to_tensor
+    from visiontk.data.preprocess import Preprocess
 
     model, ckpt = model_from_checkpoint(ckpt_path)
-    h, w = ckpt["input_size"]
-    x = torch.stack([to_tensor(cv2.resize(load_image(p), (w, h), interpolation=cv2.INTER_AREA), ckpt["mean"], ckpt["std"])
-                     for p in paths])
+    preprocess = Preprocess.from_checkpoint(ckpt)
+    x = torch.stack([preprocess(p) for p in paths])
     with torch.no_grad():
         return model.backbone(x)[-1].mean(dim=(2, 3)).numpy()
 

@@ -74,6 +74,9 @@ def test_torchscript_matches_pytorch_with_dynamic_batch(checkpoints, name, tmp_p
     assert meta["task"] == ckpt["task"] and meta["classes"] == ckpt["classes"]
     assert meta["input"]["shape"] == ["batch", 3, h, w]
     assert meta["input"]["mean"] == ckpt["mean"] and meta["input"]["std"] == ckpt["std"]
+    # The whole preprocessing, so a runtime without visiontk feeds the model the same pixels.
+    assert meta["input"]["preprocess"] == ckpt["preprocess"]
+    assert meta["input"]["interpolation"].startswith("OpenCV cv2.resize") and meta["input"]["jpeg_draft"] is True
     assert meta["postprocess"]["predict"] == ckpt["predict"]
     assert meta["outputs"][0]["shape"][1:] == list(expected.shape[1:])
 

@@ -138,9 +138,8 @@ def test_draft_decoded_large_jpeg_gives_the_full_decode_label(trained_classifier
     the same label as the full-size decode, and records the file's own size."""
     import cv2
 
-    import visiontk.engine.predictor as predictor_module
+    import visiontk.data.preprocess as preprocess_module
     from visiontk.data.images import load_image, load_image_sized
-    from visiontk.data.transforms import to_tensor
 
     drafts = []
 
@@ -148,7 +147,7 @@ def test_draft_decoded_large_jpeg_gives_the_full_decode_label(trained_classifier
         drafts.append(draft_size)
         return load_image_sized(path, mode, draft_size)
 
-    monkeypatch.setattr(predictor_module, "load_image_sized", spy)
+    monkeypatch.setattr(preprocess_module, "load_image_sized", spy)
 
     ckpt = trained_classifier / "best.pt"
     p = Predictor(ckpt, "classify", device="cpu", precision="fp32")
@@ -162,7 +161,7 @@ def test_draft_decoded_large_jpeg_gives_the_full_decode_label(trained_classifier
         rec = predict(ckpt, [big], precision="fp32")[0]
         full = cv2.resize(load_image(big), (64, 64), interpolation=cv2.INTER_AREA)
         with torch.no_grad():
-            logits = p.model(to_tensor(full, p.ckpt["mean"], p.ckpt["std"])[None])
+            logits = p.model(p.preprocess.normalize(full)[None])
         agree += rec["label"] == p.ckpt["classes"][int(logits.argmax())]
     assert agree == len(sources)
     assert drafts and set(drafts) == {(64, 64)}  # the predictor asked for the draft decode

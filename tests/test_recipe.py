@@ -102,17 +102,34 @@ def test_recipes_show_prints_resolved_yaml_and_errors_exit_2(tmp_path):
 
 
 STORED = Path(__file__).parent / "data" / "stored_recipes"
+# Keys added since those files were stored, with the value a recipe without them
+# gets (the preprocessing of data/preprocess.py: the one checkpoints without a
+# `preprocess` entry are rebuilt with).
+ADDED_SINCE = {"data": {"resize": "bilinear", "jpeg_draft": True}}
+
+
+def with_added_keys(stored: dict) -> dict:
+    out = copy.deepcopy(stored)
+    for section, keys in ADDED_SINCE.items():
+        for key, value in keys.items():
+            out[section].setdefault(key, value)
+    return out
 
 
 @pytest.mark.parametrize("path", sorted(STORED.glob("*.yaml")), ids=lambda p: p.stem)
 def test_recipes_stored_in_earlier_checkpoints_still_validate(path):
     """Checkpoints keep recipe.to_dict(); the files hold it as written before the typed
-    recipe (one per shipped recipe): it validates, typed, and comes back key for key."""
+    recipe (one per shipped recipe): it validates, typed, and comes back key for key,
+    with the keys added since at their defaults."""
     stored = yaml.safe_load(path.read_text())
+    assert not any(key in stored[section] for section, keys in ADDED_SINCE.items() for key in keys)
     recipe = recipe_from_dict(copy.deepcopy(stored), source=str(path))
     assert isinstance(recipe.model.head, Section) and isinstance(recipe.data.options, Section)
-    assert recipe.to_dict() == stored
-    assert yaml.safe_load(dump_recipe(recipe)) == stored
+    assert recipe.to_dict() == with_added_keys(stored)
+    assert yaml.safe_load(dump_recipe(recipe)) == with_added_keys(stored)
+    # Stored with those keys (checkpoints since), other values included: back key for key.
+    newer = {**stored, "data": {**stored["data"], "resize": "area_from_2x", "jpeg_draft": False}}
+    assert recipe_from_dict(copy.deepcopy(newer), source=str(path)).to_dict() == newer
     assert pickle.loads(pickle.dumps(recipe)) == recipe  # as dataclasses did (spawned worker processes)
 
 

@@ -13,8 +13,10 @@ from typer.testing import CliRunner
 
 from visiontk.cli import app
 from visiontk.commands.signature import Param, build_command, option_params, take_options
+from visiontk.errors import UserError
 from visiontk.tasks.options.detect import DetectEvalOptions, DetectPredictOptions
 from visiontk.tasks.options.fields import option, option_meta, with_checkpoint_defaults
+from visiontk.tasks.options.segment import ScoredAt, SegmentEvalOptions
 from visiontk.tasks.registry import command_spec, get_task, task_names
 
 TRAIN = ["recipe", "set", "device", "precision", "compile", "project", "name", "resume"]
@@ -61,11 +63,22 @@ def test_batch_sizes_and_output_options_per_task():
     assert "out" not in _params("segment", "predict") and "out_dir" in _params("segment", "predict")
     assert _fields(DetectPredictOptions) == ["conf", "iou", "max_det", "format", "save_images"]
     assert _fields(DetectEvalOptions) == ["conf", "iou", "max_det"]
+    assert _fields(SegmentEvalOptions) == ["at"] and _params("segment", "eval")["at"].opts == ["--at"]
+
+
+def test_segment_eval_scores_at_the_image_size_unless_told():
+    """--at image-size | input-size; the library takes the dataset's spelling as well."""
+    assert SegmentEvalOptions().at is ScoredAt.image_size and SegmentEvalOptions().at.mask_at == "image_size"
+    assert SegmentEvalOptions(at="input_size") == SegmentEvalOptions(at="input-size") == SegmentEvalOptions(
+        ScoredAt.input_size)
+    with pytest.raises(UserError, match=r"^--at: 'full' is not one of image-size, input-size$"):
+        SegmentEvalOptions(at="full")
 
 
 @pytest.mark.parametrize("args, message", [
     (["detect", "predict", "x.pt", "y.jpg", "--conf", "1.5"], "Invalid value for '--conf'"),
     (["detect", "eval", "x.pt", "--max-det", "0"], "Invalid value for '--max-det'"),
+    (["segment", "eval", "x.pt", "--at", "full"], "Invalid value for '--at'"),
     (["classify", "predict", "x.pt", "y.jpg", "--format", "xml"], "Invalid value for '--format'"),
     (["segment", "predict", "x.pt", "y.jpg", "--tile", "4"], "Invalid value for '--tile'"),
     (["segment", "predict", "x.pt", "y.jpg", "--out", "o.jsonl"], "No such option: --out"),

@@ -7,8 +7,8 @@ import albumentations as A
 from torch.utils.data import Dataset
 
 from visiontk.console import warn
-from visiontk.data.images import is_image_file, load_image
-from visiontk.data.transforms import to_tensor
+from visiontk.data.images import is_image_file
+from visiontk.data.preprocess import Preprocess
 from visiontk.errors import DataError, UserError
 from visiontk.recipe import EmptySection, register_format_options
 
@@ -45,16 +45,16 @@ def scan_imagefolder(split_dir: Path, classes: list[str] | None = None) -> tuple
 
 
 class ClassificationDataset(Dataset):
-    """Yields (image tensor, label); an unreadable image yields None (skipped by collate)."""
+    """Yields (image tensor, label); an unreadable image yields None (skipped by collate).
 
-    def __init__(self, samples, size: tuple[int, int], mean, std, augment: list | None = None, mode: str = "RGB", policy: str = "skip"):
+    decode -> `augment` (training) -> resize and normalise, all but the
+    augmentations by `preprocess`, exactly as `predict` does it.
+    """
+
+    def __init__(self, samples, preprocess: Preprocess, augment: list | None = None, policy: str = "skip"):
         self.samples = samples
-        self.mean, self.std, self.mode, self.policy = mean, std, mode, policy
-        # Large JPEGs are decoded scaled down (never below the input size), as
-        # the predictor does: a 12000 x 12000 photo costs 1/64 of the memory,
-        # and evaluation sees the same pixels as prediction.
-        self.draft_size = (size[1], size[0])
-        self.pipeline = A.Compose([*(augment or []), A.Resize(height=size[0], width=size[1])])
+        self.preprocess, self.policy = preprocess, policy
+        self.augment = A.Compose(augment) if augment else None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -62,11 +62,12 @@ class ClassificationDataset(Dataset):
     def __getitem__(self, i):
         path, label = self.samples[i]
         try:
-            image = load_image(path, self.mode, draft_size=self.draft_size)
+            image, _ = self.preprocess.decode(path)
         except DataError as e:
             if self.policy == "error":
                 raise
             warn(f"{e} (skipped)")
             return None
-        image = self.pipeline(image=image)["image"]
-        return to_tensor(image, self.mean, self.std), label
+        if self.augment is not None:
+            image = self.augment(image=image)["image"]
+        return self.preprocess.normalize(self.preprocess.finish(image)), label

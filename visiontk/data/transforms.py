@@ -1,14 +1,13 @@
 """albumentations pipelines from the recipe's `data.augment` list.
 
 Each entry is `{TransformName: {param: value}}` (or just `TransformName`),
-naming any albumentations transform; resize and normalisation are appended
-by the task, so recipes list only the augmentation itself.
+naming any albumentations transform; resize and normalisation follow them,
+done by the run's `Preprocess` (data/preprocess.py), so recipes list only the
+augmentation itself.
 """
 from __future__ import annotations
 
 import albumentations as A
-import numpy as np
-import torch
 
 from visiontk.errors import UserError
 
@@ -35,17 +34,3 @@ def build_augmentations(augment: list, source: str = "recipe") -> list:
             first = str(e).strip().splitlines()
             raise UserError(f"{source}: '{key}.{name}': bad parameters ({(first[0] if first else e.__class__.__name__)[:200]})") from None
     return out
-
-
-def resize_normalize(size: tuple[int, int]) -> list:
-    """Resize to (h, w) as the last geometric step. Normalisation happens in `to_tensor`."""
-    return [A.Resize(height=size[0], width=size[1])]
-
-
-def to_tensor(image: np.ndarray, mean, std) -> torch.Tensor:
-    """HWC uint8 -> CHW float, normalised. Grey images keep 1 channel."""
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
-    c = t.shape[0]
-    m = torch.tensor(mean[:c] if len(mean) >= c else mean * c, dtype=torch.float32).view(-1, 1, 1)
-    s = torch.tensor(std[:c] if len(std) >= c else std * c, dtype=torch.float32).view(-1, 1, 1)
-    return t.sub_(m).div_(s)

@@ -7,7 +7,7 @@ from visiontk.backbones.pretrained import load_head_weights, load_pretrained, re
 from visiontk.backbones.registry import create_backbone
 from visiontk.console import info
 from visiontk.engine.checkpoint import load_checkpoint
-from visiontk.engine.normalization import resolve_normalization
+from visiontk.engine.normalization import recipe_preprocess, resolve_normalization
 from visiontk.errors import UserError
 from visiontk.recipe import Recipe
 from visiontk.tasks.recipes import recipe_from_dict
@@ -37,11 +37,14 @@ def build_model(recipe: Recipe, num_classes: int, load_weights: bool = True, cla
 def checkpoint_meta(recipe: Recipe, classes: list[str]) -> dict:
     """What a checkpoint needs besides weights to predict on its own."""
     task = get_task(recipe.task)
-    norm = resolve_normalization(recipe)
+    pre, norm = recipe_preprocess(recipe), resolve_normalization(recipe)
     return {
         "task": recipe.task,
         "backbone": recipe.model.backbone,
         "classes": list(classes),
+        # The one description of how a file becomes the input (data/preprocess.py);
+        # input_size, in_channels, mean and std repeat it for readers of older checkpoints.
+        "preprocess": pre.to_dict(),
         "input_size": list(recipe.image_size),
         "in_channels": recipe.model.in_channels,
         "mean": norm["mean"],

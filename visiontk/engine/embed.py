@@ -22,6 +22,7 @@ from torch import nn
 
 from visiontk.backbones.base import Backbone
 from visiontk.console import info, warn
+from visiontk.data.preprocess import Preprocess
 from visiontk.errors import UserError
 from visiontk.outputs.output_file import OutputFile
 from visiontk.outputs.plan import PredictionOutputs
@@ -61,7 +62,7 @@ def _is_checkpoint_ref(source: str) -> bool:
 
 def load_embedder(source: str, pretrained: str | None = None, image_size: int | None = None, pool: str = "avg",
                   normalize: bool = False) -> tuple[Embedder, dict]:
-    """(embedder in eval mode, meta with input_size/mean/std/in_channels/dim/source)."""
+    """(embedder in eval mode, meta with preprocess/input_size/mean/std/in_channels/dim/source)."""
     from visiontk.backbones.pretrained import load_pretrained
     from visiontk.backbones.registry import create_backbone, get_backbone_spec
     from visiontk.engine.build import model_from_checkpoint
@@ -73,8 +74,9 @@ def load_embedder(source: str, pretrained: str | None = None, image_size: int | 
         backbone = getattr(model, "backbone", None)
         if not isinstance(backbone, Backbone):
             raise UserError(f"{source}: its model has no shared backbone to take features from")
-        meta = {"input_size": list(ckpt["input_size"]), "mean": ckpt["mean"], "std": ckpt["std"],
-                "in_channels": ckpt.get("in_channels", 3), "source": f"{source} ({ckpt['task']}, {ckpt['backbone']})"}
+        # The checkpoint's own preprocessing: the backbone sees images as it was trained on them.
+        preprocess = Preprocess.from_checkpoint(ckpt)
+        source_name = f"{source} ({ckpt['task']}, {ckpt['backbone']})"
     else:
         spec = get_backbone_spec(source)
         which = pretrained or ("imagenet" if spec.has_imagenet_weights else "none")
@@ -82,11 +84,12 @@ def load_embedder(source: str, pretrained: str | None = None, image_size: int | 
             warn(f"{source}: no pretrained weights, the features come from random filters")
         backbone = create_backbone(source)
         ref = load_pretrained(backbone, source, which)
-        size = ref["input_size"] or [224, 224]
-        meta = {"input_size": list(size), "mean": ref["mean"], "std": ref["std"], "in_channels": 3,
-                "source": f"{source} ({ref['name']} weights)"}
+        preprocess = Preprocess(size=tuple(ref["input_size"] or (224, 224)), channels=3, mean=ref["mean"], std=ref["std"])
+        source_name = f"{source} ({ref['name']} weights)"
     if image_size is not None:
-        meta["input_size"] = [image_size, image_size]
+        preprocess = preprocess.with_size((image_size, image_size))
+    meta = {"preprocess": preprocess.to_dict(), "input_size": list(preprocess.size), "mean": list(preprocess.mean),
+            "std": list(preprocess.std), "in_channels": preprocess.channels, "source": source_name}
     embedder = Embedder(backbone, pool, normalize).eval()
     meta["dim"] = backbone.out_channels[-1]
     return embedder, meta

@@ -5,8 +5,10 @@ from pathlib import Path
 
 from torch.utils.data import DataLoader
 
+from visiontk.data.preprocess import Preprocess
 from visiontk.engine.build import model_from_checkpoint
 from visiontk.engine.device import select_device
+from visiontk.engine.performance import prepare_for_inference, use_channels_last
 from visiontk.tasks.options.fields import with_checkpoint_defaults
 
 
@@ -21,8 +23,12 @@ def evaluate_checkpoint(checkpoint: str | Path, task_name: str, data: str | None
     recipe = ckpt["recipe_obj"]
     dev = select_device(device)
     model.to(dev)
-    dataset, classes = task.build_dataset(recipe, split, train=False, classes=ckpt["classes"], root=data)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=task.collate)
+    # In the memory format `predict` runs it in (fp32 here): the same pixels through
+    # the same kernels give the same outputs, so eval describes predict exactly.
+    model = prepare_for_inference(model, dev, None, use_channels_last("auto", dev))
     options = with_checkpoint_defaults(options if options is not None else task.eval_options(), task.stored_settings(ckpt))
+    # The checkpoint's preprocessing, as `predict` uses it: eval scores what predict does.
+    dataset, classes = task.eval_dataset(recipe, split, ckpt["classes"], data, Preprocess.from_checkpoint(ckpt), options)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=task.collate)
     metrics = task.evaluate(model, loader, dev, ckpt["classes"], options)
     return metrics, ckpt

@@ -2,9 +2,10 @@
 
 What is exported is the task model's raw forward pass (the tensors `predict`
 hands to the task's post-processing), on normalised NCHW float32 input of
-the checkpoint's size. Everything around it (normalisation, classes, the
-task's post-processing settings) goes into a JSON sidecar next to the file,
-so a runtime without visiontk knows how to feed the model and read it.
+the checkpoint's size. Everything around it (the preprocessing: decoding,
+resize rule, normalisation; classes; the task's post-processing settings)
+goes into a JSON sidecar next to the file, so a runtime without visiontk
+knows how to feed the model and read it.
 
 Every export is checked: the exported model runs on random input and its
 outputs are compared with PyTorch's (ONNX with onnxruntime when installed).
@@ -23,6 +24,7 @@ from torch import nn
 
 from visiontk import __version__
 from visiontk.console import info, warn
+from visiontk.data.preprocess import RESIZE_RULE_TEXT, Preprocess
 from visiontk.errors import JobError, UserError
 from visiontk.outputs.output_file import OutputFile
 
@@ -125,8 +127,8 @@ def max_difference(model: nn.Module, exported, x: torch.Tensor) -> float:
 def sidecar(ckpt: dict, checkpoint: Path, out: Path, fmt: str, names: list[str], shapes: list[list[int]],
             dynamic_batch: bool) -> dict:
     recipe = ckpt.get("recipe", {})
-    h, w = ckpt["input_size"]
-    c = ckpt.get("in_channels", 3)
+    pre = Preprocess.from_checkpoint(ckpt)
+    (h, w), c = pre.size, pre.channels
     batch = "batch" if dynamic_batch else shapes[0][0] if shapes and shapes[0] else 1
     return {
         "format": fmt,
@@ -143,10 +145,16 @@ def sidecar(ckpt: dict, checkpoint: Path, out: Path, fmt: str, names: list[str],
             "layout": "NCHW",
             "channels": "RGB" if c == 3 else "grey",
             "resize": [h, w],
+            # How `predict` (and eval, and training after its augmentations) resizes:
+            # users of the file get the model's accuracy only with the same pixels.
+            "interpolation": RESIZE_RULE_TEXT[pre.resize],
+            "jpeg_draft": pre.jpeg_draft,
             # What `predict` does: pixels / 255, then per channel (x - mean) / std.
             "scale": 1.0 / 255.0,
-            "mean": ckpt["mean"],
-            "std": ckpt["std"],
+            "mean": list(pre.mean),
+            "std": list(pre.std),
+            # The same, as visiontk reads it (visiontk.data.preprocess.Preprocess.from_dict).
+            "preprocess": pre.to_dict(),
         },
         "outputs": [{"name": n, "shape": [batch, *s[1:]]} for n, s in zip(names, shapes)],
         # The raw outputs are those the task's post-processing reads: these are its settings.
@@ -170,8 +178,8 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None =
     for f in files:
         f.check()
         f.refuse_input(checkpoint, "the checkpoint")
-    h, w = ckpt["input_size"]
-    c = ckpt.get("in_channels", 3)
+    pre = Preprocess.from_checkpoint(ckpt)
+    (h, w), c = pre.size, pre.channels
     gen = torch.Generator().manual_seed(seed)
     # A batch of 2 when the batch is dynamic: exporters specialise a size-1 dimension.
     example = torch.randn(2 if dynamic_batch else batch_size, c, h, w, generator=gen)

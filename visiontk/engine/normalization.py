@@ -1,4 +1,5 @@
-"""Which mean/std a run normalises with: the recipe's, else that of the weights it starts from.
+"""Which mean/std a run normalises with: the recipe's, else that of the weights it starts from;
+and the whole preprocessing (data/preprocess.py) a recipe trains with.
 
 Pretrained weights expect the input scaled as they were trained (ImageNet
 statistics for torchvision, (x - 127) / 128 for EfficientNet-Lite, the source
@@ -8,6 +9,7 @@ own default applies.
 from __future__ import annotations
 
 from visiontk.backbones.registry import get_backbone_spec
+from visiontk.data.preprocess import Preprocess
 
 
 def _weights_normalization(recipe) -> tuple[list, list]:
@@ -38,3 +40,10 @@ def pin_normalization(recipe) -> None:
     evaluation of its checkpoints) keeps them even when the weights file is gone."""
     norm = resolve_normalization(recipe)
     recipe.data.mean, recipe.data.std = norm["mean"], norm["std"]
+
+
+def recipe_preprocess(recipe) -> Preprocess:
+    """What a run trains and evaluates with, and what its checkpoints carry."""
+    norm = resolve_normalization(recipe)
+    return Preprocess(size=recipe.image_size, channels=recipe.model.in_channels, mean=norm["mean"], std=norm["std"],
+                      resize=recipe.data.resize, jpeg_draft=recipe.data.jpeg_draft)

@@ -13,13 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-import cv2
 import numpy as np
 import torch
 
 from visiontk.console import warn
-from visiontk.data.images import load_image_sized
-from visiontk.data.transforms import to_tensor
+from visiontk.data.preprocess import Preprocess
 from visiontk.engine.build import model_from_checkpoint
 from visiontk.engine.decode_batches import check_loader, decode_batches
 from visiontk.engine.device import amp_dtype, select_device
@@ -38,7 +36,7 @@ class Predictor:
                  loader: str = "auto"):
         """`loaded` = (model, meta, task object) predicts with an in-memory model instead of
         a checkpoint (e.g. `transfer embed`); meta holds what a checkpoint would:
-        input_size, mean, std, in_channels, and optionally classes and predict.
+        preprocess (or input_size, mean, std, in_channels), and optionally classes and predict.
 
         options: the task's predict options (its `predict_options` dataclass; None:
         the defaults), unset thresholds taken from the checkpoint.
@@ -59,10 +57,10 @@ class Predictor:
         self.model = prepare_for_inference(self.model, self.device, self.dtype, self.channels_last, compile)
         self.loader = loader
         self._default_forward = type(self.task).predict_forward is Task.predict_forward
-        self._norm: tuple[torch.Tensor, torch.Tensor] | None = None  # (scale, bias) for `_forward`, on the device
         self.workers = max(0, workers)
-        self.size = tuple(self.ckpt["input_size"])
-        self.mode = "L" if self.ckpt.get("in_channels", 3) == 1 else "RGB"
+        preprocess = Preprocess.from_checkpoint(self.ckpt)
+        self.size = preprocess.size
+        self.mode = preprocess.mode
         options = options if options is not None else self.task.predict_options()
         self.context = PredictContext(with_checkpoint_defaults(options, self.task.stored_settings(self.ckpt)),
                                       list(self.ckpt.get("classes", [])), max(1, batch_size))
@@ -70,20 +68,21 @@ class Predictor:
         self.keep_image = self.task.keeps_input_image(self.context)
         # None: the task predicts every image at its own size (e.g. segmentation in tiles).
         self.input_size = self.task.predict_input_size(self.size, self.context)
+        # The checkpoint's preprocessing (what eval and training used), at the task's predict size.
+        self.preprocess = preprocess.with_size(self.input_size)
 
     def load(self, path: Path) -> tuple[torch.Tensor | None, dict]:
-        """Decode and resize one image into a normalised CHW tensor; errors become a
+        """Decode, resize and normalise one image into a CHW tensor; errors become a
         meta with an `error` field."""
         pixels, meta = self.load_pixels(path)
-        return (None if pixels is None else to_tensor(pixels, self.ckpt["mean"], self.ckpt["std"])), meta
+        return (None if pixels is None else self.preprocess.normalize(pixels)), meta
 
     def load_pixels(self, path: Path) -> tuple[np.ndarray | None, dict]:
         """Decode and resize one image: uint8 HWC (HW1 for grey). What the decoding
         workers do; the batch is normalised at once, next to the model (`_forward`)."""
         meta: dict = {"path": str(path)}
         try:
-            draft = None if self.input_size is None else (self.input_size[1], self.input_size[0])
-            image, orig_size = load_image_sized(path, self.mode, draft_size=draft)
+            image, orig_size = self.preprocess.decode(path)
         except DataError as e:
             meta["error"] = str(e)
             return None, meta
@@ -93,19 +92,7 @@ class Predictor:
         if self.keep_image:
             # For tasks that draw on the input (overlays); may be draft-decoded smaller than orig_size.
             meta["image"] = image
-        if self.input_size is None:
-            resized = image
-        else:
-            h, w = self.input_size
-            # Area averaging where shrinking by 2x or more (bilinear would alias);
-            # below that bilinear, as the training pipeline's resize: OpenCV's area
-            # resize by a non-integer factor costs 5-10x more (1 ms of a ~3 ms decode
-            # at 224 px), and after a JPEG draft decode the factor is mostly below 2.
-            shrink = max(image.shape[0] / h, image.shape[1] / w)
-            resized = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink >= 2 else cv2.INTER_LINEAR)
-        if resized.ndim == 2:
-            resized = resized[..., None]
-        return resized, meta
+        return self.preprocess.finish(image), meta
 
     def _batches(self, paths: Iterable[Path]) -> Iterator[list[tuple[np.ndarray | None, dict]]]:
         return decode_batches(paths, self.load_pixels, self.batch_size, self.workers, self.device, self.loader)
@@ -120,26 +107,16 @@ class Predictor:
         model gets this batch directly, without stacking it once more.
         """
         if self.input_size is None:
-            images = [to_tensor(np.asarray(p), self.ckpt["mean"], self.ckpt["std"]) for p in pixels]
+            images = [self.preprocess.normalize(p) for p in pixels]
             return self.task.predict_forward(self.model, images, self.device, self.context)
         batch = torch.stack([torch.as_tensor(p) for p in pixels]).to(self.device, non_blocking=True)
-        if self._norm is None:
-            self._norm = self._norm_constants(batch)
-        scale, bias = self._norm
         # (x / 255 - mean) / std as one multiply-add in place: 4 ms instead of 10 for
-        # 32 images at 224 px (3-6% of a resnet18 batch); within 1e-6 of `to_tensor`.
-        x = batch.permute(0, 3, 1, 2).float().mul_(scale).add_(bias)
+        # 32 images at 224 px (3-6% of a resnet18 batch); the same numbers as
+        # `Preprocess.normalize` of each image (what evaluation feeds the model).
+        x = self.preprocess.normalize_batch(batch)
         if self._default_forward:
             return self.model(x)
         return self.task.predict_forward(self.model, list(x.unbind(0)), self.device, self.context)
-
-    def _norm_constants(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        c = batch.shape[-1]
-        mean, std = self.ckpt["mean"], self.ckpt["std"]
-        m = torch.tensor(mean[:c] if len(mean) >= c else mean * c, dtype=torch.float64)
-        s = torch.tensor(std[:c] if len(std) >= c else std * c, dtype=torch.float64)
-        scale, bias = 1.0 / (255.0 * s), -m / s  # computed in float64, rounded once
-        return (scale.float().view(1, -1, 1, 1).to(batch.device), bias.float().view(1, -1, 1, 1).to(batch.device))
 
     @torch.inference_mode()
     def run(self, paths: Iterable[Path], write: Callable[[dict], None], total: int | None = None,

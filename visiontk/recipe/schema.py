@@ -63,6 +63,12 @@ class DataConfig(Section, Generic[OptionsT]):
     # A list of {AlbumentationsTransformName: {params}} applied to training images
     # (checked by data/transforms.py, which knows the transforms).
     augment: list = Field(default_factory=list)
+    # How images are brought to image_size (data/preprocess.py RESIZE_RULES, where
+    # the default was measured) and whether JPEGs much larger than it are decoded
+    # at 1/2, 1/4 or 1/8 scale; used alike by training, eval, predict and embed,
+    # saved in checkpoints (key preprocess).
+    resize: Literal["bilinear", "area_from_2x"] = "bilinear"
+    jpeg_draft: bool = True
     # What to do with a bad image or annotation: skip it with a warning, or stop.
     bad_annotations: Literal["skip", "error"] = "skip"
     # The options of data.format (annotation files etc.): the model the format registers.

@@ -81,9 +81,16 @@ class Task:
     def prepare_data(self, recipe) -> None:
         """Make sure the data exists (e.g. generate the synthetic set)."""
 
-    def build_dataset(self, recipe, split: str, train: bool, classes: list[str] | None = None, root: str | None = None):
-        """Return (dataset, class_names) for a split."""
+    def build_dataset(self, recipe, split: str, train: bool, classes: list[str] | None = None, root: str | None = None,
+                      preprocess=None):
+        """Return (dataset, class_names) for a split. `preprocess` (data/preprocess.py)
+        turns its files into inputs: a checkpoint's for evaluation; default: the recipe's."""
         raise NotImplementedError
+
+    def eval_dataset(self, recipe, split: str, classes: list[str], root: str | None, preprocess, options: Any):
+        """The dataset `eval` scores. `options`: an `eval_options` (tasks/options/), filled
+        from the checkpoint; e.g. segment's `at` decides the size of its masks."""
+        return self.build_dataset(recipe, split, train=False, classes=classes, root=root, preprocess=preprocess)
 
     def collate(self, batch: list) -> tuple[torch.Tensor, Any] | None:
         """Stack a batch; samples a dataset skipped (None: unreadable image) are

@@ -12,7 +12,7 @@ from torch import nn
 from visiontk.console import err_console
 from visiontk.data.imagefolder import ClassificationDataset, scan_imagefolder
 from visiontk.data.transforms import build_augmentations
-from visiontk.engine.normalization import resolve_normalization
+from visiontk.engine.normalization import recipe_preprocess
 from visiontk.metrics.classification import ClassificationMetrics
 from visiontk.outputs.plan import PredictionOutputs
 from visiontk.outputs.records import CsvWriter, JsonlWriter
@@ -69,14 +69,12 @@ class ClassifyTask(Task):
             err_console.print(f"generating the synthetic shapes set into {root}", highlight=False)
             synth_classify(root, n=s.n, size=s.size, seed=s.seed)
 
-    def build_dataset(self, recipe, split: str, train: bool, classes=None, root=None):
+    def build_dataset(self, recipe, split: str, train: bool, classes=None, root=None, preprocess=None):
         data = recipe.data
         split_dir = Path(root or data.root) / (getattr(data, split) if split in ("train", "val") else split)
         samples, classes = scan_imagefolder(split_dir, classes or data.classes)
-        norm = resolve_normalization(recipe)
         augment = build_augmentations(data.augment) if train else []
-        mode = "L" if recipe.model.in_channels == 1 else "RGB"
-        ds = ClassificationDataset(samples, recipe.image_size, norm["mean"], norm["std"], augment, mode, data.bad_annotations)
+        ds = ClassificationDataset(samples, preprocess or recipe_preprocess(recipe), augment, data.bad_annotations)
         return ds, classes
 
     def build_head(self, recipe, backbone, num_classes: int) -> nn.Module:

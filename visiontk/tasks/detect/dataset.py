@@ -4,7 +4,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import albumentations as A
-import cv2
 import numpy as np
 import torch
 from torch import Tensor
@@ -12,11 +11,8 @@ from torch.utils.data import Dataset
 from torchvision.ops import box_convert
 
 from visiontk.data.formats.records import AnnotatedImage
-from visiontk.data.images import load_image
+from visiontk.data.preprocess import Preprocess
 from visiontk.errors import DataError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def detection_bbox_params(min_visibility: float = 0.0, clip: bool = True) -> A.BboxParams:
@@ -31,45 +27,40 @@ def detection_bbox_params(min_visibility: float = 0.0, clip: bool = True) -> A.B
 
 
 class DetectionDataset(Dataset):
-    """Images and boxes of `records`, augmented, resized to a square and normalised.
+    """Images and boxes of `records`, augmented, then resized and normalised by `preprocess`.
 
-    Item: ``(image [3, S, S] float, target)`` with target ``{boxes: [K, 4]
+    Item: ``(image [C, h, w] float, target)`` with target ``{boxes: [K, 4]
     normalised cxcywh, labels: int64 [K], image_id: int (index in records),
-    orig_size: int64 tensor (h, w) of the file as loaded}``.
+    orig_size: int64 tensor (h, w) of the file as displayed}``.
 
     `transform`: an ``A.Compose`` built with `detection_bbox_params` whose
-    output image is still an HWC uint8 array (no Normalize / ToTensorV2: this
-    class resizes and normalises last, so every pipeline ends the same way).
-    The resize is a plain one (no letterbox): normalised box coordinates do
-    not change with it. mean/std are on the 0-1 scale.
+    output image is still an HWC uint8 array (no Normalize / ToTensorV2:
+    `preprocess` resizes and normalises last, as in `predict`). The resize is
+    a plain one (no letterbox): normalised box coordinates do not change with
+    it. A JPEG draft-decoded smaller than its annotation's frame gets its
+    boxes scaled to the decoded array, so augmentations see them aligned.
     """
 
-    def __init__(
-        self,
-        records: Sequence[AnnotatedImage],
-        input_size: int,
-        transform: Callable | None = None,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
-    ) -> None:
+    def __init__(self, records: Sequence[AnnotatedImage], preprocess: Preprocess,
+                 transform: Callable | None = None) -> None:
         self.records = list(records)
-        self.input_size = int(input_size)
+        self.preprocess = preprocess
         self.transform = transform
-        self.mean = np.asarray(mean, dtype=np.float32).reshape(1, 1, -1)
-        self.std = np.asarray(std, dtype=np.float32).reshape(1, 1, -1)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor | int]]:
         rec = self.records[index]
-        image = load_image(rec.image, "RGB")  # EXIF-upright RGB uint8, DataError naming the file
-        h, w = image.shape[:2]
+        image, (h, w) = self.preprocess.decode(rec.image)  # EXIF-upright, DataError naming the file
         if (w, h) != (rec.width, rec.height):
             # The boxes are in the annotation's pixel frame; guessing a mapping
             # (rescale? rotate?) would silently train on wrong boxes.
             raise DataError(f"{rec.image}: image is {w}x{h} but its annotation says {rec.width}x{rec.height}")
+        dh, dw = image.shape[:2]
         boxes = rec.boxes.astype(np.float32).reshape(-1, 4)
+        if (dh, dw) != (h, w):  # draft-decoded: boxes into the decoded array's frame
+            boxes = boxes * np.array([dw / w, dh / h, dw / w, dh / h], dtype=np.float32)
         labels = rec.labels.astype(np.int64).reshape(-1)
         if self.transform is not None:
             out = self.transform(image=image, bboxes=boxes, labels=labels)
@@ -79,17 +70,13 @@ class DetectionDataset(Dataset):
         th, tw = image.shape[:2]
         norm = torch.from_numpy(boxes / np.array([tw, th, tw, th], dtype=np.float32)).clamp_(0.0, 1.0)
         keep = (norm[:, 2] > norm[:, 0]) & (norm[:, 3] > norm[:, 1])
-        if (th, tw) != (self.input_size, self.input_size):
-            image = cv2.resize(image, (self.input_size, self.input_size), interpolation=cv2.INTER_LINEAR)
-        pixels = (image.astype(np.float32) / 255.0 - self.mean) / self.std
-        tensor = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
         target = {
             "boxes": box_convert(norm[keep], "xyxy", "cxcywh"),
             "labels": torch.from_numpy(labels)[keep],
             "image_id": index,
             "orig_size": torch.tensor([h, w], dtype=torch.int64),
         }
-        return tensor, target
+        return self.preprocess.normalize(self.preprocess.finish(image)), target
 
 
 def collate_detection(batch: Sequence[tuple[Tensor, dict]]) -> tuple[Tensor, list[dict]]:

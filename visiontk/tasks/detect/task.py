@@ -29,7 +29,7 @@ from torchvision.ops import box_convert
 
 from visiontk.console import err_console, warn
 from visiontk.data.transforms import build_augmentations
-from visiontk.engine.normalization import resolve_normalization
+from visiontk.engine.normalization import recipe_preprocess
 from visiontk.errors import DataError, UserError
 from visiontk.recipe import Fraction, Number, Section, recipe_error
 from visiontk.tasks.base import Task, TaskModel
@@ -139,15 +139,14 @@ class DetectTask(Task):
             err_console.print(f"generating the synthetic shapes set into {root}", highlight=False)
             synth_detect(root, n=s.n, size=s.size, seed=s.seed)
 
-    def build_dataset(self, recipe, split: str, train: bool, classes=None, root=None):
+    def build_dataset(self, recipe, split: str, train: bool, classes=None, root=None, preprocess=None):
         found = read_split(recipe, split, classes, root)
         transform = None
         if train and recipe.data.augment:
             transform = A.Compose(build_augmentations(recipe.data.augment),
                                   bbox_params=detection_bbox_params(recipe.data.options.min_visibility, clip=True))
-        norm = resolve_normalization(recipe)
-        dataset = SkippingDetectionDataset(found.records, recipe.image_size[0], transform, norm["mean"], norm["std"],
-                                            policy=recipe.data.bad_annotations)
+        dataset = SkippingDetectionDataset(found.records, preprocess or recipe_preprocess(recipe), transform,
+                                           policy=recipe.data.bad_annotations)
         return dataset, found.classes
 
     def collate(self, batch: list):

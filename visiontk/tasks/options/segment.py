@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Optional
 
 from visiontk.errors import UserError
@@ -25,11 +26,40 @@ class SegmentPredictOptions:
             raise UserError(f"--tile {self.tile} must be larger than 2 x --tile-overlap ({self.tile_overlap})")
 
 
+class ScoredAt(str, Enum):
+    """Where `segment eval` compares predictions with the truth."""
+
+    image_size = "image-size"
+    input_size = "input-size"
+
+    @property
+    def mask_at(self) -> str:
+        """The dataset's name for it (tasks/segment/dataset.py SCORED_AT, the output's 'scored_at')."""
+        return self.value.replace("-", "_")
+
+
+@dataclass(frozen=True)
+class SegmentEvalOptions:
+    at: ScoredAt = option(ScoredAt.image_size, "Where predictions meet the truth: image-size (each image's own size: "
+                                               "logits upsampled as predict writes its masks; as VOC and Cityscapes "
+                                               "score) | input-size (masks shrunk to the model's input, as the "
+                                               "per-epoch validation of training).", flags=("--at",))
+
+    def __post_init__(self) -> None:
+        # The library may be given the plain string (as the command line spells it, or the dataset does).
+        try:
+            at = ScoredAt(self.at.replace("_", "-") if isinstance(self.at, str) else self.at)
+        except ValueError:
+            raise UserError(f"--at: {self.at!r} is not one of {', '.join(a.value for a in ScoredAt)}") from None
+        object.__setattr__(self, "at", at)
+
+
 COMMANDS = CommandSpec(
     name="segment",
     help="Semantic segmentation (FCN, U-Net).",
     train_help="Train a segmentation model from a recipe.",
-    eval_help="mIoU, per-class IoU, pixel accuracy and mean Dice over a split (one confusion matrix).",
+    eval_help="mIoU, per-class IoU, pixel accuracy and mean Dice over a split (one confusion matrix).\n\n"
+              "Scored at each image's own size by default; the output says where ('scored_at').",
     predict_help="Segment images: a class-index mask PNG per image (original size) and one JSON line per image on "
                  "stdout.",
     split_help="Split: train, val (the recipe's), or another split name of the data set.",
@@ -38,4 +68,5 @@ COMMANDS = CommandSpec(
     predict_batch_size=8,
     predict_batch_help="Images per batch (tiles per batch with --tile).",
     predict_options=SegmentPredictOptions,
+    eval_options=SegmentEvalOptions,
 )

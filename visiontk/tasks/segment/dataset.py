@@ -1,15 +1,15 @@
-"""Map-style dataset: image + class-index mask, augmented together, fixed size."""
+"""Map-style dataset: image + class-index mask, augmented together, at the model's input size."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import albumentations as A
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from visiontk.console import warn
+from visiontk.data.preprocess import Preprocess, resize_mask
 from visiontk.errors import DataError, UserError
 
 from .readers import (
@@ -17,36 +17,33 @@ from .readers import (
     Policy,
     SegmentationRecord,
     check_policy,
-    load_image,
     load_mask,
     mask_problem,
 )
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _as_hw(size: int | Sequence[int] | None) -> tuple[int, int] | None:
-    if size is None:
-        return None
-    if isinstance(size, int):
-        return (size, size)
-    h, w = size
-    return (int(h), int(w))
+ScoredAt = Literal["input_size", "image_size"]
+SCORED_AT = ("input_size", "image_size")
 
 
 class SegmentationDataset(Dataset):
-    """Returns ``(image float32 [3, H, W] normalised, mask int64 [H, W])``.
+    """Returns ``(image float32 [C, h, w] normalised, mask int64)``.
 
-    Per item: the image is read with PIL (EXIF orientation applied, RGB) and
-    the mask with ``load_mask``; ``transform`` (an ``A.Compose`` of uint8 →
-    uint8 augmentations; no Normalize / ToTensor, the dataset does those) is
-    applied to both at once — albumentations moves the mask with the image
-    and resamples it with nearest neighbour, so labels never blend. Then both
-    are resized to ``size`` (image: bilinear, area when shrinking; mask:
-    nearest). Geometric transforms pad masks with ``fill_mask`` (0 by
-    default): set ``fill_mask=255`` in the recipe so padding is ignored
-    rather than learnt as background.
+    Per item: `preprocess` decodes the image (EXIF-upright, its channels,
+    JPEGs possibly draft-decoded smaller than the file) and the mask is read
+    at the file's full size with ``load_mask`` and checked against it. For
+    training, the mask is first brought to the decoded image's size (nearest:
+    a plain subsampling when the JPEG was draft-decoded), then ``transform``
+    (an ``A.Compose`` of uint8 -> uint8 augmentations; no Normalize /
+    ToTensor, the dataset does those) moves image and mask together (nearest
+    for masks, so labels never blend). Finally `preprocess` resizes and
+    normalises the image exactly as ``predict`` does, and the mask is resized
+    by nearest neighbour to the input size (``mask_at="input_size"``: training,
+    per-epoch validation, ``eval --at input-size``) or kept at the image's own
+    size (``"image_size"``: ``eval``'s default, scored against the logits
+    upsampled as ``predict`` writes its masks; such masks differ in size, see
+    ``collate_segmentation``). Geometric transforms pad masks with
+    ``fill_mask`` (0 by default): set ``fill_mask=255`` in the recipe so
+    padding is ignored rather than learnt as background.
 
     A mask that turns out bad at load time (wrong size, class values >=
     num_classes other than 255) raises ``DataError`` with policy 'error'; with
@@ -58,64 +55,70 @@ class SegmentationDataset(Dataset):
         self,
         records: Sequence[SegmentationRecord],
         num_classes: int,
-        size: int | Sequence[int] | None = None,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        preprocess: Preprocess,
         transform: A.Compose | None = None,
         policy: Policy = "error",
+        mask_at: ScoredAt = "input_size",
     ) -> None:
         check_policy(policy)
+        if mask_at not in SCORED_AT:
+            raise UserError(f"mask_at must be one of {', '.join(SCORED_AT)}, got {mask_at!r}")
+        if transform is not None and mask_at != "input_size":
+            raise UserError("masks at the image's own size are for evaluation, without augmentations")
         self.records = list(records)
         self.num_classes = num_classes
-        self.size = _as_hw(size)
-        self.mean = np.asarray(mean, dtype=np.float32) * 255.0
-        self.std = np.asarray(std, dtype=np.float32) * 255.0
+        self.preprocess = preprocess
         self.transform = transform
         self.policy = policy
+        # Where evaluation compares predictions with the truth (read by SegmentTask.evaluate).
+        self.mask_at = "input_size" if preprocess.size is None else mask_at
         self._warned: set[int] = set()
-        self.resize = (
-            None
-            if self.size is None
-            else A.Resize(
-                *self.size,
-                interpolation=cv2.INTER_LINEAR,
-                mask_interpolation=cv2.INTER_NEAREST,
-                area_for_downscale="image",  # area avoids aliasing when shrinking
-            )
-        )
 
     def __len__(self) -> int:
         return len(self.records)
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Raw ``(image uint8 [H, W, 3], mask uint8 [H, W])`` after the policy checks."""
+        """``(image uint8 [h, w, C] as decoded, mask uint8 [H, W] at the file's size)``
+        after the policy checks."""
         record = self.records[index]
-        image = load_image(record.image)
+        image, full_hw = self.preprocess.decode(record.image)
         mask = load_mask(record)
-        problem = mask_problem(record, mask, image.shape[:2], self.num_classes)
+        problem = mask_problem(record, mask, full_hw, self.num_classes)
         if problem is not None:
             if self.policy == "error":
                 raise DataError(problem)
             if index not in self._warned:
                 self._warned.add(index)
                 warn(f"{problem}; its pixels are ignored")
-            mask = np.full(image.shape[:2], IGNORE_INDEX, dtype=np.uint8)
+            mask = np.full(full_hw, IGNORE_INDEX, dtype=np.uint8)
         return image, mask
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = self.load(index)
         if self.transform is not None:
-            out = self.transform(image=image, mask=mask)
+            out = self.transform(image=image, mask=resize_mask(mask, image.shape[:2]))
             image, mask = out["image"], out["mask"]
             if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
                 raise UserError(
                     "segmentation transform must return uint8 numpy images; "
                     "remove Normalize/ToTensorV2 (the dataset normalises)"
                 )
-        if self.resize is not None and image.shape[:2] != self.size:
-            out = self.resize(image=image, mask=mask)
-            image, mask = out["image"], out["mask"]
-        x = (image.astype(np.float32) - self.mean) / self.std
-        image_t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+        image = self.preprocess.finish(image)
+        if self.mask_at == "input_size":
+            mask = resize_mask(mask, image.shape[:2])
+        image_t = self.preprocess.normalize(image)
         mask_t = torch.from_numpy(np.ascontiguousarray(mask)).long()
         return image_t, mask_t
+
+
+def collate_segmentation(batch: list) -> tuple[torch.Tensor, torch.Tensor | list[torch.Tensor]] | None:
+    """Stack the images; the masks too when they share a size, else a list (masks
+    at each image's own size). Skipped samples (None) are left out."""
+    kept = [b for b in batch if b is not None]
+    if not kept:
+        return None
+    images = torch.stack([b[0] for b in kept])
+    masks = [b[1] for b in kept]
+    if all(m.shape == masks[0].shape for m in masks):
+        return images, torch.stack(masks)
+    return images, masks

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-from PIL import Image, ImageOps
 
 from visiontk.data.formats.coco import rasterize
 from visiontk.data.formats.files import image_size
@@ -27,8 +26,8 @@ from visiontk.data.formats.issues import BAD_IMAGE, BAD_MASK, Issues, Policy, Re
 from visiontk.data.formats.masks import IGNORE_INDEX, apply_value_table, load_index_mask
 from visiontk.errors import DataError
 
-__all__ = ["IGNORE_INDEX", "CocoMask", "Policy", "SegmentationRecord", "check_policy", "check_records", "load_image",
-           "load_mask", "mask_problem"]
+__all__ = ["IGNORE_INDEX", "CocoMask", "Policy", "SegmentationRecord", "check_policy", "check_records", "load_mask",
+           "mask_problem"]
 
 
 @dataclass(frozen=True)
@@ -61,16 +60,6 @@ class SegmentationRecord:
         if self.coco is not None:
             return f"{self.coco.source} (masks of {self.image.name})"
         return f"{self.image} (no mask)"
-
-
-def load_image(path: Path) -> np.ndarray:
-    """RGB uint8 ``[H, W, 3]`` with the EXIF orientation applied."""
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read image ({exc})") from exc
 
 
 def load_mask(record: SegmentationRecord) -> np.ndarray:

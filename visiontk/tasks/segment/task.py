@@ -21,18 +21,18 @@ from torch import nn
 from visiontk.console import err_console
 from visiontk.data.formats.masks import IGNORE_INDEX
 from visiontk.data.transforms import build_augmentations
-from visiontk.engine.normalization import resolve_normalization
+from visiontk.engine.normalization import recipe_preprocess
 from visiontk.errors import UserError
 from visiontk.outputs.output_folder import OutputFolder, next_run_dir
 from visiontk.outputs.plan import PredictionOutputs
 from visiontk.outputs.records import JsonlWriter
 from visiontk.recipe import Expected, Fraction, Number, Section, recipe_error, rule_error
 from visiontk.tasks.base import Task
-from visiontk.tasks.options.segment import SegmentPredictOptions
+from visiontk.tasks.options.segment import SegmentEvalOptions, SegmentPredictOptions
 from visiontk.tasks.registry import register_task
 
 from .common import label_map
-from .dataset import SegmentationDataset
+from .dataset import SegmentationDataset, collate_segmentation
 from .formats import read_records
 from .losses import SegmentationLoss
 from .metrics import ConfusionMatrix
@@ -89,6 +89,7 @@ class SegmentTask(Task):
     data_formats = ("masks", "voc", "coco")
     predict_defaults: dict = {}
     predict_options = SegmentPredictOptions
+    eval_options = SegmentEvalOptions
 
     # -- recipe ---------------------------------------------------------------
     def validate_recipe(self, recipe, source: str) -> None:
@@ -112,15 +113,24 @@ class SegmentTask(Task):
             err_console.print(f"generating the synthetic shapes set into {root}", highlight=False)
             synth_segment(root, n=s.n, size=s.size, seed=s.seed)
 
-    def build_dataset(self, recipe, split: str, train: bool, classes=None, root=None):
+    def build_dataset(self, recipe, split: str, train: bool, classes=None, root=None, preprocess=None,
+                      mask_at: str = "input_size"):
+        """`mask_at`: "input_size" (training, per-epoch validation) or "image_size"
+        (`segment eval`: masks at each image's own size, where predict writes its masks)."""
         records, names = read_records(recipe, split, classes, root)
-        norm = resolve_normalization(recipe)
         augment = build_augmentations(recipe.data.augment) if train else []
         dataset = SegmentationDataset(
-            records, len(names), size=recipe.image_size, mean=norm["mean"], std=norm["std"],
-            transform=A.Compose(augment) if augment else None, policy=recipe.data.bad_annotations,
+            records, len(names), preprocess or recipe_preprocess(recipe),
+            transform=A.Compose(augment) if augment else None, policy=recipe.data.bad_annotations, mask_at=mask_at,
         )
         return dataset, names
+
+    def eval_dataset(self, recipe, split: str, classes, root, preprocess, options: SegmentEvalOptions):
+        return self.build_dataset(recipe, split, train=False, classes=classes, root=root, preprocess=preprocess,
+                                  mask_at=options.at.mask_at)
+
+    def collate(self, batch: list):
+        return collate_segmentation(batch)
 
     # -- model --------------------------------------------------------------------
     def build_head(self, recipe, backbone, num_classes: int) -> nn.Module:
@@ -156,13 +166,21 @@ class SegmentTask(Task):
         """One confusion matrix over the whole split: mIoU, per-class IoU, pixel accuracy, Dice."""
         model.eval()
         cm = ConfusionMatrix(len(classes), IGNORE_INDEX, device=device)
+        # The dataset says where its masks are: at the input size, or at each image's
+        # own size, where the logits are upsampled exactly as `predict` writes its masks.
+        scored_at = getattr(getattr(loader, "dataset", None), "mask_at", "input_size")
         images = 0
         for item in loader:
-            if item is None:  # the shared collate's "nothing left in this batch"
+            if item is None:  # the collate's "nothing left in this batch"
                 continue
             batch, masks = item
             logits = model(batch.to(device, non_blocking=True))
-            cm.update(label_map(logits, 1), masks.to(device, non_blocking=True))
+            if torch.is_tensor(masks) and masks.shape[-2:] == logits.shape[-2:]:
+                cm.update(label_map(logits, 1), masks.to(device, non_blocking=True))
+            else:
+                for one, mask in zip(logits, masks):
+                    labels = torch.from_numpy(full_size_labels(one, tuple(mask.shape[-2:])).astype(np.int64))
+                    cm.update(labels.to(device), mask.to(device))
             images += batch.shape[0]
         m = cm.compute()
         mat = cm.mat.cpu()
@@ -175,6 +193,7 @@ class SegmentTask(Task):
             "images": images,
             "pixels": int(mat.sum()),
             "confusion_matrix": mat.tolist(),
+            "scored_at": scored_at,
             "fitness": m["miou"],
         }
 
@@ -196,7 +215,9 @@ class SegmentTask(Task):
         def fmt(v):
             return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
 
-        summary = Table(title="segmentation", show_header=True)
+        where = {"image_size": "at each image's own size", "input_size": "at the model's input size"}
+        scored_at = metrics.get("scored_at", "input_size")
+        summary = Table(title=f"segmentation (scored {where.get(scored_at, scored_at)})", show_header=True)
         for col in ("images", "pixels", "mIoU", "pixel acc.", "mean Dice"):
             summary.add_column(col, justify="right")
         summary.add_row(str(metrics["images"]), str(metrics["pixels"]), fmt(metrics["miou"]),
