@@ -17,8 +17,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# lint-imports: nothing imports upward across the layers of pyproject.toml.
 # --durations: the slowest tests stay visible in every run (the suite's budget is 8 minutes).
 test: $(VENV)/.installed
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q --durations=15
 
 # The tests that assert what a short training reaches, again with the kernels an

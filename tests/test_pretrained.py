@@ -147,7 +147,7 @@ def test_weights_list_and_check(cached_resnet18, torch_home):
 def test_visiontk_checkpoint_as_pretrained_keeps_head_only_for_the_same_classes(tmp_path):
     from visiontk.data.synth import synth_classify
     from visiontk.engine.build import build_model
-    from visiontk.engine.normalization import resolve_normalization
+    from visiontk.backbones.normalization import resolve_normalization
     from visiontk.tasks.recipes import recipe_from_dict
 
     data = tmp_path / "data"

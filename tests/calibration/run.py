@@ -54,7 +54,8 @@ def run(setting: str, seed: int, log: Path, select: str | None, brk: str | None 
     The outcome tests train with one thread (tests/conftest.py), so runs can go side by side."""
     env = {**os.environ, **SETTINGS[setting], "VISIONTK_TEST_SEED": str(seed), "VISIONTK_OUTCOME_LOG": str(log),
            "NO_ALBUMENTATIONS_UPDATE": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE / "site"), env.get("PYTHONPATH")) if p)
+    # This checkout's visiontk, in every process of the run (also when run from another worktree).
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE / "site"), str(TESTS.parent), env.get("PYTHONPATH")) if p)
     if brk:
         env["VISIONTK_BREAK"] = brk
     with tempfile.NamedTemporaryFile(suffix=".xml") as junit:

@@ -7,7 +7,7 @@ from visiontk.backbones.pretrained import load_head_weights, load_pretrained, re
 from visiontk.backbones.registry import create_backbone
 from visiontk.console import info
 from visiontk.engine.checkpoint import load_checkpoint
-from visiontk.engine.normalization import recipe_preprocess, resolve_normalization
+from visiontk.backbones.normalization import recipe_preprocess, resolve_normalization
 from visiontk.errors import UserError
 from visiontk.recipe import Recipe
 from visiontk.tasks.recipes import recipe_from_dict

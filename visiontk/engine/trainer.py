@@ -25,7 +25,7 @@ from visiontk.console import info, warn
 from visiontk.engine.build import build_model, checkpoint_meta, count_parameters, state_dict_fp32, unwrap
 from visiontk.engine.checkpoint import FORMAT, VERSION, atomic_save, atomic_write_text, load_checkpoint
 from visiontk.engine.device import amp_dtype, select_device
-from visiontk.engine.normalization import pin_normalization
+from visiontk.backbones.normalization import pin_normalization
 from visiontk.engine.performance import compile_model, use_channels_last
 from visiontk.engine.optim import build_optimizer, build_scheduler, param_groups
 from visiontk.engine.stages import apply_stage, describe_stage, keep_frozen_in_eval, plan_stages, stage_at, stage_param_groups

@@ -12,7 +12,7 @@ from torch import nn
 from visiontk.console import err_console
 from visiontk.data.imagefolder import ClassificationDataset, scan_imagefolder
 from visiontk.data.transforms import build_augmentations
-from visiontk.engine.normalization import recipe_preprocess
+from visiontk.backbones.normalization import recipe_preprocess
 from visiontk.metrics.classification import ClassificationMetrics
 from visiontk.outputs.plan import PredictionOutputs
 from visiontk.outputs.records import CsvWriter, JsonlWriter

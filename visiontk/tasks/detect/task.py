@@ -29,7 +29,7 @@ from torchvision.ops import box_convert
 
 from visiontk.console import err_console, warn
 from visiontk.data.transforms import build_augmentations
-from visiontk.engine.normalization import recipe_preprocess
+from visiontk.backbones.normalization import recipe_preprocess
 from visiontk.errors import DataError, UserError
 from visiontk.recipe import Fraction, Number, Section, recipe_error
 from visiontk.tasks.base import Task, TaskModel

@@ -21,7 +21,7 @@ from torch import nn
 from visiontk.console import err_console
 from visiontk.data.formats.masks import IGNORE_INDEX
 from visiontk.data.transforms import build_augmentations
-from visiontk.engine.normalization import recipe_preprocess
+from visiontk.backbones.normalization import recipe_preprocess
 from visiontk.errors import UserError
 from visiontk.outputs.output_folder import OutputFolder, next_run_dir
 from visiontk.outputs.plan import PredictionOutputs
