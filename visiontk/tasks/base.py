@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from visiontk.backbones.base import Backbone
+from visiontk.console import err_console
 from visiontk.outputs.output_file import OutputFile
 from visiontk.outputs.plan import PredictionOutputs
 from visiontk.outputs.records import JsonlWriter
@@ -78,8 +79,19 @@ class Task:
         models); raise the error of `visiontk.recipe.recipe_error`, naming the key."""
 
     # -- data ---------------------------------------------------------------
+    def has_training_data(self, recipe) -> bool:
+        return (Path(recipe.data.root) / recipe.data.train).is_dir()
+
     def prepare_data(self, recipe) -> None:
-        """Make sure the data exists (e.g. generate the synthetic set)."""
+        """Generate the synthetic set when the recipe asks for one and it is not there yet."""
+        s = recipe.data.synthetic
+        if s is not None and not self.has_training_data(recipe):
+            err_console.print(f"generating the synthetic shapes set into {recipe.data.root}", highlight=False)
+            self.synthesize(Path(recipe.data.root), n=s.n, size=s.size, seed=s.seed)
+
+    def synthesize(self, root: Path, n: int, size: int, seed: int) -> None:
+        """Write the task's synthetic shapes set (data/synth.py) into `root`."""
+        raise NotImplementedError
 
     def build_dataset(self, recipe, split: str, train: bool, classes: list[str] | None = None, root: str | None = None,
                       preprocess=None):

@@ -60,14 +60,10 @@ class ClassifyTask(Task):
     def validate_recipe(self, recipe, source: str) -> None:
         build_augmentations(recipe.data.augment, source)  # a bad transform names the recipe file, before any work
 
-    def prepare_data(self, recipe) -> None:
-        root = Path(recipe.data.root)
-        if recipe.data.synthetic is not None and not (root / recipe.data.train).is_dir():
-            from visiontk.data.synth import synth_classify
+    def synthesize(self, root: Path, n: int, size: int, seed: int) -> None:
+        from visiontk.data.synth import synth_classify
 
-            s = recipe.data.synthetic
-            err_console.print(f"generating the synthetic shapes set into {root}", highlight=False)
-            synth_classify(root, n=s.n, size=s.size, seed=s.seed)
+        synth_classify(root, n=n, size=size, seed=seed)
 
     def build_dataset(self, recipe, split: str, train: bool, classes=None, root=None, preprocess=None):
         data = recipe.data

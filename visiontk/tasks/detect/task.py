@@ -130,14 +130,13 @@ class DetectTask(Task):
             raise recipe_error(source, "data.synthetic", "writes COCO and YOLO files: use data.format coco or yolo")
 
     # -- data -----------------------------------------------------------------
-    def prepare_data(self, recipe) -> None:
-        root = Path(recipe.data.root)
-        if recipe.data.synthetic is not None and not annotation_source(recipe, "train", root).exists():
-            from visiontk.data.synth import synth_detect
+    def has_training_data(self, recipe) -> bool:
+        return annotation_source(recipe, "train", Path(recipe.data.root)).exists()
 
-            s = recipe.data.synthetic
-            err_console.print(f"generating the synthetic shapes set into {root}", highlight=False)
-            synth_detect(root, n=s.n, size=s.size, seed=s.seed)
+    def synthesize(self, root: Path, n: int, size: int, seed: int) -> None:
+        from visiontk.data.synth import synth_detect
+
+        synth_detect(root, n=n, size=size, seed=seed)
 
     def build_dataset(self, recipe, split: str, train: bool, classes=None, root=None, preprocess=None):
         found = read_split(recipe, split, classes, root)

@@ -104,14 +104,10 @@ class SegmentTask(Task):
             raise recipe_error(source, "train.label_smoothing", "is not supported by segment")
 
     # -- data -------------------------------------------------------------------
-    def prepare_data(self, recipe) -> None:
-        root = Path(recipe.data.root)
-        if recipe.data.synthetic is not None and not (root / recipe.data.train).is_dir():
-            from visiontk.data.synth import synth_segment
+    def synthesize(self, root: Path, n: int, size: int, seed: int) -> None:
+        from visiontk.data.synth import synth_segment
 
-            s = recipe.data.synthetic
-            err_console.print(f"generating the synthetic shapes set into {root}", highlight=False)
-            synth_segment(root, n=s.n, size=s.size, seed=s.seed)
+        synth_segment(root, n=n, size=size, seed=seed)
 
     def build_dataset(self, recipe, split: str, train: bool, classes=None, root=None, preprocess=None,
                       mask_at: str = "input_size"):
