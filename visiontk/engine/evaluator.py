@@ -1,28 +1,79 @@
-"""Evaluating a checkpoint on a data split, for any task."""
+"""The one evaluation loop, used by `eval` and by the trainer's validation, for every task.
+
+The task turns a batch's model outputs into predictions (`Task.eval_outputs`,
+e.g. detection's decoding and NMS) and supplies the metric that scores them
+(`Task.metric`); the loop is the same for all. Under torchrun every process
+scores its own shard of the split (`eval_loader`), then the metric syncs, so
+every process returns the metrics of the whole split.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from torch.utils.data import DataLoader
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
+from visiontk.engine import distributed
 from visiontk.engine.build import model_from_checkpoint
-from visiontk.engine.device import select_device
 from visiontk.tasks.options.fields import with_checkpoint_defaults
+
+
+def eval_loader(task, dataset: Dataset, batch_size: int, workers: int = 0, **loader_options) -> DataLoader:
+    """Batches of `dataset` in order; with several processes, this process's shard of it."""
+    world = distributed.world_size()
+    sampler = distributed.ShardSampler(len(dataset), world, distributed.rank()) if world > 1 else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, sampler=sampler, num_workers=workers,
+                      collate_fn=task.collate, **loader_options)
+
+
+@torch.no_grad()
+def evaluate(task, model: nn.Module, loader, device: torch.device, classes: list[str], options: Any = None,
+             group: Any = None) -> dict:
+    """The task's metrics over every batch of `loader`, synced over `group`'s processes.
+
+    `options`: the task's eval options (None: its defaults); a threshold left unset
+    takes the task's default. Leaves the model in eval mode.
+    """
+    options = with_checkpoint_defaults(options if options is not None else task.eval_options(), task.predict_defaults)
+    metric = task.metric(classes, options)
+    metric.reset()
+    model.eval()
+    for batch in loader:
+        if batch is None:  # every image of the batch was unreadable (skipped with a warning)
+            continue
+        images, targets = batch
+        outputs = model(images.to(device, non_blocking=True))
+        metric.update(*task.eval_outputs(outputs, targets, classes, options))
+    if distributed.world_size(group) > 1:
+        metric.sync(group)
+    return metric.compute()
 
 
 def evaluate_checkpoint(checkpoint: str | Path, task_name: str, data: str | None = None, split: str = "val",
                         device: str = "auto", batch_size: int = 32, workers: int = 0, options: object | None = None):
     """(metrics, checkpoint dict). `options`: the task's eval options (None: the defaults),
-    unset thresholds taken from the checkpoint."""
+    unset thresholds taken from the checkpoint.
+
+    Under torchrun every process evaluates its shard and gets the metrics of the
+    whole split; the caller lets rank 0 alone print and write.
+    """
     from visiontk.tasks.registry import get_task
 
     task = get_task(task_name)
-    model, ckpt = model_from_checkpoint(checkpoint, task_name)
-    recipe = ckpt["recipe_obj"]
-    dev = select_device(device)
-    model.to(dev)
-    dataset, classes = task.build_dataset(recipe, split, train=False, classes=ckpt["classes"], root=data)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=task.collate)
-    options = with_checkpoint_defaults(options if options is not None else task.eval_options(), task.stored_settings(ckpt))
-    metrics = task.evaluate(model, loader, dev, ckpt["classes"], options)
+    owns_group = not distributed.is_initialized()  # a caller's process group is the caller's to end
+    dev = distributed.setup_device(device)
+    try:
+        model, ckpt = model_from_checkpoint(checkpoint, task_name)
+        recipe = ckpt["recipe_obj"]
+        model.to(dev)
+        dataset, _ = task.build_dataset(recipe, split, train=False, classes=ckpt["classes"], root=data)
+        loader = eval_loader(task, dataset, batch_size, workers)
+        options = with_checkpoint_defaults(options if options is not None else task.eval_options(),
+                                           task.stored_settings(ckpt))
+        metrics = evaluate(task, model, loader, dev, ckpt["classes"], options)
+    finally:
+        if owns_group:
+            distributed.shutdown()
     return metrics, ckpt
