@@ -3,7 +3,7 @@
 Each process scores its shard of the split (engine.distributed.ShardSampler),
 then the metric syncs: confusion matrices and counts are summed, detection's
 images gathered and scored once. The val sets have an odd number of images,
-so one shard is a batch-remainder longer than the other.
+so the two shards differ by one image (and end in batches of different sizes).
 """
 from __future__ import annotations
 
