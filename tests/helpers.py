@@ -288,3 +288,19 @@ def torch_threads(n: int):
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
             os.environ["OMP_NUM_THREADS"] = env
+
+
+def run_warm(target, args_per_process: list[tuple], timeout: float = 300) -> None:
+    """`target(*args)` for each args tuple, in processes forked from the warm one and run
+    side by side (e.g. the ranks of a process group); fails unless every one exits 0."""
+    procs = [_warm_context().Process(target=target, args=args) for args in args_per_process]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout)
+    stuck = [proc.pid for proc in procs if proc.exitcode is None]
+    for proc in procs:
+        if proc.exitcode is None:
+            proc.kill()
+    assert not stuck, f"processes {stuck} still running after {timeout} s"
+    assert [proc.exitcode for proc in procs] == [0] * len(procs)

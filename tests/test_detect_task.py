@@ -9,6 +9,7 @@ import torch
 from torchvision.ops import box_convert
 
 from visiontk.engine.checkpoint import load_checkpoint
+from visiontk.engine.evaluator import evaluate
 from visiontk.errors import DataError, UserError
 from visiontk.tasks.base import PredictContext
 from visiontk.tasks.detect.encode import encode_batch
@@ -255,14 +256,14 @@ def _oracle_case(roll: int):
 
 def test_evaluate_scores_perfect_predictions_1_and_wrong_classes_0():
     batches, oracle = _oracle_case(roll=0)
-    m = TASK.evaluate(oracle, batches, torch.device("cpu"), ["a", "b", "c"])
+    m = evaluate(TASK, oracle, batches, torch.device("cpu"), ["a", "b", "c"])
     assert m["map"] == pytest.approx(1.0) and m["map50"] == pytest.approx(1.0) and m["map75"] == pytest.approx(1.0)
     assert m["per_class_ap50"] == pytest.approx({"a": 1.0, "b": 1.0, "c": 1.0})
     assert m["support"] == [2, 1, 3] and m["images"] == 3 and m["boxes"] == 6
     assert m["fitness"] == pytest.approx(1.0) and (m["conf"], m["iou"], m["max_det"]) == (0.001, 0.5, 100)
     json.dumps(m)  # eval --json prints it as is
     batches, oracle = _oracle_case(roll=1)
-    m = TASK.evaluate(oracle, batches, torch.device("cpu"), ["a", "b", "c"])
+    m = evaluate(TASK, oracle, batches, torch.device("cpu"), ["a", "b", "c"])
     assert m["map50"] == 0.0 and set(TASK.metric_scalars(m)) == {"map", "map50", "map75"}
 
 

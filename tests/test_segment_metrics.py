@@ -1,10 +1,10 @@
-"""ConfusionMatrix against a confusion matrix computed by hand."""
+"""The shared ConfusionMatrix (segment and classify) against a confusion matrix computed by hand."""
 import math
 
 import pytest
 import torch
 
-from visiontk.tasks.segment.metrics import ConfusionMatrix
+from visiontk.metrics.confusion import ConfusionMatrix
 
 # target / pred, one image 2x4; 255 = ignore. Class 3 never appears.
 TARGET = torch.tensor([[[0, 0, 1, 1], [2, 2, 255, 1]]])
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread i
 
 
 def test_matrix_and_metrics_match_hand_computation():
-    cm = ConfusionMatrix(4)
+    cm = ConfusionMatrix(4, ignore_index=255)
     cm.update(PRED, TARGET)
     assert cm.mat.dtype == torch.int64
     assert torch.equal(cm.mat, EXPECTED)
@@ -33,7 +33,7 @@ def test_matrix_and_metrics_match_hand_computation():
     assert m["per_class_iou"][:3] == pytest.approx([1 / 3, 1 / 2, 1 / 3])
     assert math.isnan(m["per_class_iou"][3])
     assert m["miou"] == pytest.approx(7 / 18)  # (1/3 + 1/2 + 1/3) / 3, nan excluded
-    assert m["pixel_accuracy"] == pytest.approx(4 / 7)
+    assert m["accuracy"] == pytest.approx(4 / 7) and m["total"] == 7
     # Dice = 2 tp / (row + col): 2/4, 4/6, 2/4
     assert m["per_class_dice"][:3] == pytest.approx([1 / 2, 2 / 3, 1 / 2])
     assert math.isnan(m["per_class_dice"][3])
@@ -41,7 +41,7 @@ def test_matrix_and_metrics_match_hand_computation():
 
 
 def test_ignored_pixels_do_not_count_whatever_is_predicted():
-    a, b = ConfusionMatrix(4), ConfusionMatrix(4)
+    a, b = ConfusionMatrix(4, ignore_index=255), ConfusionMatrix(4, ignore_index=255)
     a.update(PRED, TARGET)
     other = PRED.clone()
     other[0, 1, 2] = 3  # the pixel whose target is 255
@@ -50,7 +50,7 @@ def test_ignored_pixels_do_not_count_whatever_is_predicted():
 
 
 def test_false_positive_class_counts_as_zero_iou():
-    cm = ConfusionMatrix(3)
+    cm = ConfusionMatrix(3, ignore_index=255)
     cm.update(torch.tensor([[[0, 2]]]), torch.tensor([[[0, 0]]]))
     m = cm.compute()
     assert m["per_class_iou"][0] == pytest.approx(0.5)
@@ -59,25 +59,28 @@ def test_false_positive_class_counts_as_zero_iou():
     assert m["miou"] == pytest.approx(0.25)
 
 
-def test_accumulates_batches_merges_and_reduces():
-    cm = ConfusionMatrix(4)
+def test_accumulates_batches_and_resets():
+    cm = ConfusionMatrix(4, ignore_index=255)
     cm.update(torch.cat([PRED, PRED]), torch.cat([TARGET, TARGET]))
-    assert torch.equal(cm.mat, 2 * EXPECTED)
-    other = ConfusionMatrix(4)
-    other.update(PRED, TARGET)
-    cm.merge(other)
+    cm.update(PRED, TARGET)
     assert torch.equal(cm.mat, 3 * EXPECTED)
-    cm.reduce(lambda t: t.mul_(2))  # in place, like dist.all_reduce
-    assert torch.equal(cm.mat, 6 * EXPECTED)
-    cm.reduce(lambda t: t // 6)  # returning a new tensor
-    assert torch.equal(cm.mat, EXPECTED)
     cm.reset()
     assert cm.mat.sum() == 0
     assert math.isnan(cm.compute()["miou"])
 
 
-def test_rejects_out_of_range_classes():
+def test_precision_recall_and_support_as_classification_reports_them():
+    """Without an ignore index every value counts; a class never predicted has precision 0, not NaN."""
     cm = ConfusionMatrix(3)
+    cm.update(torch.tensor([0, 0, 1, 0]), torch.tensor([0, 1, 1, 2]))  # rows truth: [[1,0,0],[1,1,0],[1,0,0]]
+    m = cm.compute()
+    assert m["support"] == [1, 2, 1] and m["total"] == 4
+    assert m["precision"] == pytest.approx([1 / 3, 1.0, 0.0])
+    assert m["recall"] == pytest.approx([1.0, 0.5, 0.0])
+
+
+def test_rejects_out_of_range_classes():
+    cm = ConfusionMatrix(3, ignore_index=255)
     with pytest.raises(ValueError, match="target"):
         cm.update(torch.tensor([[[0, 1]]]), torch.tensor([[[0, 3]]]))
     with pytest.raises(ValueError, match="pred"):

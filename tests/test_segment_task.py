@@ -13,6 +13,7 @@ from pycocotools import mask as mask_utils
 from visiontk.data.synth import synth_segment
 from visiontk.engine.build import build_model
 from visiontk.engine.checkpoint import load_checkpoint
+from visiontk.engine.evaluator import evaluate
 from visiontk.errors import DataError, UserError
 from visiontk.tasks.recipes import recipe_from_dict
 from visiontk.tasks.registry import get_task
@@ -260,7 +261,7 @@ def test_evaluate_is_one_confusion_matrix_over_the_split(tmp_path):
     images = [torch.tensor([[[1.0, 1.0], [-1.0, -1.0]]]), torch.tensor([[[1.0, -1.0], [-1.0, -1.0]]])]
     masks = [torch.tensor([[1, 1], [1, 0]]), torch.tensor([[1, 255], [0, 0]])]
     loader = [(i[None].expand(1, 3, 2, 2), m[None]) for i, m in zip(images, masks)]
-    m = TASK.evaluate(Fixed(), loader, torch.device("cpu"), ["bg", "fg"])
+    m = evaluate(TASK, Fixed(), loader, torch.device("cpu"), ["bg", "fg"])
     # truth/pred pairs: (1,1) (1,1) (1,0) (0,0) | (1,1) (0,0) (0,0): fg tp 3 fn 1 fp 0; bg tp 3 fp 1
     assert m["confusion_matrix"] == [[3, 0], [1, 3]]
     assert m["iou"] == pytest.approx({"bg": 3 / 4, "fg": 3 / 4})

@@ -59,18 +59,22 @@ def train_params(recipe_help: str = shared.RECIPE_HELP, resume_help: str = share
 
 def run_eval(task_name: str, options: object, checkpoint: str, data: Optional[str], split: str, json_out: bool,
              device: str, batch_size: int, plots_dir: Optional[str]) -> None:
+    from visiontk.engine.distributed import launch_info
     from visiontk.engine.evaluator import evaluate_checkpoint
+    from visiontk.metrics.report import print_report
     from visiontk.tasks.registry import get_task
 
     task = get_task(task_name)
     metrics, ckpt = evaluate_checkpoint(checkpoint, task_name, data, split, device, batch_size, options=options)
+    if launch_info()[1] != 0:
+        return  # under torchrun every rank has the whole split's metrics; rank 0 prints and writes them
     classes = ckpt["classes"]
     out_dir = Path(plots_dir) if plots_dir else Path(checkpoint).parent / "plots"
     written = task.write_eval_plots(metrics, classes, out_dir, suffix=f"_{split}")
     if json_out:
         sys.stdout.write(json.dumps({"checkpoint": str(checkpoint), "split": split, "classes": classes, **metrics}) + "\n")
     else:
-        task.print_metrics(metrics, classes)
+        print_report(task.report(metrics, classes))
     for p in written:
         info(f"wrote {p}")
 

@@ -1,34 +1,85 @@
-"""Evaluating a checkpoint on a data split, for any task."""
+"""The one evaluation loop, used by `eval` and by the trainer's validation, for every task.
+
+The task turns a batch's model outputs into predictions (`Task.eval_outputs`,
+e.g. detection's decoding and NMS) and supplies the metric that scores them
+(`Task.metric`); the loop is the same for all. Under torchrun every process
+scores its own shard of the split (`eval_loader`), then the metric syncs, so
+every process returns the metrics of the whole split.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from torch.utils.data import DataLoader
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from visiontk.data.preprocess import Preprocess
+from visiontk.engine import distributed
 from visiontk.engine.build import model_from_checkpoint
-from visiontk.engine.device import select_device
 from visiontk.engine.performance import prepare_for_inference, use_channels_last
 from visiontk.tasks.options.fields import with_checkpoint_defaults
+
+
+def eval_loader(task, dataset: Dataset, batch_size: int, workers: int = 0, **loader_options) -> DataLoader:
+    """Batches of `dataset` in order; with several processes, this process's shard of it."""
+    world = distributed.world_size()
+    sampler = distributed.ShardSampler(len(dataset), world, distributed.rank()) if world > 1 else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, sampler=sampler, num_workers=workers,
+                      collate_fn=task.collate, **loader_options)
+
+
+@torch.no_grad()
+def evaluate(task, model: nn.Module, loader, device: torch.device, classes: list[str], options: Any = None,
+             group: Any = None) -> dict:
+    """The task's metrics over every batch of `loader`, synced over `group`'s processes.
+
+    `options`: the task's eval options (None: its defaults); a threshold left unset
+    takes the task's default. Leaves the model in eval mode.
+    """
+    options = with_checkpoint_defaults(options if options is not None else task.eval_options(), task.predict_defaults)
+    metric = task.metric(classes, options, getattr(loader, "dataset", None))
+    metric.reset()
+    model.eval()
+    for batch in loader:
+        if batch is None:  # every image of the batch was unreadable (skipped with a warning)
+            continue
+        images, targets = batch
+        outputs = model(images.to(device, non_blocking=True))
+        metric.update(*task.eval_outputs(outputs, targets, classes, options))
+    if distributed.world_size(group) > 1:
+        metric.sync(group)
+    return metric.compute()
 
 
 def evaluate_checkpoint(checkpoint: str | Path, task_name: str, data: str | None = None, split: str = "val",
                         device: str = "auto", batch_size: int = 32, workers: int = 0, options: object | None = None):
     """(metrics, checkpoint dict). `options`: the task's eval options (None: the defaults),
-    unset thresholds taken from the checkpoint."""
+    unset thresholds taken from the checkpoint.
+
+    Under torchrun every process evaluates its shard and gets the metrics of the
+    whole split; the caller lets rank 0 alone print and write.
+    """
     from visiontk.tasks.registry import get_task
 
     task = get_task(task_name)
-    model, ckpt = model_from_checkpoint(checkpoint, task_name)
-    recipe = ckpt["recipe_obj"]
-    dev = select_device(device)
-    model.to(dev)
-    # In the memory format `predict` runs it in (fp32 here): the same pixels through
-    # the same kernels give the same outputs, so eval describes predict exactly.
-    model = prepare_for_inference(model, dev, None, use_channels_last("auto", dev))
-    options = with_checkpoint_defaults(options if options is not None else task.eval_options(), task.stored_settings(ckpt))
-    # The checkpoint's preprocessing, as `predict` uses it: eval scores what predict does.
-    dataset, classes = task.eval_dataset(recipe, split, ckpt["classes"], data, Preprocess.from_checkpoint(ckpt), options)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=task.collate)
-    metrics = task.evaluate(model, loader, dev, ckpt["classes"], options)
+    owns_group = not distributed.is_initialized()  # a caller's process group is the caller's to end
+    dev = distributed.setup_device(device)
+    try:
+        model, ckpt = model_from_checkpoint(checkpoint, task_name)
+        recipe = ckpt["recipe_obj"]
+        model.to(dev)
+        # In the memory format `predict` runs it in (fp32 here): the same pixels through
+        # the same kernels give the same outputs, so eval describes predict exactly.
+        model = prepare_for_inference(model, dev, None, use_channels_last("auto", dev))
+        options = with_checkpoint_defaults(options if options is not None else task.eval_options(),
+                                           task.stored_settings(ckpt))
+        # The checkpoint's preprocessing, as `predict` uses it: eval scores what predict does.
+        dataset, _ = task.eval_dataset(recipe, split, ckpt["classes"], data, Preprocess.from_checkpoint(ckpt), options)
+        loader = eval_loader(task, dataset, batch_size, workers)
+        metrics = evaluate(task, model, loader, dev, ckpt["classes"], options)
+    finally:
+        if owns_group:
+            distributed.shutdown()
     return metrics, ckpt

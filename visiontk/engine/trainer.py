@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -24,8 +23,10 @@ from visiontk import __version__
 from visiontk.console import info, warn
 from visiontk.engine.build import build_model, checkpoint_meta, count_parameters, state_dict_fp32, unwrap
 from visiontk.engine.checkpoint import FORMAT, VERSION, atomic_save, atomic_write_text, load_checkpoint
-from visiontk.engine.device import amp_dtype, select_device
 from visiontk.backbones.normalization import pin_normalization
+from visiontk.engine import distributed
+from visiontk.engine.device import amp_dtype
+from visiontk.engine.evaluator import eval_loader, evaluate
 from visiontk.engine.performance import compile_model, use_channels_last
 from visiontk.engine.optim import build_optimizer, build_scheduler, param_groups
 from visiontk.engine.stages import apply_stage, describe_stage, keep_frozen_in_eval, plan_stages, stage_at, stage_param_groups
@@ -40,11 +41,6 @@ from visiontk.tasks.registry import get_task
 
 class Interrupted(VisionTKError):
     exit_code = 130
-
-
-def _dist_info() -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def write_results_csv(rows: list[dict], path: Path) -> None:
@@ -62,7 +58,7 @@ def write_results_csv(rows: list[dict], path: Path) -> None:
 class Trainer:
     def __init__(self, recipe: Recipe, device: str = "auto", project: str | None = None, name: str | None = None,
                  resume: str | None = None):
-        self.world, self.rank, self.local_rank = _dist_info()
+        self.world, self.rank, self.local_rank = distributed.launch_info()
         self.task = get_task(recipe.task)
         self.resume_ckpt = None
         if resume:
@@ -83,7 +79,7 @@ class Trainer:
             run_name = name or recipe.output.name or recipe.name
             self.run_dir = next_run_dir(project_dir, recipe.task, run_name)
         self.recipe = recipe
-        self.device = self._setup_device(device)
+        self.device = distributed.setup_device(device)
         self.is_main = self.rank == 0
 
     @staticmethod
@@ -100,17 +96,6 @@ class Trainer:
             return saved
         saved.train.epochs = given.train.epochs if given.train.epochs > saved.train.epochs else saved.train.epochs
         return saved
-
-    def _setup_device(self, device: str) -> torch.device:
-        if self.world > 1:
-            dev = select_device(device)
-            if dev.type == "cuda":
-                dev = torch.device("cuda", self.local_rank)
-                torch.cuda.set_device(dev)
-            if not dist.is_initialized():
-                dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-            return dev
-        return select_device(device)
 
     # -- data ---------------------------------------------------------------
     def _loaders(self):
@@ -144,7 +129,8 @@ class Trainer:
             self.sampler = None
             train_loader = DataLoader(train_ds, batch_size=bs, shuffle=True, generator=self.generator, drop_last=drop_last,
                                       **common)
-        val_loader = DataLoader(val_ds, batch_size=bs, shuffle=False, **common)
+        # Every rank validates its own shard of the val set (engine/evaluator.py).
+        val_loader = eval_loader(task, val_ds, bs, r.train.workers, pin_memory=pin, worker_init_fn=worker_init)
         return train_loader, val_loader, classes
 
     def _barrier(self) -> None:
@@ -247,18 +233,18 @@ class Trainer:
                     row = {"epoch": row.pop("epoch"), "stage": self.stage.index + 1, **row}
                 last = epoch + 1 == r.train.epochs
                 stop = False
-                if self.is_main:
-                    if (epoch + 1) % r.train.eval_every == 0 or last:
-                        metrics = task.evaluate(unwrap(model), val_loader, self.device, classes)
-                        row.update({f"val/{k}": v for k, v in task.metric_scalars(metrics).items()})
-                        fitness = metrics["fitness"]
-                        improved = fitness > self.best_fitness
-                        if improved:
-                            self.best_fitness, self.best_epoch, bad_epochs = fitness, epoch + 1, 0
-                        else:
-                            bad_epochs += 1
+                improved = False
+                if (epoch + 1) % r.train.eval_every == 0 or last:
+                    # Every rank evaluates its shard; after the metric's sync all hold the same numbers.
+                    metrics = evaluate(task, unwrap(model), val_loader, self.device, classes)
+                    row.update({f"val/{k}": v for k, v in task.metric_scalars(metrics).items()})
+                    fitness = metrics["fitness"]
+                    improved = fitness > self.best_fitness
+                    if improved:
+                        self.best_fitness, self.best_epoch, bad_epochs = fitness, epoch + 1, 0
                     else:
-                        improved = False
+                        bad_epochs += 1
+                if self.is_main:
                     row["lr"] = self.optimizer.param_groups[0]["lr"]
                     self.history.append(row)
                     # best.pt first: a kill between the two writes leaves last.pt at the
@@ -285,8 +271,8 @@ class Trainer:
         except KeyboardInterrupt:
             raise Interrupted(self._save_interrupted()) from None
         finally:
-            if self.world > 1 and dist.is_initialized():
-                dist.destroy_process_group()
+            if self.world > 1:
+                distributed.shutdown()
         result = {"run_dir": str(self.run_dir), "best_fitness": self.best_fitness, "best_epoch": self.best_epoch,
                   "metrics": metrics}
         if self.is_main:

@@ -15,6 +15,8 @@ from torch import nn
 
 from visiontk.backbones.base import Backbone
 from visiontk.console import err_console
+from visiontk.metrics.base import Metric
+from visiontk.metrics.report import Report
 from visiontk.outputs.output_file import OutputFile
 from visiontk.outputs.plan import PredictionOutputs
 from visiontk.outputs.records import JsonlWriter
@@ -125,10 +127,22 @@ class Task:
         raise NotImplementedError
 
     # -- evaluation ---------------------------------------------------------
-    def evaluate(self, model: nn.Module, loader, device: torch.device, classes: list[str], options: Any = None) -> dict:
-        """Metrics over a split. Must hold 'fitness' (higher is better) for best.pt.
+    # The loop itself is the engine's (engine/evaluator.py), the same for every task.
+    def metric(self, classes: list[str], options: Any, dataset: Any = None) -> Metric:
+        """A fresh metric for one evaluation of the split (visiontk.metrics.base.Metric);
+        its `compute` must hold 'fitness' (higher is better) for best.pt.
 
-        `options`: an `eval_options` (None: its defaults), filled from the checkpoint."""
+        `options`: an `eval_options`, unset fields filled from the checkpoint or the task's defaults.
+        `dataset`: the split being scored (e.g. segment asks it at which size its masks are)."""
+        raise NotImplementedError
+
+    def eval_outputs(self, outputs: Any, targets: Any, classes: list[str], options: Any) -> tuple[Any, Any]:
+        """(predictions, truths) for `metric().update` from one batch's model outputs and
+        collated targets: where post-processing (decoding, NMS) happens. By default, as they are."""
+        return outputs, targets
+
+    def report(self, metrics: dict, classes: list[str]) -> Report:
+        """The tables `eval` prints for `metrics`."""
         raise NotImplementedError
 
     def metric_scalars(self, metrics: dict) -> dict:
@@ -137,9 +151,6 @@ class Task:
 
     def write_eval_plots(self, metrics: dict, classes: list[str], plots_dir: Path, suffix: str = "") -> list[Path]:
         return []
-
-    def print_metrics(self, metrics: dict, classes: list[str]) -> None:
-        raise NotImplementedError
 
     def stored_settings(self, ckpt: dict) -> dict:
         """The predict settings a checkpoint stored, over the task's own defaults

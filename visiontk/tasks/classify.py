@@ -9,11 +9,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from visiontk.console import err_console
 from visiontk.data.imagefolder import ClassificationDataset, scan_imagefolder
 from visiontk.data.transforms import build_augmentations
 from visiontk.backbones.normalization import recipe_preprocess
-from visiontk.metrics.classification import ClassificationMetrics
+from visiontk.metrics.classification import ClassificationMetric, classification_report
 from visiontk.outputs.plan import PredictionOutputs
 from visiontk.outputs.records import CsvWriter, JsonlWriter
 from visiontk.recipe import EmptySection, Fraction, Section
@@ -86,17 +85,11 @@ class ClassifyTask(Task):
 
         return loss_fn
 
-    @torch.no_grad()
-    def evaluate(self, model, loader, device, classes, options=None) -> dict:
-        model.eval()
-        metrics = ClassificationMetrics(len(classes))
-        for batch in loader:
-            if batch is None:  # every image of the batch was unreadable (skipped with a warning)
-                continue
-            images, labels = batch
-            logits = model(images.to(device, non_blocking=True))
-            metrics.update(logits.float().cpu(), labels)
-        return metrics.compute()
+    def metric(self, classes, options, dataset=None) -> ClassificationMetric:
+        return ClassificationMetric(len(classes))
+
+    def eval_outputs(self, outputs, targets, classes, options):
+        return outputs.float().cpu(), targets
 
     def metric_scalars(self, metrics: dict) -> dict:
         return {k: metrics[k] for k in ("top1", "top5", "loss") if k in metrics}
@@ -108,21 +101,8 @@ class ClassifyTask(Task):
         plot_confusion_matrix(metrics["confusion_matrix"], classes, path)
         return [path]
 
-    def print_metrics(self, metrics: dict, classes: list[str]) -> None:
-        from rich.table import Table
-
-        summary = Table(title="classification", show_header=True)
-        summary.add_column("images", justify="right")
-        summary.add_column("top-1", justify="right")
-        summary.add_column("top-5", justify="right")
-        summary.add_row(str(metrics["count"]), f"{metrics['top1']:.4f}", f"{metrics['top5']:.4f}")
-        err_console.print(summary)
-        per_class = Table(title="per class", show_header=True)
-        for col in ("class", "images", "precision", "recall"):
-            per_class.add_column(col, justify="left" if col == "class" else "right")
-        for i, name in enumerate(classes):
-            per_class.add_row(name, str(metrics["support"][i]), f"{metrics['precision'][i]:.4f}", f"{metrics['recall'][i]:.4f}")
-        err_console.print(per_class)
+    def report(self, metrics: dict, classes: list[str]):
+        return classification_report(metrics, classes)
 
     def prediction_outputs(self, options: ClassifyPredictOptions, out) -> PredictionOutputs:
         return PredictionOutputs(CsvWriter if options.format == ClassifyFormat.csv else JsonlWriter, stream=out)

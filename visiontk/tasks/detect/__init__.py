@@ -1,6 +1,6 @@
 """YOLO-v1 detection: head, target encoding, loss, decoding, COCO mAP, data formats, dataset.
 
-Modules (import the heavier ones -- formats, dataset, coco_eval -- directly;
+Modules (import the heavier ones -- formats, dataset, coco_eval, metric -- directly;
 they pull in PIL/albumentations/pycocotools/matplotlib):
 
 * head:      YoloV1Head, activate, grid_size_for
@@ -8,6 +8,7 @@ they pull in PIL/albumentations/pycocotools/matplotlib):
 * loss:      YoloV1Loss
 * decode:    decode_predictions, grid_to_boxes, scale_to_pixels
 * coco_eval: evaluate_coco, plot_pr_curve
+* metric:    DetectionMetric (the task's metric: per-image results, gathered across ranks), detection_report
 * formats:   data.options per format, read_split (records from visiontk.data.formats)
 * dataset:   DetectionDataset, collate_detection, detection_bbox_params
 """

@@ -17,7 +17,6 @@ coco_eval, formats, dataset); this module only wires them to a recipe:
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Iterable, Literal, Union
 
@@ -27,7 +26,7 @@ from pydantic import Field
 from torch import Tensor, nn
 from torchvision.ops import box_convert
 
-from visiontk.console import err_console, warn
+from visiontk.console import warn
 from visiontk.data.transforms import build_augmentations
 from visiontk.backbones.normalization import recipe_preprocess
 from visiontk.errors import DataError, UserError
@@ -39,9 +38,9 @@ from visiontk.tasks.detect.encode import encode_batch
 from visiontk.tasks.detect.formats import annotation_source, read_split
 from visiontk.tasks.detect.head import YoloV1Head
 from visiontk.tasks.detect.loss import YoloV1Loss
+from visiontk.tasks.detect.metric import DetectionMetric, detection_report
 from visiontk.tasks.detect.writers import prediction_outputs
 from visiontk.tasks.options.detect import DetectEvalOptions, DetectPredictOptions
-from visiontk.tasks.options.fields import with_checkpoint_defaults
 from visiontk.tasks.registry import register_task
 
 # mAP integrates precision over every recall level: a 0.25 score cut (right
@@ -214,53 +213,25 @@ class DetectTask(Task):
         return loss_fn
 
     # -- evaluation -----------------------------------------------------------
-    @torch.no_grad()
-    def evaluate(self, model, loader, device, classes, options=None) -> dict:
-        from visiontk.tasks.detect.coco_eval import evaluate_coco
+    def metric(self, classes, options: DetectEvalOptions, dataset=None) -> DetectionMetric:
+        return DetectionMetric(classes, options.conf, options.iou, options.max_det)
 
-        opts = with_checkpoint_defaults(options or DetectEvalOptions(), self.predict_defaults)
-        model.eval()
-        gts, dets = [], []
-        for batch in loader:
-            if batch is None:  # every image of the batch was unreadable (skipped with a warning)
-                continue
-            images, targets = batch
-            pred = model(images.to(device, non_blocking=True)).float()
-            found = decode_predictions(pred, opts.conf, opts.iou, int(opts.max_det), boxes_per_cell(pred, len(classes)))
-            for target, det in zip(targets, found):
-                h, w = target["orig_size"].tolist()
-                gt_boxes = box_convert(target["boxes"].float().cpu(), "cxcywh", "xyxy")
-                gts.append({"boxes": scale_to_pixels(gt_boxes, w, h), "labels": target["labels"].cpu(),
-                            "width": w, "height": h})
-                dets.append({"boxes": scale_to_pixels(det["boxes"].cpu(), w, h), "scores": det["scores"].cpu(),
-                             "labels": det["labels"].cpu()})
-        result = evaluate_coco(gts, dets, classes)
-        support = [0] * len(classes)
-        for gt in gts:
-            for label in gt["labels"].tolist():
-                support[label] += 1
-
-        def finite(x: float) -> float | None:
-            return None if math.isnan(x) else float(x)
-
-        m, m50, m75 = finite(result["map"]), finite(result["map50"]), finite(result["map75"])
-        return {
-            "map": m,
-            "map50": m50,
-            "map75": m75,
-            "fitness": 0.1 * (m50 or 0.0) + 0.9 * (m or 0.0),
-            "per_class_ap50": result["per_class_ap50"],
-            "support": support,
-            "images": len(gts),
-            "boxes": sum(support),
-            "detections": sum(len(d["scores"]) for d in dets),
-            "conf": float(opts.conf),
-            "iou": float(opts.iou),
-            "max_det": int(opts.max_det),
-            "recall_thresholds": [float(r) for r in result["recall_thresholds"]],
-            "pr_curve50": {k: (None if v is None else [round(float(p), 6) for p in v])
-                           for k, v in result["pr_curve50"].items()},
-        }
+    def eval_outputs(self, outputs, targets, classes, options: DetectEvalOptions):
+        """Decoded, NMS'd detections and the ground truth, per image in pixels of the original image."""
+        pred = outputs.float()
+        found = decode_predictions(pred, options.conf, options.iou, int(options.max_det),
+                                   boxes_per_cell(pred, len(classes)))
+        dets, gts = [], []
+        for target, det in zip(targets, found):
+            h, w = target["orig_size"].tolist()
+            gt_boxes = box_convert(target["boxes"].float().cpu(), "cxcywh", "xyxy")
+            gt = {"boxes": scale_to_pixels(gt_boxes, w, h), "labels": target["labels"].cpu(), "width": w, "height": h}
+            if "image_id" in target:
+                gt["image_id"] = int(target["image_id"])
+            gts.append(gt)
+            dets.append({"boxes": scale_to_pixels(det["boxes"].cpu(), w, h), "scores": det["scores"].cpu(),
+                         "labels": det["labels"].cpu()})
+        return dets, gts
 
     def metric_scalars(self, metrics: dict) -> dict:
         return {k: metrics[k] for k in ("map", "map50", "map75") if metrics.get(k) is not None}
@@ -271,25 +242,8 @@ class DetectTask(Task):
         curve = {**metrics, "map50": float("nan") if metrics["map50"] is None else metrics["map50"]}
         return [plot_pr_curve(curve, Path(plots_dir) / f"pr_curve{suffix}.png")]
 
-    def print_metrics(self, metrics: dict, classes: list[str]) -> None:
-        from rich.table import Table
-
-        def fmt(x) -> str:
-            return "-" if x is None else f"{x:.4f}"
-
-        summary = Table(title=f"detection (score > {metrics['conf']:g}, NMS IoU {metrics['iou']:g}, "
-                              f"at most {metrics['max_det']} per image)", show_header=True)
-        for col in ("images", "boxes", "detections", "mAP@[.5:.95]", "mAP@.5", "mAP@.75"):
-            summary.add_column(col, justify="right")
-        summary.add_row(str(metrics["images"]), str(metrics["boxes"]), str(metrics["detections"]),
-                        fmt(metrics["map"]), fmt(metrics["map50"]), fmt(metrics["map75"]))
-        err_console.print(summary)
-        per_class = Table(title="per class", show_header=True)
-        for col in ("class", "boxes", "AP@.5"):
-            per_class.add_column(col, justify="left" if col == "class" else "right")
-        for i, name in enumerate(classes):
-            per_class.add_row(name, str(metrics["support"][i]), fmt(metrics["per_class_ap50"].get(name)))
-        err_console.print(per_class)
+    def report(self, metrics: dict, classes: list[str]):
+        return detection_report(metrics, classes)
 
     # -- prediction -----------------------------------------------------------
     def prediction_outputs(self, options: DetectPredictOptions, out):

@@ -1,86 +1,76 @@
-"""Confusion-matrix based segmentation metrics: mIoU, pixel accuracy, Dice."""
+"""Segmentation scores from one confusion matrix over the split: mIoU, pixel accuracy, Dice."""
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 
+from visiontk.metrics.base import sum_across_ranks
+from visiontk.metrics.confusion import ConfusionMatrix
+from visiontk.metrics.report import Report
 
-class ConfusionMatrix:
-    """Accumulates ``mat[target, pred]`` (int64, rows = ground truth).
 
-    Everything derives from one ``num_classes × num_classes`` tensor, so
-    distributed evaluation only has to sum it: ``cm.reduce(dist.all_reduce)``
-    (``fn`` may modify ``mat`` in place or return a new tensor), or
-    ``cm.merge(other)`` for matrices gathered by hand.
-    """
+def _clean(value: float) -> float | None:
+    """NaN (a class absent from both prediction and truth) becomes null in JSON."""
+    return None if value is None or math.isnan(value) else value
 
-    def __init__(
-        self, num_classes: int, ignore_index: int = 255, device: str | torch.device = "cpu"
-    ) -> None:
-        self.num_classes = num_classes
-        self.ignore_index = ignore_index
-        self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+
+class SegmentationMetric:
+    """Updated with label maps and masks: either two ``[N, H, W]`` tensors, or two
+    lists with one ``[H, W]`` tensor per image, each image at its own size (an
+    image's prediction and mask must match; images may differ from each other)."""
+
+    def __init__(self, classes: Sequence[str], ignore_index: int, scored_at: str = "input_size"):
+        self.classes = list(classes)
+        self.scored_at = scored_at  # "input_size" or "image_size": reported, so a reader knows which
+        self.confusion = ConfusionMatrix(len(self.classes), ignore_index)
+        self.images = torch.zeros((), dtype=torch.int64)
 
     def reset(self) -> None:
-        self.mat.zero_()
+        self.confusion.reset()
+        self.images.zero_()
 
-    @torch.no_grad()
-    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        """Add a batch: ``pred`` and ``target`` are class indices ``[N, H, W]``."""
-        if pred.shape != target.shape:
-            raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
-        k = self.num_classes
-        pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
-        valid = target != self.ignore_index
-        pred, target = pred[valid], target[valid]
-        if target.numel() == 0:
-            return
-        # An index outside [0, k) would land in another cell of the flattened matrix.
-        for name, t in (("target", target), ("pred", pred)):
-            lo, hi = int(t.min()), int(t.max())
-            if lo < 0 or hi >= k:
-                raise ValueError(f"{name} holds class {hi if hi >= k else lo}, outside [0, {k})")
-        counts = torch.bincount(target * k + pred, minlength=k * k).reshape(k, k)
-        self.mat += counts.to(self.mat.device)
+    def update(self, labels: torch.Tensor | Sequence[torch.Tensor], masks: torch.Tensor | Sequence[torch.Tensor]) -> None:
+        if torch.is_tensor(labels) and torch.is_tensor(masks):
+            self.confusion.update(labels, masks)
+        else:
+            if len(labels) != len(masks):
+                raise ValueError(f"{len(labels)} predictions for {len(masks)} masks")
+            for one, mask in zip(labels, masks):
+                self.confusion.update(one, mask)
+        self.images += len(labels)
 
-    def merge(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
-        if other.num_classes != self.num_classes:
-            raise ValueError("cannot merge confusion matrices of different sizes")
-        self.mat += other.mat.to(self.mat.device)
-        return self
+    def sync(self, group: Any = None) -> None:
+        self.confusion.sync(group)
+        self.images = sum_across_ranks(self.images, group)
 
-    def reduce(self, fn: Callable[[torch.Tensor], Any]) -> "ConfusionMatrix":
-        result = fn(self.mat)
-        if isinstance(result, torch.Tensor):
-            self.mat = result
-        return self
-
-    def compute(self) -> dict[str, Any]:
-        """Metrics as plain Python numbers.
-
-        A class absent from both prediction and target has no IoU/Dice (NaN in
-        the per-class lists) and is left out of the means; otherwise a class
-        missing from a small validation set would count as 0 or 1.
-        """
-        mat = self.mat.double().cpu()
-        tp = mat.diag()
-        gt = mat.sum(1)
-        pred = mat.sum(0)
-        union = gt + pred - tp
-        nan = torch.tensor(math.nan, dtype=torch.float64)
-        iou = torch.where(union > 0, tp / union.clamp(min=1), nan)
-        dice = torch.where(gt + pred > 0, 2 * tp / (gt + pred).clamp(min=1), nan)
-        total = mat.sum()
-
-        def nanmean(t: torch.Tensor) -> float:
-            return float(t.nanmean()) if (~t.isnan()).any() else math.nan
-
+    def compute(self) -> dict:
+        m = self.confusion.compute()
         return {
-            "miou": nanmean(iou),
-            "per_class_iou": iou.tolist(),
-            "pixel_accuracy": float(tp.sum() / total) if total > 0 else math.nan,
-            "mean_dice": nanmean(dice),
-            "per_class_dice": dice.tolist(),
+            "miou": m["miou"],
+            "pixel_accuracy": m["accuracy"],
+            "mean_dice": m["mean_dice"],
+            "iou": {name: _clean(v) for name, v in zip(self.classes, m["per_class_iou"])},
+            "dice": {name: _clean(v) for name, v in zip(self.classes, m["per_class_dice"])},
+            "images": int(self.images),
+            "pixels": m["total"],
+            "confusion_matrix": self.confusion.mat.tolist(),
+            "scored_at": self.scored_at,
+            "fitness": m["miou"],
         }
+
+
+def segmentation_report(metrics: dict, classes: list[str]) -> Report:
+    mat = np.asarray(metrics["confusion_matrix"], dtype=np.float64)
+    truth = mat.sum(1) / max(mat.sum(), 1)  # each class's share of the scored pixels
+    where = {"image_size": "at each image's own size", "input_size": "at the model's input size"}
+    scored_at = metrics.get("scored_at", "input_size")
+    return Report(
+        f"segmentation (scored {where.get(scored_at, scored_at)})",
+        {"images": metrics["images"], "pixels": metrics["pixels"], "mIoU": metrics["miou"],
+         "pixel acc.": metrics["pixel_accuracy"], "mean Dice": metrics["mean_dice"]},
+        [{"class": name, "IoU": metrics["iou"].get(name), "Dice": metrics["dice"].get(name),
+          "pixel share": float(truth[i])} for i, name in enumerate(classes)],
+    )

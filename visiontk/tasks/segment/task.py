@@ -8,7 +8,6 @@ trainer, evaluator and predictor. The classic backbone-free U-Net is
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Iterable, Literal, Optional
 
@@ -18,7 +17,6 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from visiontk.console import err_console
 from visiontk.data.formats.masks import IGNORE_INDEX
 from visiontk.data.transforms import build_augmentations
 from visiontk.backbones.normalization import recipe_preprocess
@@ -35,7 +33,7 @@ from .common import label_map
 from .dataset import SegmentationDataset, collate_segmentation
 from .formats import read_records
 from .losses import SegmentationLoss
-from .metrics import ConfusionMatrix
+from .metrics import SegmentationMetric, segmentation_report
 from .model import SegmentationModel, build_decoder
 from .outputs import MaskWriter, full_size_labels
 from .tiling import predict_tiled
@@ -75,11 +73,6 @@ class SegmentLossOptions(Section):
                                       Expected("a list of positive numbers")]] = None
     # Weight of the Dice term in ce+dice.
     dice_weight: Annotated[Number, Field(ge=0.0)] = 1.0
-
-
-def _clean(value: float) -> float | None:
-    """NaN (a class absent from both prediction and truth) becomes null in JSON."""
-    return None if value is None or math.isnan(value) else value
 
 
 class SegmentTask(Task):
@@ -157,41 +150,18 @@ class SegmentTask(Task):
         return loss_fn
 
     # -- evaluation ---------------------------------------------------------------
-    @torch.no_grad()
-    def evaluate(self, model, loader, device, classes, options=None) -> dict:
+    def metric(self, classes, options, dataset=None) -> SegmentationMetric:
         """One confusion matrix over the whole split: mIoU, per-class IoU, pixel accuracy, Dice."""
-        model.eval()
-        cm = ConfusionMatrix(len(classes), IGNORE_INDEX, device=device)
         # The dataset says where its masks are: at the input size, or at each image's
-        # own size, where the logits are upsampled exactly as `predict` writes its masks.
-        scored_at = getattr(getattr(loader, "dataset", None), "mask_at", "input_size")
-        images = 0
-        for item in loader:
-            if item is None:  # the collate's "nothing left in this batch"
-                continue
-            batch, masks = item
-            logits = model(batch.to(device, non_blocking=True))
-            if torch.is_tensor(masks) and masks.shape[-2:] == logits.shape[-2:]:
-                cm.update(label_map(logits, 1), masks.to(device, non_blocking=True))
-            else:
-                for one, mask in zip(logits, masks):
-                    labels = torch.from_numpy(full_size_labels(one, tuple(mask.shape[-2:])).astype(np.int64))
-                    cm.update(labels.to(device), mask.to(device))
-            images += batch.shape[0]
-        m = cm.compute()
-        mat = cm.mat.cpu()
-        return {
-            "miou": m["miou"],
-            "pixel_accuracy": m["pixel_accuracy"],
-            "mean_dice": m["mean_dice"],
-            "iou": {name: _clean(v) for name, v in zip(classes, m["per_class_iou"])},
-            "dice": {name: _clean(v) for name, v in zip(classes, m["per_class_dice"])},
-            "images": images,
-            "pixels": int(mat.sum()),
-            "confusion_matrix": mat.tolist(),
-            "scored_at": scored_at,
-            "fitness": m["miou"],
-        }
+        # own size (`segment eval --at`), where the logits are upsampled as `predict` writes its masks.
+        return SegmentationMetric(classes, IGNORE_INDEX, scored_at=getattr(dataset, "mask_at", "input_size"))
+
+    def eval_outputs(self, outputs, targets, classes, options):
+        if torch.is_tensor(targets) and targets.shape[-2:] == outputs.shape[-2:]:
+            return label_map(outputs, 1), targets
+        labels = [torch.from_numpy(full_size_labels(one, tuple(mask.shape[-2:])).astype(np.int64)).to(mask.device)
+                  for one, mask in zip(outputs, targets)]
+        return labels, list(targets)
 
     def metric_scalars(self, metrics: dict) -> dict:
         out = {k: metrics[k] for k in ("miou", "pixel_accuracy", "mean_dice") if k in metrics}
@@ -205,28 +175,8 @@ class SegmentTask(Task):
         plot_confusion_matrix(metrics["confusion_matrix"], classes, path)
         return [path]
 
-    def print_metrics(self, metrics: dict, classes: list[str]) -> None:
-        from rich.table import Table
-
-        def fmt(v):
-            return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
-
-        where = {"image_size": "at each image's own size", "input_size": "at the model's input size"}
-        scored_at = metrics.get("scored_at", "input_size")
-        summary = Table(title=f"segmentation (scored {where.get(scored_at, scored_at)})", show_header=True)
-        for col in ("images", "pixels", "mIoU", "pixel acc.", "mean Dice"):
-            summary.add_column(col, justify="right")
-        summary.add_row(str(metrics["images"]), str(metrics["pixels"]), fmt(metrics["miou"]),
-                        fmt(metrics["pixel_accuracy"]), fmt(metrics["mean_dice"]))
-        err_console.print(summary)
-        mat = np.asarray(metrics["confusion_matrix"], dtype=np.float64)
-        truth = mat.sum(1) / max(mat.sum(), 1)
-        per_class = Table(title="per class", show_header=True)
-        for col in ("class", "IoU", "Dice", "pixel share"):
-            per_class.add_column(col, justify="left" if col == "class" else "right")
-        for i, name in enumerate(classes):
-            per_class.add_row(name, fmt(metrics["iou"].get(name)), fmt(metrics["dice"].get(name)), f"{truth[i]:.4f}")
-        err_console.print(per_class)
+    def report(self, metrics: dict, classes: list[str]):
+        return segmentation_report(metrics, classes)
 
     # -- prediction ---------------------------------------------------------------
     def prediction_outputs(self, options: SegmentPredictOptions, out) -> PredictionOutputs:

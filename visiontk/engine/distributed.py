@@ -1,0 +1,74 @@
+"""torchrun's process group as train and eval use it, and the sampler that shards evaluation.
+
+torchrun sets WORLD_SIZE, RANK and LOCAL_RANK; without it everything here is a
+single process (world 1, rank 0) and no process group is made.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Iterator
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Sampler
+
+from visiontk.engine.device import select_device
+
+
+def launch_info() -> tuple[int, int, int]:
+    """(world size, rank, local rank) as torchrun set them; (1, 0, 0) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def setup_device(device: str) -> torch.device:
+    """The device of this process; under torchrun, also joins the process group
+    (NCCL on CUDA, gloo otherwise), each process on its own GPU."""
+    world, _, local_rank = launch_info()
+    dev = select_device(device)
+    if world > 1:
+        if dev.type == "cuda":
+            dev = torch.device("cuda", local_rank)
+            torch.cuda.set_device(dev)
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return dev
+
+
+def is_initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def shutdown() -> None:
+    if is_initialized():
+        dist.destroy_process_group()
+
+
+def world_size(group=None) -> int:
+    """Processes that share an evaluation: 1 without a process group."""
+    return dist.get_world_size(group) if is_initialized() else 1
+
+
+def rank(group=None) -> int:
+    return dist.get_rank(group) if is_initialized() else 0
+
+
+class ShardSampler(Sampler[int]):
+    """Rank r of N takes indices r, r + N, r + 2N, ... in order.
+
+    Unlike DistributedSampler it neither pads nor repeats indices to even out
+    the shards: the shards of an evaluation set differ by at most one image, and
+    every image is scored exactly once however the set divides.
+    """
+
+    def __init__(self, length: int, num_replicas: int, rank: int) -> None:
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} outside [0, {num_replicas})")
+        self.length, self.num_replicas, self.rank = length, num_replicas, rank
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.length, self.num_replicas))
+
+    def __len__(self) -> int:
+        return max(0, math.ceil((self.length - self.rank) / self.num_replicas))
