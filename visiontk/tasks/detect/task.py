@@ -131,7 +131,10 @@ class DetectTask(Task):
 
     # -- data -----------------------------------------------------------------
     def has_training_data(self, recipe) -> bool:
-        return annotation_source(recipe, "train", Path(recipe.data.root)).exists()
+        try:
+            return annotation_source(recipe, "train", Path(recipe.data.root)).exists()
+        except UserError:  # a YOLO data yaml not there (yet)
+            return False
 
     def synthesize(self, root: Path, n: int, size: int, seed: int) -> None:
         from visiontk.data.synth import synth_detect
