@@ -99,3 +99,71 @@ def test_detect_trains_from_a_yaml_named_config(tmp_path):
     res = run_cli("detect", "train", str(missing), "--project", str(tmp_path / "runs"), "--device", "cpu")
     assert res.returncode != 0
     assert "nope.yaml" in res.stderr and "data.options.data_yaml" in res.stderr
+
+
+# --------------------------------------------------------------- 2. COCO ids kept
+
+CATEGORIES = [{"id": 1, "name": "person"}, {"id": 7, "name": "train"}, {"id": 90, "name": "toothbrush"}]
+
+
+def _coco_set(root: Path, n: int = 6) -> None:
+    """Non-contiguous category ids (1, 7, 90) and image ids (139, 285, ...), file names that are not numbers."""
+    for split in ("train", "val"):
+        images, annotations = [], []
+        for i in range(n):
+            name = f"{split}/pic_{i}.png"
+            _png(root / "images" / name, seed=i)
+            image_id = 139 + 146 * i
+            images.append({"id": image_id, "file_name": name.split("/", 1)[1], "width": 64, "height": 64})
+            for k, cat in enumerate(CATEGORIES[: 1 + i % 3]):
+                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": cat["id"],
+                                    "bbox": [4 + 18 * k, 8, 14, 20], "area": 280, "iscrowd": 0})
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(
+            {"images": images, "annotations": annotations, "categories": CATEGORIES}))
+
+
+def test_coco_ids_travel_from_the_files_to_the_results(tmp_path):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    root = tmp_path / "coco"
+    _coco_set(root)
+    recipe = _recipe(tmp_path / "r.yaml", {"task": "detect", "model": TINY_DETECT, "train": TRAIN,
+                                           "data": {"format": "coco", "root": str(root), "image_size": 64}})
+    best = _train("detect", recipe, tmp_path / "runs")
+    ckpt = torch.load(best, weights_only=True)
+    assert ckpt["classes"] == ["person", "train", "toothbrush"] and ckpt["category_ids"] == [1, 7, 90]
+
+    gt = root / "annotations" / "instances_val.json"
+    out = tmp_path / "results.json"
+    images = sorted((root / "images" / "val").glob("*.png"))
+    res = run_cli("detect", "predict", str(best), *map(str, images), "--format", "coco", "--conf", "0.001",
+                  "--coco-images-from", str(gt), "--out", str(out), "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    results = json.loads(out.read_text())
+    assert results, "the untrained model still scores boxes above 0.001"
+    truth = json.loads(gt.read_text())
+    assert {r["category_id"] for r in results} <= {c["id"] for c in CATEGORIES}
+    assert {r["image_id"] for r in results} <= {i["id"] for i in truth["images"]}
+    coco_gt = COCO(str(gt))
+    evaluation = COCOeval(coco_gt, coco_gt.loadRes(str(out)), "bbox")
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+
+    res = run_cli("detect", "eval", str(best), "--json", "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["classes"] == ["person", "train", "toothbrush"]
+
+    # Without the annotation file: numeric file names are the ids, else the position (and a warning says so).
+    numeric = tmp_path / "numeric"
+    numeric.mkdir()
+    (numeric / "000000285.png").write_bytes(images[1].read_bytes())
+    (numeric / "photo.png").write_bytes(images[2].read_bytes())
+    res = run_cli("detect", "predict", str(best), str(numeric / "000000285.png"), str(numeric / "photo.png"),
+                  "--format", "coco", "--conf", "0.001", "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    ids = {Path(r["file_name"]).name: r["image_id"] for r in json.loads(res.stdout)}
+    assert ids == {"000000285.png": 285, "photo.png": 2}
+    assert "position" in res.stderr

@@ -149,6 +149,9 @@ class DetectTask(Task):
                                   bbox_params=detection_bbox_params(recipe.data.options.min_visibility, clip=True))
         dataset = SkippingDetectionDataset(found.records, preprocess or recipe_preprocess(recipe), transform,
                                            policy=recipe.data.bad_annotations)
+        # COCO's own category ids (gaps kept) go into the checkpoint, so results are
+        # written with them; YOLO's and VOC's are the label order (written as label + 1).
+        dataset.category_ids = list(found.category_ids) if recipe.data.format == "coco" else None
         return dataset, found.classes
 
     def collate(self, batch: list):
@@ -306,7 +309,7 @@ class DetectTask(Task):
             h, w = meta["orig_size"]
             boxes = scale_to_pixels(det["boxes"].cpu(), w, h)
             ids = det["labels"].tolist()
-            yield {
+            record = {
                 "path": meta["path"],
                 "width": w,
                 "height": h,
@@ -315,6 +318,9 @@ class DetectTask(Task):
                 "labels": [classes[i] for i in ids],
                 "label_ids": ids,
             }
+            if context.category_ids:  # a model trained on COCO files: their own category ids
+                record["category_ids"] = [context.category_ids[i] for i in ids]
+            yield record
 
 
 register_task(DetectTask())
