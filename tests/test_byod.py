@@ -167,3 +167,59 @@ def test_coco_ids_travel_from_the_files_to_the_results(tmp_path):
     ids = {Path(r["file_name"]).name: r["image_id"] for r in json.loads(res.stdout)}
     assert ids == {"000000285.png": 285, "photo.png": 2}
     assert "position" in res.stderr
+
+
+# --------------------------------------------------------------- 3. sparse mask ids
+
+SPARSE = {0: "background", 7: "road", 200: "car"}
+
+
+def _sparse_masks(root: Path, n: int = 6, size: int = 48) -> None:
+    """Masks whose values are the set's own ids 0 / 7 / 200, plus a value 99 no class map lists."""
+    for split in ("train", "val"):
+        for i in range(n):
+            _png(root / split / "images" / f"{i}.png", size=size, seed=i)
+            mask = np.zeros((size, size), np.uint8)
+            mask[: size // 2] = 7
+            mask[size // 2 :, : size // 2] = 200
+            mask[0, 0] = 99
+            (root / split / "masks").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(mask).save(root / split / "masks" / f"{i}.png")
+
+
+@pytest.mark.parametrize("given", ["yaml", "recipe"])
+def test_sparse_mask_ids_train_and_predict_in_the_sets_own_ids(tmp_path, given):
+    root = tmp_path / "set"
+    _sparse_masks(root)
+    data = {"format": "masks", "root": str(root), "image_size": 48}
+    if given == "yaml":
+        (root / "dataset.yaml").write_text("names:\n" + "".join(f"  {k}: {v}\n" for k, v in SPARSE.items()))
+        data["options"] = {"data_yaml": "dataset.yaml"}
+    else:
+        data["classes"] = SPARSE
+    recipe = _recipe(tmp_path / "r.yaml", {
+        "task": "segment", "data": data, "train": {**TRAIN, "epochs": 2, "lr": 0.01},
+        "model": {"backbone": "tinycnn", "backbone_options": {"width": 4}, "head": {"decoder": "fcn32s"}}})
+    res = run_cli("segment", "train", str(recipe), "--project", str(tmp_path / "runs"), "--name", "t",
+                  "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    # one warning for the whole split, counting the value no class map lists
+    assert "mask values 99 (6 px in 6 masks) are not in the class map: ignored (255)" in res.stderr
+    best = tmp_path / "runs" / "segment" / "t" / "best.pt"
+    ckpt = torch.load(best, weights_only=True)
+    assert ckpt["classes"] == list(SPARSE.values()) and ckpt["category_ids"] == list(SPARSE)
+
+    images = sorted((root / "val" / "images").glob("*.png"))
+    for values, allowed in (("ids", set(SPARSE)), ("index", {0, 1, 2})):
+        out = tmp_path / f"pred-{values}"
+        res = run_cli("segment", "predict", str(best), *map(str, images), "--out-dir", str(out),
+                      "--mask-values", values, "--device", "cpu")
+        assert res.returncode == 0, res.stderr
+        written = set()
+        for record in map(json.loads, res.stdout.splitlines()):
+            written |= set(np.unique(np.array(Image.open(record["mask"]))).tolist())
+        assert written and written <= allowed, (values, written)
+
+    res = run_cli("segment", "eval", str(best), "--json", "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    assert set(json.loads(res.stdout)["iou"]) == set(SPARSE.values())

@@ -126,6 +126,9 @@ class DetectTask(Task):
         height, width = recipe.image_size
         if height != width:
             raise recipe_error(source, "data.image_size", f"must be square for the S x S grid, got {d.image_size!r}")
+        if isinstance(d.classes, dict):
+            raise recipe_error(source, "data.classes", "must be a list of names here (the files' own ids are kept: "
+                                                       "COCO category ids travel into the checkpoint)")
         if d.synthetic is not None and d.format == "voc":
             raise recipe_error(source, "data.synthetic", "writes COCO and YOLO files: use data.format coco or yolo")
 

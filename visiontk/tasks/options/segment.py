@@ -10,6 +10,13 @@ from visiontk.tasks.options.fields import option
 from visiontk.tasks.options.spec import CommandSpec
 
 
+class MaskValues(str, Enum):
+    """What the pixel values of predicted masks are."""
+
+    ids = "ids"
+    index = "index"
+
+
 @dataclass(frozen=True)
 class SegmentPredictOptions:
     out_dir: Optional[str] = option(None, "Folder for the mask PNGs (default: runs/segment/predict, -2, -3... when "
@@ -19,6 +26,9 @@ class SegmentPredictOptions:
                                        "images larger than the model's input).", flags=("--tile",), min=8)
     tile_overlap: int = option(32, "Pixels of context on each side of a tile's kept centre.", flags=("--tile-overlap",),
                                min=0)
+    mask_values: MaskValues = option(MaskValues.ids, "ids: mask pixels are the data set's own class ids (its class "
+                                                     "map, e.g. 0, 7, 200; the class index when it has none) | index: "
+                                                     "contiguous class indices 0..K-1.", flags=("--mask-values",))
 
     def __post_init__(self) -> None:
         # Checked when the options are made, before any image is read.
