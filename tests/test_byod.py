@@ -223,3 +223,42 @@ def test_sparse_mask_ids_train_and_predict_in_the_sets_own_ids(tmp_path, given):
     res = run_cli("segment", "eval", str(best), "--json", "--device", "cpu")
     assert res.returncode == 0, res.stderr
     assert set(json.loads(res.stdout)["iou"]) == set(SPARSE.values())
+
+
+def test_image_ids_match_the_longest_file_name_then_numbers_then_positions(capsys):
+    from visiontk.tasks.detect.writers import ImageIds
+
+    ids = ImageIds({"val/a.jpg": 5, "train/a.jpg": 6, "b.jpg": 7}, "gt.json")
+    assert ids("/data/val/a.jpg", 1) == 5 and ids("/x/train/a.jpg", 2) == 6
+    assert ids("/elsewhere/b.jpg", 3) == 7  # a unique bare name matches
+    assert ids("/elsewhere/a.jpg", 4) == 4  # 'a.jpg' is ambiguous: neither number nor id -> position
+    assert ids("/x/000000139.jpg", 5) == 139
+    ids.summarise()
+    err = capsys.readouterr().err
+    assert "2 images are not in gt.json" in err and "1 images have neither" in err
+
+
+def test_130_sparse_ids_map_to_contiguous_indices(tmp_path, capsys):
+    from visiontk.tasks.recipes import recipe_from_dict
+    from visiontk.tasks.segment.formats import read_records
+    from visiontk.tasks.segment.readers import load_mask
+
+    ids = sorted({round(i * 200 / 129) for i in range(130)})
+    assert len(ids) == 130 and ids[-1] == 200
+    for split in ("train", "val"):
+        _png(tmp_path / split / "images" / "a.png", size=16)
+        mask = np.array(ids[:128] + [201, 255] * 64, np.uint8)[:256].reshape(16, 16)
+        (tmp_path / split / "masks").mkdir(parents=True)
+        Image.fromarray(mask).save(tmp_path / split / "masks" / "a.png")
+    recipe = recipe_from_dict({"task": "segment", "data": {"format": "masks", "root": str(tmp_path),
+                                                           "classes": {i: f"c{i}" for i in ids}}})
+    records, names, found = read_records(recipe, "train", None)
+    assert found == ids and names == [f"c{i}" for i in ids]
+    loaded = load_mask(records[0]).ravel()
+    assert loaded[:128].tolist() == list(range(128)) and set(loaded[128:].tolist()) == {255}
+    assert "mask values 201 (64 px in 1 masks)" in capsys.readouterr().err
+
+    both = recipe_from_dict({"task": "segment", "data": {"format": "masks", "root": str(tmp_path), "classes": {0: "a", 9: "b"},
+                                                         "options": {"mask_values": {0: 0, 9: 1}}}})
+    with pytest.raises(UserError, match="mask_values"):
+        read_records(both, "train", None)
