@@ -145,10 +145,10 @@ def read_records(recipe, split: str, classes: list[str] | None, root: str | None
     root_dir = Path(root or data.root)
     opts, policy = data.options, data.bad_annotations
     id_map = class_map(recipe, root_dir) if data.format == "masks" else None
-    ids = None if id_map is None else list(id_map)
+    class_ids = None if id_map is None else list(id_map)
     names = class_names(recipe, root_dir, classes if classes or id_map is None else list(id_map.values()))
-    if ids is not None and len(names) != len(ids):
-        raise UserError(f"the class map has {len(ids)} classes, the checkpoint {len(names)}")
+    if class_ids is not None and len(names) != len(class_ids):
+        raise UserError(f"the class map has {len(class_ids)} classes, the checkpoint {len(names)}")
     folder = split_folder(recipe, split)
 
     def path(value, key: str, which: str = folder) -> Path:
@@ -174,11 +174,11 @@ def read_records(recipe, split: str, classes: list[str] | None, root: str | None
         found = read_coco(where, path(opts.images, "images"), policy)
         records, read_names = coco_mask_records(found, names[1:] if names else None)
         names = [names[0], *read_names[1:]] if names else read_names
-    values = _values(recipe, opts, ids)
+    values = _values(recipe, opts, class_ids)
     if values is not None:
         records = [dataclasses.replace(r, values=values) for r in records]
-    records = check_records(records, len(names), policy, found.report, class_ids=ids)
+    records = check_records(records, len(names), policy, found.report, class_ids=class_ids)
     if not records:
         raise UserError(f"{where}: no usable image/mask pairs for split '{split}'")
     info(f"{folder}: {len(records)} images, {len(names)} classes; {found.report.summary()}")
-    return records, names, ids
+    return records, names, class_ids
