@@ -152,6 +152,14 @@ def test_coco_ids_travel_from_the_files_to_the_results(tmp_path):
     evaluation.accumulate()
     evaluation.summarize()
 
+    # The set's own images need no flag: the checkpoint's recipe says where its COCO files are.
+    res = run_cli("detect", "predict", str(best), *map(str, images), "--format", "coco", "--conf", "0.001",
+                  "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    by_name = {i["file_name"]: i["id"] for i in truth["images"]}
+    assert {(Path(r["file_name"]).name, r["image_id"]) for r in json.loads(res.stdout)} <= set(by_name.items())
+    assert "position" not in res.stderr
+
     res = run_cli("detect", "eval", str(best), "--json", "--device", "cpu")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["classes"] == ["person", "train", "toothbrush"]

@@ -38,6 +38,7 @@ from visiontk.tasks.detect.decode import decode_predictions, scale_to_pixels
 from visiontk.tasks.detect.encode import encode_batch
 from visiontk.tasks.detect.formats import annotation_source, read_split
 from visiontk.tasks.detect.head import YoloV1Head
+from visiontk.tasks.detect.image_ids import recipe_image_id
 from visiontk.tasks.detect.loss import YoloV1Loss
 from visiontk.tasks.detect.writers import prediction_outputs
 from visiontk.tasks.options.detect import DetectEvalOptions, DetectPredictOptions
@@ -323,6 +324,9 @@ class DetectTask(Task):
             }
             if context.category_ids:  # a model trained on COCO files: their own category ids
                 record["category_ids"] = [context.category_ids[i] for i in ids]
+            image_id = recipe_image_id(context.recipe, meta["path"])
+            if image_id is not None:  # an image of the COCO set the model was trained on
+                record["image_id"] = image_id
             yield record
 
 

@@ -57,7 +57,7 @@ class CocoResultsWriter(RecordWriter):
         self.count += 1
         if "error" in record:
             return
-        image_id = self.image_ids(record["path"], self.count)
+        image_id = self.image_ids(record["path"], self.count, record.get("image_id"))
         categories = record.get("category_ids") or [label + 1 for label in record["label_ids"]]
         for box, score, name, category in zip(record["boxes"], record["scores"], record["labels"], categories):
             item = {"image_id": image_id, "file_name": record["path"], "category_id": category,
@@ -76,8 +76,10 @@ class ImageIds:
     1. its id in a COCO annotation file (``--coco-images-from``), matched by
        ``file_name``: the longest trailing part of the path that is a file_name
        there (``.../val2017/x.jpg`` matches ``val2017/x.jpg`` or ``x.jpg``);
-    2. its numeric file name (``000000139.jpg`` -> 139), COCO's own naming;
-    3. its 1-based position in the input (unreadable images counted, so ids do
+    2. its id in the COCO set the model was trained on, when it lies in one of
+       its image folders (the record's ``image_id``, ``image_ids.py``);
+    3. its numeric file name (``000000139.jpg`` -> 139), COCO's own naming;
+    4. its 1-based position in the input (unreadable images counted, so ids do
        not shift when one fails).
 
     Images that fell through to a later rule are counted and summarised in one
@@ -91,7 +93,7 @@ class ImageIds:
         self.by_name = {PurePosixPath(k).name: v for k, v in (known or {}).items() if names[PurePosixPath(k).name] == 1}
         self.unknown = self.positional = 0
 
-    def __call__(self, path: str, position: int) -> int | str:
+    def __call__(self, path: str, position: int, from_training_set: int | str | None = None) -> int | str:
         if self.known is not None:
             parts = Path(path).parts
             for k in range(len(parts)):
@@ -101,6 +103,8 @@ class ImageIds:
             if Path(path).name in self.by_name:
                 return self.by_name[Path(path).name]
             self.unknown += 1
+        if from_training_set is not None:
+            return from_training_set
         stem = Path(path).stem
         if stem.isascii() and stem.isdigit():
             return int(stem)
