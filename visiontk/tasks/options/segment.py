@@ -70,8 +70,9 @@ COMMANDS = CommandSpec(
     train_help="Train a segmentation model from a recipe.",
     eval_help="mIoU, per-class IoU, pixel accuracy and mean Dice over a split (one confusion matrix).\n\n"
               "Scored at each image's own size by default; the output says where ('scored_at').",
-    predict_help="Segment images: a class-index mask PNG per image (original size) and one JSON line per image on "
-                 "stdout.",
+    predict_help="Segment images: a mask PNG per image (original size) and one JSON line per image on stdout.\n\n"
+                 "Mask pixels are class indices, or the data set's own class ids when the model was trained with a "
+                 "class map (data.classes {id: name}, data.options.data_yaml); see --mask-values.",
     split_help="Split: train, val (the recipe's), or another split name of the data set.",
     plots_help="Where the confusion matrix PNG goes (default: next to the checkpoint).",
     eval_batch_size=16,
