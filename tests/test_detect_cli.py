@@ -126,10 +126,13 @@ def test_boxes_are_in_pixels_of_the_original_image_whatever_its_size(trained_det
     assert matched == compared and compared >= 6
 
 
-def test_coco_and_yolo_formats_hold_the_jsonl_boxes(best, val_paths, stdin_predictions, tmp_path):
+def test_coco_and_yolo_formats_hold_the_jsonl_boxes(trained_detector, best, val_paths, stdin_predictions, tmp_path):
     paths = [str(p) for p in val_paths[:5]]
     jsonl = stdin_predictions[:5]
-    res = run_cli("detect", "predict", str(best), *paths, "--format", "coco", "--out", str(tmp_path / "res.json"))
+    # The synthetic set's image ids are its file numbers + 1: they come from its annotation file.
+    gt = trained_detector["data"] / "annotations" / "instances_val.json"
+    res = run_cli("detect", "predict", str(best), *paths, "--format", "coco", "--out", str(tmp_path / "res.json"),
+                  "--coco-images-from", str(gt))
     assert res.returncode == 0 and res.stdout == "", res.stderr
     results = json.loads((tmp_path / "res.json").read_text())
     expected = [(i + 1, r["path"], k + 1, [x1, y1, x2 - x1, y2 - y1], s)

@@ -108,11 +108,17 @@ STORED = Path(__file__).parent / "data" / "stored_recipes"
 ADDED_SINCE = {"data": {"resize": "bilinear", "jpeg_draft": True}}
 
 
+# data.options keys added since, per data.format (mask folders: the class-map yaml).
+OPTIONS_ADDED_SINCE = {"masks": {"data_yaml": None}}
+
+
 def with_added_keys(stored: dict) -> dict:
     out = copy.deepcopy(stored)
     for section, keys in ADDED_SINCE.items():
         for key, value in keys.items():
             out[section].setdefault(key, value)
+    for key, value in OPTIONS_ADDED_SINCE.get(out["data"].get("format"), {}).items():
+        out["data"]["options"].setdefault(key, value)
     return out
 
 
@@ -128,7 +134,7 @@ def test_recipes_stored_in_earlier_checkpoints_still_validate(path):
     assert recipe.to_dict() == with_added_keys(stored)
     assert yaml.safe_load(dump_recipe(recipe)) == with_added_keys(stored)
     # Stored with those keys (checkpoints since), other values included: back key for key.
-    newer = {**stored, "data": {**stored["data"], "resize": "area_from_2x", "jpeg_draft": False}}
+    newer = {**stored, "data": {**with_added_keys(stored)["data"], "resize": "area_from_2x", "jpeg_draft": False}}
     assert recipe_from_dict(copy.deepcopy(newer), source=str(path)).to_dict() == newer
     assert pickle.loads(pickle.dumps(recipe)) == recipe  # as dataclasses did (spawned worker processes)
 

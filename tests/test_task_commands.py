@@ -61,7 +61,7 @@ def test_batch_sizes_and_output_options_per_task():
     assert [(command_spec(t).eval_batch_size, command_spec(t).predict_batch_size) for t in task_names()] == \
         [(64, 32), (32, 32), (16, 8)]
     assert "out" not in _params("segment", "predict") and "out_dir" in _params("segment", "predict")
-    assert _fields(DetectPredictOptions) == ["conf", "iou", "max_det", "format", "save_images"]
+    assert _fields(DetectPredictOptions) == ["conf", "iou", "max_det", "format", "save_images", "coco_images_from"]
     assert _fields(DetectEvalOptions) == ["conf", "iou", "max_det"]
     assert _fields(SegmentEvalOptions) == ["at"] and _params("segment", "eval")["at"].opts == ["--at"]
 

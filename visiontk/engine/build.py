@@ -34,10 +34,15 @@ def build_model(recipe: Recipe, num_classes: int, load_weights: bool = True, cla
     return model
 
 
-def checkpoint_meta(recipe: Recipe, classes: list[str]) -> dict:
-    """What a checkpoint needs besides weights to predict on its own."""
+def checkpoint_meta(recipe: Recipe, classes: list[str], category_ids: list[int] | None = None) -> dict:
+    """What a checkpoint needs besides weights to predict on its own.
+
+    ``category_ids``: the data set's own id of each class (COCO category ids,
+    sparse mask values), aligned with ``classes``; predict writes them back.
+    """
     task = get_task(recipe.task)
     pre, norm = recipe_preprocess(recipe), resolve_normalization(recipe)
+    ids = {} if category_ids is None else {"category_ids": [int(i) for i in category_ids]}
     return {
         "task": recipe.task,
         "backbone": recipe.model.backbone,
@@ -52,6 +57,7 @@ def checkpoint_meta(recipe: Recipe, classes: list[str]) -> dict:
         "recipe": recipe.to_dict(),
         "predict": dict(task.predict_defaults),
         "pretrained": pretrained_summary(recipe),
+        **ids,
     }
 
 

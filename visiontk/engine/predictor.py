@@ -63,7 +63,8 @@ class Predictor:
         self.mode = preprocess.mode
         options = options if options is not None else self.task.predict_options()
         self.context = PredictContext(with_checkpoint_defaults(options, self.task.stored_settings(self.ckpt)),
-                                      list(self.ckpt.get("classes", [])), max(1, batch_size))
+                                      list(self.ckpt.get("classes", [])), max(1, batch_size),
+                                      self.ckpt.get("category_ids"), self.ckpt.get("recipe"))
         self.batch_size = max(1, self.task.images_per_batch(self.context))
         self.keep_image = self.task.keeps_input_image(self.context)
         # None: the task predicts every image at its own size (e.g. segmentation in tiles).

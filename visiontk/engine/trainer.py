@@ -169,7 +169,8 @@ class Trainer:
         self.classes = classes
         seed_everything(r.train.seed)
         model = build_model(r, len(classes), load_weights=self.resume_ckpt is None, classes=classes)
-        self.meta = checkpoint_meta(r, classes)
+        # The data set's own class ids, when its task keeps them (datasets' category_ids).
+        self.meta = checkpoint_meta(r, classes, getattr(train_loader.dataset, "category_ids", None))
         model.to(self.device)
         # NHWC (train.channels_last) and torch.compile (train.compile): engine/performance.py.
         self.channels_last = use_channels_last(r.train.channels_last, self.device, training=True)

@@ -52,7 +52,10 @@ class DataConfig(Section, Generic[OptionsT]):
     root: Annotated[str, Field(min_length=1)]
     train: str = "train"
     val: str = "val"
-    classes: Optional[list[str]] = None
+    # Class names in index order, or (segment, data.format masks) an {id: name}
+    # map whose ids are the mask values, gaps allowed (0, 7, 200).
+    classes: Annotated[Optional[Union[list[str], dict[Annotated[int, Field(ge=0, le=255)], str]]],
+                       Expected("a list of class names, or an {id: name} map (segment masks)")] = None
     image_size: Annotated[
         Union[Annotated[int, Field(ge=8)], Annotated[list[Annotated[int, Field(ge=8)]], Field(min_length=2, max_length=2)]],
         Expected("an integer >= 8 or a list [height, width]"),

@@ -35,6 +35,11 @@ class PredictContext:
     # --batch-size: images per batch, unless the task batches something else
     # (segment with --tile: tiles; see images_per_batch).
     batch_size: int
+    # The data set's own id of each class (COCO category ids, mask values), when
+    # the checkpoint has them (ckpt["category_ids"]); None: the index is the id.
+    category_ids: list[int] | None = None
+    # The checkpoint's recipe (plain dict): e.g. where the data set it was trained on lives.
+    recipe: dict | None = None
 
 
 class TaskModel(nn.Module):

@@ -15,7 +15,7 @@ from visiontk.backbones.normalization import recipe_preprocess
 from visiontk.metrics.classification import ClassificationMetric, classification_report
 from visiontk.outputs.plan import PredictionOutputs
 from visiontk.outputs.records import CsvWriter, JsonlWriter
-from visiontk.recipe import EmptySection, Fraction, Section
+from visiontk.recipe import EmptySection, Fraction, Section, recipe_error
 from visiontk.tasks.base import Task
 from visiontk.tasks.options.classify import ClassifyFormat, ClassifyPredictOptions
 from visiontk.tasks.registry import register_task
@@ -58,6 +58,9 @@ class ClassifyTask(Task):
 
     def validate_recipe(self, recipe, source: str) -> None:
         build_augmentations(recipe.data.augment, source)  # a bad transform names the recipe file, before any work
+        if isinstance(recipe.data.classes, dict):
+            raise recipe_error(source, "data.classes", "must be a list of names here ({id: name} maps are for "
+                                                       "segment's mask values)")
 
     def synthesize(self, root: Path, n: int, size: int, seed: int) -> None:
         from visiontk.data.synth import synth_classify

@@ -78,6 +78,24 @@ def read_coco(ann_json: Path, image_root: Path, policy: Policy = "skip") -> Anno
     return AnnotatedSet(records, classes, category_ids, issues.finish())
 
 
+def image_ids(ann_json: Path) -> dict[str, int | str]:
+    """``{file_name: image id}`` of a COCO file's 'images', for writing results with the file's own ids.
+
+    Only the names and ids are read (no image is opened): predictions may be
+    made on a copy of the images elsewhere.
+    """
+    data = load_json(ann_json)
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise DataError(f"{ann_json}: expected a COCO JSON object with an 'images' list")
+    ids: dict[str, int | str] = {}
+    for img in data["images"]:
+        if isinstance(img, dict) and isinstance(img.get("file_name"), str) and isinstance(img.get("id"), (int, str)):
+            ids.setdefault(img["file_name"], img["id"])
+    if not ids:
+        raise DataError(f"{ann_json}: no image with a 'file_name' and an 'id'")
+    return ids
+
+
 def _categories(entries: list, ann_json: Path, issues: Issues) -> tuple[list[int], list[str]]:
     categories: dict[int, str] = {}
     for i, cat in enumerate(entries):

@@ -3,7 +3,10 @@
 A mask holds one class index per pixel (uint8): 0 is usually background and
 255 is ignore (counted in neither loss nor metrics). Masks stored with other
 values (e.g. {0, 255} for a binary set) are read through a value table
-(``data.options.mask_values``) instead of being rewritten.
+(``data.options.mask_values``) instead of being rewritten. Masks whose values
+are a data set's own sparse class ids (0, 7, 200) are read through its class
+map (``data.classes: {id: name}`` or ``data.options.data_yaml``): ids become
+contiguous indices, unlisted values are ignored.
 """
 from __future__ import annotations
 
@@ -53,6 +56,11 @@ class MaskFolderOptions(Section):
     # (e.g. {0: 0, 255: 1} for binary masks saved as black/white). Values not
     # listed are bad annotations.
     mask_values: Optional[Annotated[dict, AfterValidator(_stored_values)]] = None
+    # A data-set yaml whose `names: {id: name}` (Ultralytics style) says which
+    # mask values are classes, gaps allowed (0, 7, 200); relative to data.root.
+    # Same as data.classes given as an {id: name} map. Values not listed are
+    # ignored (255), with one warning counting them.
+    data_yaml: Optional[str] = None
     # > 0: hold out this fraction of the data.train folder (the last images in
     # sorted order) as the validation split, for sets shipped without one.
     val_fraction: Fraction = 0.0
@@ -119,6 +127,12 @@ def value_table(mapping: dict[int, int], unlisted: int = -1) -> tuple[int, ...]:
     for raw, index in mapping.items():
         table[int(raw)] = int(index)
     return tuple(table)
+
+
+def unlisted_values(mask: np.ndarray, ids: frozenset[int]) -> dict[int, int]:
+    """``{value: pixels}`` of the values of a raw mask that are neither class ids nor 255 (ignore)."""
+    values, counts = np.unique(mask, return_counts=True)
+    return {int(v): int(c) for v, c in zip(values, counts) if int(v) not in ids and v != IGNORE_INDEX}
 
 
 def apply_value_table(table: tuple[int, ...], mask: np.ndarray, name: str) -> np.ndarray:

@@ -1,35 +1,59 @@
 """Ultralytics YOLO detection sets (data yaml + one txt per image) -> AnnotatedSet.
 
-``path`` is the dataset root (relative to the yaml's folder; the folder
-itself when absent); ``train`` / ``val`` / ``test`` are image directories (or
-lists of them), absolute or inside the root, searched recursively. Labels:
-the last ``images`` component of the directory replaced by ``labels``, suffix
-.txt, one ``class cx cy w h`` (normalised to the image as displayed) per line.
-A missing label file means no objects (a negative). Segment lines (polygons)
-are not read.
+The data yaml may have any name (``data.root`` may point at it, or
+``data.options.data_yaml`` names it inside the root). As Ultralytics reads it:
+``path`` is the dataset root (relative to the yaml's folder; the folder itself
+when absent); ``train`` / ``val`` / ``test`` are, each or in a list, image
+directories (searched recursively) or .txt files listing images one per line
+(relative lines are relative to the .txt's folder), absolute or relative to
+the root. ``names`` is a list or an ``{id: name}`` map with ids 0..K-1.
+Labels: the last ``images`` component of the image's path replaced by
+``labels``, suffix .txt, one ``class cx cy w h`` (normalised to the image as
+displayed) per line. A missing label file means no objects (a negative).
+Segment lines (polygons) are not read.
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-from visiontk.errors import DataError
+from visiontk.errors import DataError, UserError
 from visiontk.recipe import Section, register_format_options
 
 from .boxes import check_box
-from .files import load_yaml, read_image_size
-from .issues import MALFORMED, ORPHAN_LABEL, UNKNOWN_CLASS, Issues, Policy
+from .files import load_yaml, read_image_size, read_text
+from .issues import MALFORMED, MISSING_IMAGE, ORPHAN_LABEL, UNKNOWN_CLASS, Issues, Policy
+from .names import names_map
+from .options import under
 from .paths import find_images, resolve
 from .records import AnnotatedImage, AnnotatedSet, annotated
 
 
 class YoloOptions(Section):
     # The ultralytics data file naming the split image folders and the classes;
-    # the split names are its keys (train, val, test). Relative to data.root.
+    # the split names are its keys (train, val, test). Relative to data.root;
+    # unused when data.root is the yaml file itself.
     data_yaml: str = "data.yaml"
 
 
 register_format_options("yolo", YoloOptions)
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def data_yaml_path(root: Path | str, data_yaml: str) -> Path:
+    """The data yaml of a recipe: ``data.root`` itself when it is a yaml file, else
+    ``data.options.data_yaml`` under it. Missing: one line naming the file and both keys."""
+    root = Path(root)
+    if root.suffix.lower() in YAML_SUFFIXES and not root.is_dir():
+        if not root.is_file():
+            raise UserError(f"{root}: YOLO data yaml not found (data.root)")
+        return root
+    path = under(root, data_yaml)
+    if not path.is_file():
+        raise UserError(f"{path}: YOLO data yaml not found (data.options.data_yaml = {data_yaml!r}, relative to "
+                        f"data.root {root}; data.root may also point at the yaml file itself, any name)")
+    return path
 
 
 def read_yolo(data_yaml: Path, split: str, policy: Policy = "skip") -> AnnotatedSet:
@@ -47,23 +71,55 @@ def read_yolo(data_yaml: Path, split: str, policy: Policy = "skip") -> Annotated
         raise DataError(f"{data_yaml}: no '{split}' split (has: {', '.join(splits) or 'none'})")
 
     records = []
-    for folder in entry if isinstance(entry, list) else [entry]:
-        folder = str(folder)
-        images_dir = Path(folder) if Path(folder).is_absolute() else resolve(
-            root, folder, str(data_yaml), issues, f"'{split}' folder", "dataset root")
-        if images_dir is None:
+    for item in entry if isinstance(entry, list) else [entry]:
+        item = str(item)
+        target = Path(item) if Path(item).is_absolute() else resolve(
+            root, item, str(data_yaml), issues, f"'{split}' folder", "dataset root")
+        if target is None:
             continue
-        if not images_dir.is_dir():
-            raise DataError(f"{data_yaml}: '{split}' image directory {images_dir} not found (image list files are not supported)")
-        records += _read_folder(images_dir, _labels_dir(images_dir, data_yaml), len(classes), issues)
+        if target.is_file() and target.suffix.lower() == ".txt":
+            records += _read_images(_listed_images(target, issues), len(classes), issues)
+        elif target.is_dir():
+            labels_dir = _labels_dir(target, data_yaml)
+            images = [(image, (labels_dir / image.relative_to(target)).with_suffix(".txt"))
+                      for image in find_images(target)]
+            records += _read_images(images, len(classes), issues)
+            _report_orphans(labels_dir, {label for _, label in images}, target, issues)
+        else:
+            raise DataError(f"{data_yaml}: '{split}' is {item!r}, but {target} is neither an image directory "
+                            f"nor a .txt list of images")
     return AnnotatedSet(records, classes, list(range(len(classes))), issues.finish())
 
 
-def _read_folder(images_dir: Path, labels_dir: Path, num_classes: int, issues: Issues) -> list[AnnotatedImage]:
-    records, expected_labels = [], set()
-    for image in find_images(images_dir):
-        label_file = (labels_dir / image.relative_to(images_dir)).with_suffix(".txt")
-        expected_labels.add(label_file)
+def _listed_images(listing: Path, issues: Issues) -> list[tuple[Path, Path]]:
+    """(image, label file) of each line of an image list; relative lines are under the list's folder."""
+    pairs = []
+    for lineno, line in enumerate(read_text(listing).splitlines(), 1):
+        name = line.strip()
+        if not name:
+            continue
+        # Ultralytics writes './images/x.jpg' lines; absolute lines are the author's own choice.
+        image = Path(name) if Path(name).is_absolute() else resolve(
+            listing.parent, name, f"{listing}:{lineno}", issues, "image", "list's folder")
+        if image is None:
+            continue
+        if not image.is_file():
+            issues(MISSING_IMAGE, f"{listing}:{lineno}", f"image file {image} not found")
+            continue
+        pairs.append((image, _labels_dir(image.parent, listing) / f"{image.stem}.txt"))
+    return pairs
+
+
+def _report_orphans(labels_dir: Path, expected: set, images_dir: Path, issues: Issues) -> None:
+    if labels_dir.is_dir():
+        for label_file in sorted(labels_dir.rglob("*.txt")):
+            if label_file not in expected:
+                issues(ORPHAN_LABEL, str(label_file), f"label file has no image under {images_dir}", "ignored")
+
+
+def _read_images(images: list[tuple[Path, Path]], num_classes: int, issues: Issues) -> list[AnnotatedImage]:
+    records = []
+    for image, label_file in images:
         size = read_image_size(image, str(image), issues)
         if size is None:
             continue
@@ -83,27 +139,16 @@ def _read_folder(images_dir: Path, labels_dir: Path, num_classes: int, issues: I
                     boxes.append(parsed[0])
                     labels.append(parsed[1])
         records.append(annotated(image, height, width, boxes, labels, image_id=image.stem))
-    if labels_dir.is_dir():
-        for label_file in sorted(labels_dir.rglob("*.txt")):
-            if label_file not in expected_labels:
-                issues(ORPHAN_LABEL, str(label_file), f"label file has no image under {images_dir}", "ignored")
     return records
 
 
 def _names(cfg: dict, data_yaml: Path) -> list[str]:
-    names = cfg.get("names")
-    if isinstance(names, list) and names:
-        return [str(n) for n in names]
-    if isinstance(names, dict) and names:
-        try:
-            ids = sorted(int(k) for k in names)
-        except (TypeError, ValueError):
-            raise DataError(f"{data_yaml}: 'names' keys must be integer class ids") from None
-        if ids != list(range(len(ids))):
-            raise DataError(f"{data_yaml}: 'names' ids must be 0..{len(ids) - 1} without gaps, got {ids}")
-        by_id = {int(k): str(v) for k, v in names.items()}
-        return [by_id[i] for i in ids]
-    raise DataError(f"{data_yaml}: 'names' must be a non-empty list or {{id: name}} mapping")
+    by_id = names_map(cfg.get("names"), data_yaml)
+    ids = list(by_id)
+    if ids != list(range(len(ids))):
+        # The label files' class column indexes the names: gaps would leave classes without a name.
+        raise DataError(f"{data_yaml}: 'names' ids must be 0..{len(ids) - 1} without gaps, got {ids}")
+    return list(by_id.values())
 
 
 def _labels_dir(images_dir: Path, data_yaml: Path) -> Path:

@@ -18,7 +18,7 @@ from visiontk.data.formats.coco import CocoOptions, read_coco
 from visiontk.data.formats.options import split_path, under
 from visiontk.data.formats.records import AnnotatedSet
 from visiontk.data.formats.voc import VocXmlOptions, read_voc
-from visiontk.data.formats.yolo import YoloOptions, read_yolo
+from visiontk.data.formats.yolo import YoloOptions, data_yaml_path, read_yolo
 from visiontk.errors import DataError, UserError
 from visiontk.recipe import Number, Section, register_format_options
 
@@ -55,7 +55,7 @@ def annotation_source(recipe, split: str, root: Path) -> Path:
     """The file or folder whose existence says a split is there."""
     opts = recipe.data.options
     if recipe.data.format == "yolo":
-        return under(root, opts.data_yaml)
+        return data_yaml_path(root, opts.data_yaml)
     return under(root, split_path(opts.annotations, split_name(recipe, split), "annotations"))
 
 
@@ -67,7 +67,8 @@ def read_split(recipe, split: str, classes: list[str] | None = None, root: str |
     """
     d = recipe.data
     root_dir = Path(root or d.root)
-    if not root_dir.is_dir():
+    # YOLO: data.root may be the data yaml itself (data_yaml_path).
+    if not root_dir.is_dir() and not (d.format == "yolo" and root_dir.is_file()):
         raise UserError(f"{root_dir}: data root does not exist (data.root)")
     opts, name, policy = d.options, split_name(recipe, split), d.bad_annotations
     wanted = list(classes) if classes is not None else (list(d.classes) if d.classes else None)

@@ -37,6 +37,7 @@ from visiontk.tasks.detect.decode import decode_predictions, scale_to_pixels
 from visiontk.tasks.detect.encode import encode_batch
 from visiontk.tasks.detect.formats import annotation_source, read_split
 from visiontk.tasks.detect.head import YoloV1Head
+from visiontk.tasks.detect.image_ids import recipe_image_id
 from visiontk.tasks.detect.loss import YoloV1Loss
 from visiontk.tasks.detect.metric import DetectionMetric, detection_report
 from visiontk.tasks.detect.writers import prediction_outputs
@@ -125,12 +126,18 @@ class DetectTask(Task):
         height, width = recipe.image_size
         if height != width:
             raise recipe_error(source, "data.image_size", f"must be square for the S x S grid, got {d.image_size!r}")
+        if isinstance(d.classes, dict):
+            raise recipe_error(source, "data.classes", "must be a list of names here (the files' own ids are kept: "
+                                                       "COCO category ids travel into the checkpoint)")
         if d.synthetic is not None and d.format == "voc":
             raise recipe_error(source, "data.synthetic", "writes COCO and YOLO files: use data.format coco or yolo")
 
     # -- data -----------------------------------------------------------------
     def has_training_data(self, recipe) -> bool:
-        return annotation_source(recipe, "train", Path(recipe.data.root)).exists()
+        try:
+            return annotation_source(recipe, "train", Path(recipe.data.root)).exists()
+        except UserError:  # a YOLO data yaml not there (yet)
+            return False
 
     def synthesize(self, root: Path, n: int, size: int, seed: int) -> None:
         from visiontk.data.synth import synth_detect
@@ -145,6 +152,9 @@ class DetectTask(Task):
                                   bbox_params=detection_bbox_params(recipe.data.options.min_visibility, clip=True))
         dataset = SkippingDetectionDataset(found.records, preprocess or recipe_preprocess(recipe), transform,
                                            policy=recipe.data.bad_annotations)
+        # COCO's own category ids (gaps kept) go into the checkpoint, so results are
+        # written with them; YOLO's and VOC's are the label order (written as label + 1).
+        dataset.category_ids = list(found.category_ids) if recipe.data.format == "coco" else None
         return dataset, found.classes
 
     def collate(self, batch: list):
@@ -257,7 +267,7 @@ class DetectTask(Task):
             h, w = meta["orig_size"]
             boxes = scale_to_pixels(det["boxes"].cpu(), w, h)
             ids = det["labels"].tolist()
-            yield {
+            record = {
                 "path": meta["path"],
                 "width": w,
                 "height": h,
@@ -266,6 +276,12 @@ class DetectTask(Task):
                 "labels": [classes[i] for i in ids],
                 "label_ids": ids,
             }
+            if context.category_ids:  # a model trained on COCO files: their own category ids
+                record["category_ids"] = [context.category_ids[i] for i in ids]
+            image_id = recipe_image_id(context.recipe, meta["path"])
+            if image_id is not None:  # an image of the COCO set the model was trained on
+                record["image_id"] = image_id
+            yield record
 
 
 register_task(DetectTask())

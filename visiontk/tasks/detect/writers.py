@@ -7,13 +7,16 @@ code, and have no boxes to write.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from collections import Counter
+from pathlib import Path, PurePosixPath
 from typing import IO
 
 import torch
 from PIL import Image
 from torchvision.utils import draw_bounding_boxes
 
+from visiontk.console import warn
+from visiontk.data.formats.coco import image_ids as coco_image_ids
 from visiontk.data.images import load_image
 from visiontk.errors import UserError
 from visiontk.outputs.output_file import OutputFile
@@ -34,16 +37,18 @@ def _xyxy_to_xywh(box: list[float]) -> list[float]:
 
 class CocoResultsWriter(RecordWriter):
     """A COCO detection results file: one JSON array of
-    ``{image_id, file_name, category_id, category_name, bbox: [x, y, w, h], score}``.
+    ``{image_id, file_name, category_id, category_name, bbox: [x, y, w, h], score}``,
+    which pycocotools' ``COCO.loadRes`` reads against the set's ground truth.
 
-    ``image_id`` is the 1-based position of the image in the input (unreadable
-    ones included, so ids do not shift when one fails); ``category_id`` is the
-    checkpoint's class index + 1 (COCO ids start at 1). Written as the records
-    come, so memory stays flat.
+    ``category_id``: the COCO category id the model was trained with (the
+    record's ``category_ids``, from the checkpoint), else the class index + 1
+    (COCO ids start at 1). ``image_id``: see ``ImageIds``. Written as the
+    records come, so memory stays flat.
     """
 
-    def __init__(self, stream: IO[str]):
+    def __init__(self, stream: IO[str], image_ids: "ImageIds | None" = None):
         self.stream = stream
+        self.image_ids = image_ids or ImageIds()
         self.count = 0
         self.first = True
         stream.write("[")
@@ -52,14 +57,67 @@ class CocoResultsWriter(RecordWriter):
         self.count += 1
         if "error" in record:
             return
-        for box, score, name, label in zip(record["boxes"], record["scores"], record["labels"], record["label_ids"]):
-            item = {"image_id": self.count, "file_name": record["path"], "category_id": label + 1,
+        image_id = self.image_ids(record["path"], self.count, record.get("image_id"))
+        categories = record.get("category_ids") or [label + 1 for label in record["label_ids"]]
+        for box, score, name, category in zip(record["boxes"], record["scores"], record["labels"], categories):
+            item = {"image_id": image_id, "file_name": record["path"], "category_id": category,
                     "category_name": name, "bbox": _xyxy_to_xywh(box), "score": score}
             self.stream.write(("\n" if self.first else ",\n") + json.dumps(item, ensure_ascii=False))
             self.first = False
 
     def close(self) -> None:
         self.stream.write("\n]\n")
+        self.image_ids.summarise()
+
+
+class ImageIds:
+    """The ``image_id`` of a predicted image, as pycocotools users expect, first rule that applies:
+
+    1. its id in a COCO annotation file (``--coco-images-from``), matched by
+       ``file_name``: the longest trailing part of the path that is a file_name
+       there (``.../val2017/x.jpg`` matches ``val2017/x.jpg`` or ``x.jpg``);
+    2. its id in the COCO set the model was trained on, when it lies in one of
+       its image folders (the record's ``image_id``, ``image_ids.py``);
+    3. its numeric file name (``000000139.jpg`` -> 139), COCO's own naming;
+    4. its 1-based position in the input (unreadable images counted, so ids do
+       not shift when one fails).
+
+    Images that fell through to a later rule are counted and summarised in one
+    warning when the file is closed.
+    """
+
+    def __init__(self, known: dict[str, int | str] | None = None, source: str | None = None):
+        self.known, self.source = known, source
+        # A bare name matches only when one image of the file has it.
+        names = Counter(PurePosixPath(k).name for k in (known or {}))
+        self.by_name = {PurePosixPath(k).name: v for k, v in (known or {}).items() if names[PurePosixPath(k).name] == 1}
+        self.unknown = self.positional = 0
+
+    def __call__(self, path: str, position: int, from_training_set: int | str | None = None) -> int | str:
+        if self.known is not None:
+            parts = Path(path).parts
+            for k in range(len(parts)):
+                found = self.known.get("/".join(parts[k:]))
+                if found is not None:
+                    return found
+            if Path(path).name in self.by_name:
+                return self.by_name[Path(path).name]
+            self.unknown += 1
+        if from_training_set is not None:
+            return from_training_set
+        stem = Path(path).stem
+        if stem.isascii() and stem.isdigit():
+            return int(stem)
+        self.positional += 1
+        return position
+
+    def summarise(self) -> None:
+        if self.unknown:
+            warn(f"{self.unknown} images are not in {self.source} (no matching file_name): image_id is their "
+                 f"numeric file name, else their position")
+        if self.positional:
+            warn(f"{self.positional} images have neither a known image_id nor a numeric file name: image_id is "
+                 f"their position in the input (give --coco-images-from ANNOTATIONS.json to use the set's ids)")
 
 
 class YoloTxtWriter(RecordWriter):
@@ -115,6 +173,12 @@ def prediction_outputs(options: DetectPredictOptions, out: OutputFile) -> Predic
     and writes nothing on stdout; --save-images adds a folder of drawn images."""
     if options.format == DetectFormat.yolo and out.path is None:
         raise UserError("--format yolo writes one .txt file per image: give the folder with --out DIR")
+    image_ids = None
+    if options.coco_images_from:
+        if options.format != DetectFormat.coco:
+            raise UserError("--coco-images-from: applies to --format coco only")
+        # Read now, before the checkpoint: a wrong path fails at once.
+        image_ids = ImageIds(coco_image_ids(Path(options.coco_images_from)), options.coco_images_from)
     drawn = OutputFolder(options.save_images, "--save-images", out.overwrite) if options.save_images else None
     labels = OutputFolder(out.path, "--out", out.overwrite) if options.format == DetectFormat.yolo else None
 
@@ -122,7 +186,7 @@ def prediction_outputs(options: DetectPredictOptions, out: OutputFile) -> Predic
         if labels is not None:
             main: RecordWriter = YoloTxtWriter(labels)
         elif options.format == DetectFormat.coco:
-            main = CocoResultsWriter(stream)
+            main = CocoResultsWriter(stream, image_ids)
         else:
             main = JsonlWriter(stream)
         return Tee(main, AnnotatedImageWriter(drawn)) if drawn is not None else main

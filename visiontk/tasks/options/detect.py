@@ -40,6 +40,13 @@ class DetectPredictOptions:
                                                       "yolo (a txt per image into --out DIR).", flags=("--format",))
     save_images: Optional[str] = option(None, "Also write each image with its boxes drawn into this folder.",
                                         flags=("--save-images",))
+    coco_images_from: Optional[str] = option(
+        None, "--format coco: take each image's image_id from this COCO annotation file, matching its 'file_name' "
+              "(the image's path, or its last parts, e.g. val/x.jpg or x.jpg). Without it, or for an image not in "
+              "the file: its id in the COCO set the model was trained on when it is in one of that set's image "
+              "folders (the checkpoint's recipe), else the numeric file name (000000139.jpg -> 139), else (with a "
+              "warning) the image's 1-based position in the input. category_id is the COCO category id the model was trained with (its checkpoint keeps them), "
+              "else the class index + 1.", flags=("--coco-images-from",))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,13 @@ from visiontk.tasks.options.fields import option
 from visiontk.tasks.options.spec import CommandSpec
 
 
+class MaskValues(str, Enum):
+    """What the pixel values of predicted masks are."""
+
+    ids = "ids"
+    index = "index"
+
+
 @dataclass(frozen=True)
 class SegmentPredictOptions:
     out_dir: Optional[str] = option(None, "Folder for the mask PNGs (default: runs/segment/predict, -2, -3... when "
@@ -19,6 +26,9 @@ class SegmentPredictOptions:
                                        "images larger than the model's input).", flags=("--tile",), min=8)
     tile_overlap: int = option(32, "Pixels of context on each side of a tile's kept centre.", flags=("--tile-overlap",),
                                min=0)
+    mask_values: MaskValues = option(MaskValues.ids, "ids: mask pixels are the data set's own class ids (its class "
+                                                     "map, e.g. 0, 7, 200; the class index when it has none) | index: "
+                                                     "contiguous class indices 0..K-1.", flags=("--mask-values",))
 
     def __post_init__(self) -> None:
         # Checked when the options are made, before any image is read.
@@ -60,8 +70,9 @@ COMMANDS = CommandSpec(
     train_help="Train a segmentation model from a recipe.",
     eval_help="mIoU, per-class IoU, pixel accuracy and mean Dice over a split (one confusion matrix).\n\n"
               "Scored at each image's own size by default; the output says where ('scored_at').",
-    predict_help="Segment images: a class-index mask PNG per image (original size) and one JSON line per image on "
-                 "stdout.",
+    predict_help="Segment images: a mask PNG per image (original size) and one JSON line per image on stdout.\n\n"
+                 "Mask pixels are class indices, or the data set's own class ids when the model was trained with a "
+                 "class map (data.classes {id: name}, data.options.data_yaml); see --mask-values.",
     split_help="Split: train, val (the recipe's), or another split name of the data set.",
     plots_help="Where the confusion matrix PNG goes (default: next to the checkpoint).",
     eval_batch_size=16,

@@ -1,6 +1,8 @@
 """`data.format` for segmentation: masks | voc | coco, read by ``visiontk.data.formats``.
 
-- ``masks``: image and mask folders, masks hold class indices (255 = ignore);
+- ``masks``: image and mask folders, masks hold class indices (255 = ignore),
+  or the data set's own sparse class ids with a class map (``data.classes:
+  {id: name}`` or ``data.options.data_yaml``): ids -> indices 0..K-1 in id order;
 - ``voc``: Pascal VOC's SegmentationClass layout (palette PNGs, ImageSets/Segmentation lists);
 - ``coco``: a COCO instances file whose polygons / RLE are rasterised.
 
@@ -18,6 +20,7 @@ from pathlib import Path
 from visiontk.console import info
 from visiontk.data.formats.coco import read_coco
 from visiontk.data.formats.masks import IGNORE_INDEX, MaskFolderOptions, read_mask_folders, value_table
+from visiontk.data.formats.names import read_names_yaml
 from visiontk.data.formats.options import split_path, under
 from visiontk.data.formats.records import AnnotatedSet
 from visiontk.data.formats.voc import VOC_CLASSES, VocSegmentationOptions, read_voc_masks
@@ -41,6 +44,8 @@ def class_names(recipe, root: Path, given: list[str] | None) -> list[str] | None
     """Class names from the checkpoint, the recipe, or the data set (None: the COCO file says)."""
     if given:
         return list(given)
+    if isinstance(recipe.data.classes, dict):
+        return [recipe.data.classes[i] for i in sorted(recipe.data.classes)]
     if recipe.data.classes:
         return list(recipe.data.classes)
     listed = root / "classes.txt"
@@ -87,9 +92,41 @@ def coco_mask_records(found: AnnotatedSet, wanted: list[str] | None) -> tuple[li
     return records, ["background", *(found.classes[k] for k in chosen)]
 
 
-def _values(recipe, opts) -> tuple[int, ...] | None:
-    """The stored-value -> class table of the recipe, or None when masks already hold class indices."""
+def class_map(recipe, root: Path) -> dict[int, str] | None:
+    """The data set's ``{id: name}`` (sorted by id) when its masks hold sparse class ids, else None.
+
+    From ``data.classes`` given as a map, or the ``names`` of ``data.options.data_yaml``.
+    """
+    data, opts = recipe.data, recipe.data.options
+    yaml_name = opts.data_yaml if isinstance(opts, MaskFolderOptions) else None
+    if isinstance(data.classes, dict):
+        if yaml_name:
+            raise UserError("data.classes is an {id: name} map and data.options.data_yaml is set: give one of them")
+        found = dict(data.classes)
+    elif yaml_name:
+        found = read_names_yaml(under(root, yaml_name))
+    else:
+        return None
+    if isinstance(opts, MaskFolderOptions) and opts.mask_values is not None:
+        raise UserError("data.options.mask_values and a class map (data.classes {id: name} or data.options.data_yaml) "
+                        "both say what mask values mean: give one of them")
+    bad = [i for i in found if not 0 <= i <= 255]
+    if bad:
+        raise UserError(f"{yaml_name or 'data.classes'}: class ids {bad} do not fit an 8-bit mask (0-255)")
+    if len(found) < 2:
+        raise UserError(f"{yaml_name or 'data.classes'}: needs at least 2 classes, got {found}")
+    return dict(sorted(found.items()))
+
+
+def _values(recipe, opts, ids: list[int] | None = None) -> tuple[int, ...] | None:
+    """The stored-value -> class table of the recipe, or None when masks already hold class indices.
+
+    ``ids``: the class map's ids; id k-th in order becomes index k, and values
+    not in the map become 255 (ignored; ``check_records`` counts them)."""
     mapping = opts.mask_values if isinstance(opts, MaskFolderOptions) else None
+    unlisted = -1
+    if ids is not None:
+        mapping, unlisted = {v: k for k, v in enumerate(ids)}, IGNORE_INDEX
     ignore = recipe.loss.ignore_index
     if mapping is None and ignore == IGNORE_INDEX:
         return None
@@ -97,16 +134,21 @@ def _values(recipe, opts) -> tuple[int, ...] | None:
         mapping = {v: v for v in range(256)}
     # loss.ignore_index names a class whose pixels count in neither loss nor
     # metrics: folded into 255, which every later stage ignores.
-    return value_table({raw: (IGNORE_INDEX if index == ignore else index) for raw, index in mapping.items()})
+    return value_table({raw: (IGNORE_INDEX if index == ignore else index) for raw, index in mapping.items()}, unlisted)
 
 
 def read_records(recipe, split: str, classes: list[str] | None, root: str | None = None
-                 ) -> tuple[list[SegmentationRecord], list[str]]:
-    """Checked records of one split and the class names (index 0 first)."""
+                 ) -> tuple[list[SegmentationRecord], list[str], list[int] | None]:
+    """Checked records of one split, the class names (index 0 first) and the
+    data set's id of each class (None: the mask values are the indices)."""
     data = recipe.data
     root_dir = Path(root or data.root)
     opts, policy = data.options, data.bad_annotations
-    names = class_names(recipe, root_dir, classes)
+    id_map = class_map(recipe, root_dir) if data.format == "masks" else None
+    class_ids = None if id_map is None else list(id_map)
+    names = class_names(recipe, root_dir, classes if classes or id_map is None else list(id_map.values()))
+    if class_ids is not None and len(names) != len(class_ids):
+        raise UserError(f"the class map has {len(class_ids)} classes, the checkpoint {len(names)}")
     folder = split_folder(recipe, split)
 
     def path(value, key: str, which: str = folder) -> Path:
@@ -132,11 +174,11 @@ def read_records(recipe, split: str, classes: list[str] | None, root: str | None
         found = read_coco(where, path(opts.images, "images"), policy)
         records, read_names = coco_mask_records(found, names[1:] if names else None)
         names = [names[0], *read_names[1:]] if names else read_names
-    values = _values(recipe, opts)
+    values = _values(recipe, opts, class_ids)
     if values is not None:
         records = [dataclasses.replace(r, values=values) for r in records]
-    records = check_records(records, len(names), policy, found.report)
+    records = check_records(records, len(names), policy, found.report, class_ids=class_ids)
     if not records:
         raise UserError(f"{where}: no usable image/mask pairs for split '{split}'")
     info(f"{folder}: {len(records)} images, {len(names)} classes; {found.report.summary()}")
-    return records, names
+    return records, names, class_ids

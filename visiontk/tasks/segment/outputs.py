@@ -1,6 +1,7 @@
 """What `segment predict` writes per image: an index mask PNG and, optionally, a colour overlay.
 
-Masks are 8-bit greyscale PNGs whose pixel values are class indices, at the
+Masks are 8-bit greyscale PNGs whose pixel values are class indices (or the
+data set's own class ids, mapped in ``SegmentTask.postprocess``), at the
 image's original size: every tool (PIL, OpenCV, scikit-image) reads the same
 numbers back, which is not true of palette PNGs (OpenCV returns the colours).
 The overlay is for people: a JPEG of the image with every class but index 0

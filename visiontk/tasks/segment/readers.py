@@ -14,7 +14,8 @@ epoch rather than mid-run.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -23,7 +24,8 @@ import numpy as np
 from visiontk.data.formats.coco import rasterize
 from visiontk.data.formats.files import image_size
 from visiontk.data.formats.issues import BAD_IMAGE, BAD_MASK, Issues, Policy, ReadReport, check_policy
-from visiontk.data.formats.masks import IGNORE_INDEX, apply_value_table, load_index_mask
+from visiontk.console import warn
+from visiontk.data.formats.masks import IGNORE_INDEX, apply_value_table, load_index_mask, unlisted_values
 from visiontk.errors import DataError
 
 __all__ = ["IGNORE_INDEX", "CocoMask", "Policy", "SegmentationRecord", "check_policy", "check_records", "load_mask",
@@ -103,12 +105,18 @@ def check_records(
     num_classes: int | None,
     policy: Policy = "error",
     report: ReadReport | None = None,
+    class_ids: Iterable[int] | None = None,
 ) -> list[SegmentationRecord]:
     """The records whose mask loads and fits its image; the others are problems under ``policy``.
 
     ``report``: the reader's, so that one report counts every problem of the split.
+    ``class_ids``: the mask values that are classes (a class map); others
+    (but 255) are ignored by the value table, and counted here for one warning.
     """
     issues = Issues("segmentation masks", policy, report)
+    ids = None if class_ids is None else frozenset(int(i) for i in class_ids)
+    pixels: Counter = Counter()
+    masks: Counter = Counter()
     kept = []
     for record in records:
         try:
@@ -117,7 +125,15 @@ def check_records(
             issues.message(BAD_IMAGE, str(exc))
             continue
         try:
-            problem = mask_problem(record, load_mask(record), image_hw, num_classes)
+            if ids is None:
+                mask = load_mask(record)
+            else:
+                raw = load_mask(replace(record, values=None))
+                for value, count in unlisted_values(raw, ids).items():
+                    pixels[value] += count
+                    masks[value] += 1
+                mask = raw if record.values is None else apply_value_table(record.values, raw, record.mask_name)
+            problem = mask_problem(record, mask, image_hw, num_classes)
         except DataError as exc:
             problem = str(exc)
         if problem is None:
@@ -125,4 +141,10 @@ def check_records(
         else:
             issues.message(BAD_MASK, problem)
     issues.finish()
+    if pixels:
+        # Not a bad annotation (the pixels are simply unlabelled): one line for the whole split.
+        shown = ", ".join(f"{v} ({pixels[v]} px in {masks[v]} masks)" for v in sorted(pixels)[:8])
+        more = f" and {len(pixels) - 8} more" if len(pixels) > 8 else ""
+        source = report.source if report is not None else "segmentation masks"
+        warn(f"{source}: mask values {shown}{more} are not in the class map: ignored (255)")
     return kept

@@ -26,7 +26,7 @@ from visiontk.outputs.plan import PredictionOutputs
 from visiontk.outputs.records import JsonlWriter
 from visiontk.recipe import Expected, Fraction, Number, Section, recipe_error, rule_error
 from visiontk.tasks.base import Task
-from visiontk.tasks.options.segment import SegmentEvalOptions, SegmentPredictOptions
+from visiontk.tasks.options.segment import MaskValues, SegmentEvalOptions, SegmentPredictOptions
 from visiontk.tasks.registry import register_task
 
 from .common import label_map
@@ -93,6 +93,9 @@ class SegmentTask(Task):
         if weights is not None and classes and len(weights) != len(classes):
             raise recipe_error(source, "loss.class_weights", f"has {len(weights)} entries for {len(classes)} "
                                                              f"classes in data.classes")
+        if isinstance(classes, dict) and recipe.data.format != "masks":
+            raise recipe_error(source, "data.classes", "an {id: name} map is read by data.format masks only; "
+                                                       "give a list of names")
         if recipe.train.label_smoothing:
             raise recipe_error(source, "train.label_smoothing", "is not supported by segment")
 
@@ -106,12 +109,14 @@ class SegmentTask(Task):
                       mask_at: str = "input_size"):
         """`mask_at`: "input_size" (training, per-epoch validation) or "image_size"
         (`segment eval`: masks at each image's own size, where predict writes its masks)."""
-        records, names = read_records(recipe, split, classes, root)
+        records, names, ids = read_records(recipe, split, classes, root)
         augment = build_augmentations(recipe.data.augment) if train else []
         dataset = SegmentationDataset(
             records, len(names), preprocess or recipe_preprocess(recipe),
             transform=A.Compose(augment) if augment else None, policy=recipe.data.bad_annotations, mask_at=mask_at,
         )
+        # The data set's own mask value of each class (a class map): into the checkpoint, for predict.
+        dataset.category_ids = ids
         return dataset, names
 
     def eval_dataset(self, recipe, split: str, classes, root, preprocess, options: SegmentEvalOptions):
@@ -213,6 +218,9 @@ class SegmentTask(Task):
             h, w = meta["orig_size"]
             mask = full_size_labels(logits, (h, w))
             counts = np.bincount(mask.ravel(), minlength=len(classes))
+            if context.category_ids and context.options.mask_values == MaskValues.ids:
+                # Written in the data set's own ids (its mask values), as its masks are.
+                mask = np.asarray(context.category_ids, dtype=np.uint8)[mask]
             record: dict = {"path": meta["path"], "mask": mask}
             if context.options.overlay:
                 record["image"] = meta.get("image")
