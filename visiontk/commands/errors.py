@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 
 from visiontk.console import err_console
 from visiontk.errors import VisionTKError, worker_message
+from visiontk.stop_signals import describe, exit_code
 
 try:  # recent Typer carries its own copy of click
     from typer._click.exceptions import UsageError
@@ -42,8 +43,8 @@ def handle_errors(fn: Callable) -> Callable:
             if STATE["debug"]:
                 traceback.print_exc()
             fail(str(e), e.exit_code)
-        except KeyboardInterrupt:
-            fail("interrupted", 130)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM / SIGHUP (stop_signals.py)
+            fail(describe(e), exit_code(e))
         except BrokenPipeError:
             # A consumer such as `head` closed the pipe: stop quietly.
             sys.stderr.close()
