@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -50,6 +51,12 @@ def atomic_write_text(text: str, path: Path) -> None:
     _atomic_write(path, "w", lambda f: f.write(text))
 
 
+# The weights-only unpickler's reasons that mean "this pickle names Python code"
+# (a class or function to import); any other failure of it (an unknown opcode in
+# random bytes) means the file is not a checkpoint at all.
+_NAMES_CODE = re.compile(r"GLOBAL \S+|Can only create new object|Trying to call reduce|Trying to instantiate")
+
+
 def load_checkpoint(path: str | Path, task: str | None = None) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -58,7 +65,7 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - every failure to load gets one clear line
         text = str(e)
-        if "Weights only load failed" in text or "weights_only" in text:
+        if _NAMES_CODE.search(text):
             reason = "it holds Python objects that could run code; refused (only tensors and plain data are loaded)"
         elif isinstance(e, OSError) and not isinstance(e, EOFError):
             reason = f"cannot read ({e.strerror or e.__class__.__name__})"

@@ -6,7 +6,6 @@ code, and have no boxes to write.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import IO
 
@@ -17,6 +16,7 @@ from torchvision.utils import draw_bounding_boxes
 from visiontk.data.images import load_image
 from visiontk.errors import UserError
 from visiontk.outputs.output_file import OutputFile
+from visiontk.outputs.json_text import dumps
 from visiontk.outputs.output_folder import OutputFolder
 from visiontk.outputs.plan import PredictionOutputs
 from visiontk.outputs.records import JsonlWriter, RecordWriter, Tee
@@ -55,7 +55,7 @@ class CocoResultsWriter(RecordWriter):
         for box, score, name, label in zip(record["boxes"], record["scores"], record["labels"], record["label_ids"]):
             item = {"image_id": self.count, "file_name": record["path"], "category_id": label + 1,
                     "category_name": name, "bbox": _xyxy_to_xywh(box), "score": score}
-            self.stream.write(("\n" if self.first else ",\n") + json.dumps(item, ensure_ascii=False))
+            self.stream.write(("\n" if self.first else ",\n") + dumps(item, ensure_ascii=False))
             self.first = False
 
     def close(self) -> None:
