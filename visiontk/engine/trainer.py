@@ -30,6 +30,7 @@ from visiontk.engine.performance import compile_model, use_channels_last
 from visiontk.engine.optim import build_optimizer, build_scheduler, param_groups
 from visiontk.engine.stages import apply_stage, describe_stage, keep_frozen_in_eval, plan_stages, stage_at, stage_param_groups
 from visiontk.engine.progress import ProgressBar
+from visiontk.engine.resources import cap_workers, check_batch_memory
 from visiontk.engine.seeding import reseed_augmentations, seed_everything, worker_init
 from visiontk.errors import JobError, UserError, VisionTKError
 from visiontk.outputs.output_folder import next_run_dir
@@ -132,8 +133,10 @@ class Trainer:
             warn(f"train.batch_size {r.train.batch_size} is larger than the training set ({len(train_ds)} images); "
                  f"using batches of {len(train_ds)}")
             bs = len(train_ds)
+        h, w = r.image_size
+        check_batch_memory("train.batch_size", bs, r.model.in_channels, h, w)
         pin = self.device.type == "cuda"
-        common = dict(num_workers=r.train.workers, collate_fn=task.collate, pin_memory=pin,
+        common = dict(num_workers=cap_workers(r.train.workers, "train.workers"), collate_fn=task.collate, pin_memory=pin,
                       persistent_workers=False, worker_init_fn=worker_init)
         self.generator = torch.Generator()
         # A last batch of a single image breaks BatchNorm (one value per channel
