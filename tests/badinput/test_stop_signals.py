@@ -19,9 +19,18 @@ from helpers import start_cli, wait_until
 
 from visiontk.engine.checkpoint import load_checkpoint
 
-from .test_killed_runs import args, check_consistent, data, rows, said, stop_then  # noqa: F401 - data is a fixture
+from .test_killed_runs import args, check_consistent, rows, said, stop_then
 
 pytestmark = pytest.mark.slow  # real processes started, signalled and resumed
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    from visiontk.data.synth import synth_classify
+
+    root = tmp_path_factory.mktemp("signal-data")
+    synth_classify(root, n=120, size=32, seed=3, val_fraction=0.2)
+    return root
 
 
 def test_sigterm_during_training_saves_and_exits_143(data, tmp_path):
