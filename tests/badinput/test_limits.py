@@ -2,6 +2,7 @@
 machine is refused (exit 2, one line) or capped (a note) before any work."""
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -121,3 +122,13 @@ def test_16bit_image_is_still_scaled_exactly(tmp_path):
     Image.fromarray(values).save(path)
     expected = np.clip(values.astype(np.float64) / 65535 * 255 + 0.5, 0, 255).astype(np.uint8)
     assert np.array_equal(load_image(path, "L")[..., 0], expected)
+
+
+@pytest.mark.parametrize("command", ["predict", "eval"])
+def test_inference_batch_larger_than_memory_is_refused(tiny_ckpt, tiny_data, command):
+    """tiny_ckpt's input is 32 x 32 RGB: 12 KB a float32 image."""
+    args = [tiny_data / "val"] if command == "predict" else [tiny_data]
+    out = invoke("classify", command, tiny_ckpt, *args, "--batch-size", "100000000000")
+    assert_error(out, re.compile(r"error: --batch-size 100000000000: one batch of 100000000000 x 3 x 32 x 32 float32 "
+                                 r"values needs [\d.]+ GB, more than the [\d.]+ GB of memory available; "
+                                 r"lower the batch size or data.image_size"))

@@ -9,6 +9,7 @@ from visiontk.data.preprocess import Preprocess
 from visiontk.engine.build import model_from_checkpoint
 from visiontk.engine.device import select_device
 from visiontk.engine.performance import prepare_for_inference, use_channels_last
+from visiontk.engine.resources import check_batch_memory
 from visiontk.tasks.options.fields import with_checkpoint_defaults
 
 
@@ -28,7 +29,10 @@ def evaluate_checkpoint(checkpoint: str | Path, task_name: str, data: str | None
     model = prepare_for_inference(model, dev, None, use_channels_last("auto", dev))
     options = with_checkpoint_defaults(options if options is not None else task.eval_options(), task.stored_settings(ckpt))
     # The checkpoint's preprocessing, as `predict` uses it: eval scores what predict does.
-    dataset, classes = task.eval_dataset(recipe, split, ckpt["classes"], data, Preprocess.from_checkpoint(ckpt), options)
+    preprocess = Preprocess.from_checkpoint(ckpt)
+    if preprocess.size is not None:
+        check_batch_memory("--batch-size", batch_size, preprocess.channels, *preprocess.size)
+    dataset, classes = task.eval_dataset(recipe, split, ckpt["classes"], data, preprocess, options)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=task.collate)
     metrics = task.evaluate(model, loader, dev, ckpt["classes"], options)
     return metrics, ckpt
