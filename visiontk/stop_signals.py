@@ -30,9 +30,14 @@ def _raise_stopped(signum: int, frame) -> None:
 
 
 def install() -> None:
-    """SIGTERM and SIGHUP raise `Stopped` in the main thread (the CLI calls this once)."""
+    """SIGTERM and SIGHUP raise `Stopped` in the main thread (the CLI calls this once).
+
+    A signal the parent set to be ignored stays ignored: `nohup visiontk train`
+    must survive the terminal closing.
+    """
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _raise_stopped)
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            signal.signal(signum, _raise_stopped)
 
 
 def exit_code(exc: BaseException) -> int:

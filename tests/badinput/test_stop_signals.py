@@ -121,3 +121,12 @@ def test_resume_with_early_stopping_is_exact(data, tmp_path):
     assert rows(run_dir) == list(range(1, stopped_at + 1))
     for key, value in reference["model"].items():
         assert torch.equal(final["model"][key], value), key
+
+
+def test_nohup_keeps_sighup_ignored(tmp_path):
+    """Under nohup (SIGHUP ignored by the parent) a closed terminal must not stop a run."""
+    code = ("import signal; signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+            "from visiontk import stop_signals; stop_signals.install()\n"
+            "assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN\n"
+            "assert signal.getsignal(signal.SIGTERM) is stop_signals._raise_stopped\n")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ}, cwd=tmp_path)

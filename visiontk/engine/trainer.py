@@ -2,9 +2,10 @@
 
 Resume is exact at epoch boundaries: every RNG (python, numpy, torch, the
 sampler's generator, worker seeds) is re-seeded from (seed, epoch) at the start
-of each epoch, and the optimizer, scheduler and scaler states travel in
-`last.pt`. The epoch history travels there too, and results.csv is rewritten
-from it, so a killed and resumed run never has duplicated or missing rows.
+of each epoch, and the optimizer, scheduler and scaler states and early
+stopping's counter travel in `last.pt`. The epoch history travels there too,
+and results.csv is rewritten from it, so a killed and resumed run never has
+duplicated or missing rows.
 """
 from __future__ import annotations
 
@@ -371,9 +372,9 @@ class Trainer:
     def _save_interrupted(self, how: str = "interrupted") -> str:
         """Save the weights of the unfinished epoch; return the message for the user.
 
-        `interrupted.pt` holds the model as it was when Ctrl-C came (for predict
-        or eval; no optimizer state, not a resume point). Resuming is exact only
-        from the end of an epoch, i.e. from last.pt.
+        `interrupted.pt` holds the model as it was when Ctrl-C, SIGTERM or SIGHUP
+        came (for predict or eval; no optimizer state, not a resume point).
+        Resuming is exact only from the end of an epoch, i.e. from last.pt.
         """
         last, partial = self.run_dir / "last.pt", self.run_dir / "interrupted.pt"
         saved = ""
