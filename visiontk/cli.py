@@ -53,6 +53,9 @@ app.command("export")(export_cmd.export)
 
 
 def main() -> None:
+    from visiontk import stop_signals
+
+    stop_signals.install()
     app()
 
 

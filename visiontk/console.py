@@ -4,19 +4,45 @@ stdout is reserved for results (jsonl, csv, json) so that pipes work.
 """
 from __future__ import annotations
 
+import re
 import sys
 
 from rich.console import Console
 from rich.text import Text
 
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# Control characters (C0 but tab and newline, DEL, C1) can come with file and
+# class names: an ESC in a folder name must not recolour, move or clear the
+# user's terminal. Lone surrogates are the bytes of names that are not UTF-8.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else char.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
+def printable(text: str, newlines: bool = True) -> str:
+    """`text` with control characters shown as escapes (`\\x1b`); `newlines=False` escapes those too."""
+    text = _CONTROL.sub(lambda m: _escape(m.group()), text)
+    return text if newlines else text.replace("\n", "\\n")
+
+
+class _EscapingConsole(Console):
+    """Every string printed (messages, table cells) passes `printable` first: the one
+    place between names read from files and the terminal."""
+
+    def render_str(self, text: str, **kwargs):
+        return super().render_str(printable(text), **kwargs)
+
+
+err_console = _EscapingConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:
     # The message is plain text, never markup: file names such as
     # 'photo [final].jpg' must come out as they are (markup would drop
     # '[final]', and a '[/x]' in a name would raise).
-    err_console.print(Text.assemble(("warning:", "yellow"), " ", str(message)), highlight=False)
+    err_console.print(Text.assemble(("warning:", "yellow"), " ", printable(str(message), newlines=False)), highlight=False)
 
 
 def info(message: str) -> None:
@@ -28,4 +54,4 @@ def stderr_is_tty() -> bool:
 
 
 # Listings that are the command's result (recipes list, backbones list) go to stdout.
-out_console = Console(highlight=False, soft_wrap=True)
+out_console = _EscapingConsole(highlight=False, soft_wrap=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import traceback
 from typing import Callable
@@ -12,6 +13,7 @@ from typer.core import TyperGroup
 
 from visiontk.console import err_console
 from visiontk.errors import VisionTKError, worker_message
+from visiontk.stop_signals import describe, exit_code
 
 try:  # recent Typer carries its own copy of click
     from typer._click.exceptions import UsageError
@@ -42,18 +44,43 @@ def handle_errors(fn: Callable) -> Callable:
             if STATE["debug"]:
                 traceback.print_exc()
             fail(str(e), e.exit_code)
-        except KeyboardInterrupt:
-            fail("interrupted", 130)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM / SIGHUP (stop_signals.py)
+            fail(describe(e), exit_code(e))
         except BrokenPipeError:
             # A consumer such as `head` closed the pipe: stop quietly.
             sys.stderr.close()
             raise typer.Exit(0)
-        except Exception as e:  # noqa: BLE001 - the last resort must catch everything
+        except OSError as e:
+            if not isinstance(e.filename, (str, bytes, os.PathLike)):
+                fail_unexpected(e)
             if STATE["debug"]:
                 traceback.print_exc()
-            fail(f"unexpected {e.__class__.__name__}: {worker_message(str(e), type(e))} (run with --debug for the traceback)", 1)
+            fail(os_error_message(e), 2)
+        except Exception as e:  # noqa: BLE001 - the last resort must catch everything
+            fail_unexpected(e)
 
     return wrapper
+
+
+def os_error_message(e: OSError) -> str:
+    """A failure to create, write or read a named path (an --out under /proc, a --project
+    on a read-only disk, a folder path through a file) is bad input: the path and the
+    system's reason, whichever command and writer met it."""
+    path = os.fsdecode(e.filename)
+    if isinstance(e, (FileExistsError, NotADirectoryError)) and os.path.isfile(path):
+        # mkdir of an --out's folder when that "folder" is a file: x.png/p.jsonl.
+        return f"{path}: is a file, not a folder"
+    reason = e.strerror or e.__class__.__name__
+    if e.filename2 is not None:
+        return f"{path} -> {os.fsdecode(e.filename2)}: {reason}"
+    return f"{path}: {reason}"
+
+
+def fail_unexpected(e: Exception) -> None:
+    # The last resort: a bug, with the way to its traceback.
+    if STATE["debug"]:
+        traceback.print_exc()
+    fail(f"unexpected {e.__class__.__name__}: {worker_message(str(e), type(e))} (run with --debug for the traceback)", 1)
 
 
 class OneLineUsageErrors(TyperGroup):

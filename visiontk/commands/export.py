@@ -1,7 +1,6 @@
 """`visiontk export CHECKPOINT --format onnx|torchscript`."""
 from __future__ import annotations
 
-import json
 import sys
 from enum import Enum
 from typing import Optional
@@ -9,6 +8,7 @@ from typing import Optional
 import typer
 
 from visiontk.commands.errors import handle_errors
+from visiontk.outputs.json_text import dumps
 
 
 class ExportFormat(str, Enum):
@@ -31,4 +31,4 @@ def export(
     from visiontk.engine.export import export_checkpoint
 
     result = export_checkpoint(checkpoint, format.value, out, dynamic_batch, batch_size, overwrite)
-    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.write(dumps(result) + "\n")

@@ -1,7 +1,6 @@
 """`visiontk recipes|backbones|data` commands."""
 from __future__ import annotations
 
-import json
 import sys
 from enum import Enum
 from pathlib import Path
@@ -12,6 +11,7 @@ from rich.table import Table
 
 from visiontk.commands.errors import handle_errors
 from visiontk.console import out_console
+from visiontk.outputs.json_text import dumps
 
 recipes_app = typer.Typer(help="Shipped recipes.", no_args_is_help=True)
 backbones_app = typer.Typer(help="Shared CNN backbones.", no_args_is_help=True)
@@ -68,7 +68,7 @@ def backbones_list(json_out: bool = typer.Option(False, "--json", help="One JSON
         })
     if json_out:
         for r in rows:
-            sys.stdout.write(json.dumps(r) + "\n")
+            sys.stdout.write(dumps(r) + "\n")
         return
     table = Table(show_header=True)
     for col in ("backbone", "params", "strides", "channels", "ImageNet weights", "description"):
@@ -104,4 +104,4 @@ def data_synth(
     if size is not None:
         kwargs["size"] = size
     summary = fn(out, **kwargs)
-    sys.stdout.write(json.dumps(summary) + "\n")
+    sys.stdout.write(dumps(summary) + "\n")

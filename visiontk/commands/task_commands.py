@@ -7,7 +7,6 @@ to the library (engine/) and print what it returns.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -17,6 +16,7 @@ import typer
 from visiontk.commands import shared_options as shared
 from visiontk.commands.signature import build_command, option_params, take_options
 from visiontk.console import info
+from visiontk.outputs.json_text import dumps
 from visiontk.tasks.options.spec import CommandSpec
 
 
@@ -72,7 +72,7 @@ def run_eval(task_name: str, options: object, checkpoint: str, data: Optional[st
     out_dir = Path(plots_dir) if plots_dir else Path(checkpoint).parent / "plots"
     written = task.write_eval_plots(metrics, classes, out_dir, suffix=f"_{split}")
     if json_out:
-        sys.stdout.write(json.dumps({"checkpoint": str(checkpoint), "split": split, "classes": classes, **metrics}) + "\n")
+        sys.stdout.write(dumps({"checkpoint": str(checkpoint), "split": split, "classes": classes, **metrics}) + "\n")
     else:
         print_report(task.report(metrics, classes))
     for p in written:

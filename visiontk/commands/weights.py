@@ -1,7 +1,6 @@
 """`visiontk weights list|check`: ImageNet weights on this machine."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -11,6 +10,7 @@ from rich.table import Table
 
 from visiontk.commands.errors import handle_errors
 from visiontk.console import info, out_console
+from visiontk.outputs.json_text import dumps
 
 app = typer.Typer(help="Pretrained ImageNet weights: which exist, which are cached, are they intact.", no_args_is_help=True)
 
@@ -26,7 +26,7 @@ def list_(json_out: bool = typer.Option(False, "--json", help="One JSON object p
     rows = [r for r in imagenet_weights() if all_weights or r["default"]]
     if json_out:
         for r in rows:
-            sys.stdout.write(json.dumps(r) + "\n")
+            sys.stdout.write(dumps(r) + "\n")
         return
     table = Table(show_header=True)
     for col in ("backbone", "weights", "file", "source", "present"):
@@ -58,7 +58,7 @@ def check(files: Optional[List[Path]] = typer.Argument(None, help="Weights files
     rows = [check_file(p) for p in paths]
     if json_out:
         for r in rows:
-            sys.stdout.write(json.dumps(r) + "\n")
+            sys.stdout.write(dumps(r) + "\n")
     else:
         table = Table(show_header=True)
         for col in ("file", "expected", "sha256", "status"):

@@ -24,6 +24,12 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".g
 # and scans can be larger, so allow up to 200 MP and refuse beyond that.
 MAX_PIXELS = 200_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# The pixel count alone let a 14000 x 14000 16-bit PNG (196 MP) through to a
+# 0.4 GB decode plus its 8-bit copy: what is limited is the bytes decoding
+# takes -- the file's samples at their depth and channels, plus the 8-bit image
+# they are converted into -- at the budget 200 MP of 8-bit RGB always had.
+MAX_DECODED_BYTES = 600_000_000
+_SAMPLE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2, "I": 4, "F": 4}
 _ORIENTATION = 0x0112  # EXIF tag
 
 
@@ -31,14 +37,27 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def decoded_bytes(img: Image.Image, mode: str) -> int:
+    """What decoding `img` (opened, not loaded) into `mode` takes: its samples, plus the converted copy."""
+    w, h = img.size
+    sample = _SAMPLE_BYTES.get(img.mode, len(img.getbands()))
+    converted = 0 if img.mode == mode else len(Image.new(mode, (1, 1)).getbands())
+    return w * h * (sample + converted)
+
+
 def _to_8bit(img: Image.Image) -> Image.Image:
     # 16-bit and 32-bit greyscale PNG/TIFF: scale the full range to 8 bits
-    # instead of letting PIL clip everything above 255 to white.
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
-        return Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    return img
+    # instead of letting PIL clip everything above 255 to white. In bands of
+    # rows: a float64 copy of the whole image would be 4x the 16-bit one.
+    if img.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return img
+    arr = np.asarray(img)
+    hi = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+    out = np.empty(arr.shape, np.uint8)
+    for top in range(0, arr.shape[0], 512):
+        band = arr[top:top + 512].astype(np.float64)
+        out[top:top + 512] = np.clip(band / hi * 255.0 + 0.5, 0, 255)
+    return Image.fromarray(out, "L")
 
 
 # EXIF orientation -> the transpose that makes the image upright (what
@@ -108,6 +127,12 @@ def open_image(path: str | Path, mode: str = "RGB", draft_size: tuple[int, int] 
                 if orientation in _SWAPS_SIDES:
                     draft_size = (draft_size[1], draft_size[0])
                 opened.draft("RGB" if mode == "RGB" else "L", draft_size)
+            # Before any pixel is decoded (after draft, which shrinks what a JPEG decodes to).
+            if decoded_bytes(opened, mode) > MAX_DECODED_BYTES:
+                w, h = opened.size
+                raise DataError(f"{path}: image too large: {w} x {h} pixels of mode {opened.mode} take "
+                                f"{decoded_bytes(opened, mode) / 1e6:.0f} MB to decode as {mode} "
+                                f"(limit {MAX_DECODED_BYTES // 1_000_000} MB)")
             opened.load()
             img = opened
             if orientation in _TRANSPOSE:

@@ -31,7 +31,12 @@ def iter_sources(sources: Iterable[str], stdin=None) -> Iterator[Path]:
     for src in sources:
         if src == "-":
             stream = stdin if stdin is not None else sys.stdin
-            for line in stream:
+            # Paths are bytes on POSIX, not always UTF-8 (an old Latin-1 archive):
+            # read them as bytes and decode as the OS does (surrogateescape), so
+            # every name opens; the writers escape what is not UTF-8.
+            raw = getattr(stream, "buffer", stream)
+            for line in raw:
+                line = os.fsdecode(line) if isinstance(line, bytes) else line
                 line = line.rstrip("\r\n")
                 if line.strip():
                     yield Path(line)

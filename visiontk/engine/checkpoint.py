@@ -8,42 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import threading
-from contextlib import contextmanager
+import re
 import tempfile
 from pathlib import Path
 
 import torch
 
 from visiontk.errors import UserError
+from visiontk.stop_signals import deferred
 
 FORMAT = "visiontk-checkpoint"
 VERSION = 1
 
 
-@contextmanager
-def _sigint_deferred():
-    """Hold Ctrl-C until the block ends, then raise KeyboardInterrupt.
-
-    A KeyboardInterrupt inside torch.save makes its zip writer fail on exit with
-    a RuntimeError that hides the interrupt; deferring keeps Ctrl-C a clean
-    interrupt (exit 130) and the temp file is removed as for any other failure.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
-
-
-def _atomic_write(path: Path, mode: str, write, defer_sigint: bool = False) -> None:
+def _atomic_write(path: Path, mode: str, write, defer_stop: bool = False) -> None:
     """Write to a temp file in the same folder, fsync, then rename over `path`.
 
     A kill at any moment leaves either the old file or the new one, never a
@@ -53,7 +31,7 @@ def _atomic_write(path: Path, mode: str, write, defer_sigint: bool = False) -> N
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with (_sigint_deferred() if defer_sigint else contextlib.nullcontext()), \
+        with (deferred() if defer_stop else contextlib.nullcontext()), \
                 os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             write(f)
             f.flush()
@@ -65,12 +43,18 @@ def _atomic_write(path: Path, mode: str, write, defer_sigint: bool = False) -> N
 
 
 def atomic_save(obj, path: Path) -> None:
-    # Ctrl-C waits for the checkpoint to be whole: a training stopped by hand keeps its last epoch.
-    _atomic_write(path, "wb", lambda f: torch.save(obj, f), defer_sigint=True)
+    # Ctrl-C, SIGTERM and SIGHUP wait for the checkpoint to be whole: a stopped training keeps its last epoch.
+    _atomic_write(path, "wb", lambda f: torch.save(obj, f), defer_stop=True)
 
 
 def atomic_write_text(text: str, path: Path) -> None:
     _atomic_write(path, "w", lambda f: f.write(text))
+
+
+# The weights-only unpickler's reasons that mean "this pickle names Python code"
+# (a class or function to import); any other failure of it (an unknown opcode in
+# random bytes) means the file is not a checkpoint at all.
+_NAMES_CODE = re.compile(r"GLOBAL \S+|Can only create new object|Trying to call reduce|Trying to instantiate")
 
 
 def load_checkpoint(path: str | Path, task: str | None = None) -> dict:
@@ -81,7 +65,7 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - every failure to load gets one clear line
         text = str(e)
-        if "Weights only load failed" in text or "weights_only" in text:
+        if _NAMES_CODE.search(text):
             reason = "it holds Python objects that could run code; refused (only tensors and plain data are loaded)"
         elif isinstance(e, OSError) and not isinstance(e, EOFError):
             reason = f"cannot read ({e.strerror or e.__class__.__name__})"

@@ -6,6 +6,9 @@ import torch
 from visiontk.errors import UserError
 
 
+RUNNABLE = ("cpu", "cuda", "mps")
+
+
 def select_device(name: str = "auto") -> torch.device:
     """auto: CUDA, then MPS, then CPU. An explicit device that is absent is an error."""
     if name == "auto":
@@ -18,6 +21,9 @@ def select_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise UserError(f"--device: unknown device '{name}' (auto, cpu, cuda, cuda:N, mps)") from None
+    if device.type not in RUNNABLE:
+        # torch also names devices no model runs on here ('meta' holds no data, 'xla' needs its runtime).
+        raise UserError(f"--device {name}: not a device visiontk runs on (auto, cpu, cuda, cuda:N, mps)")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UserError(f"--device {name}: CUDA is not available on this machine")

@@ -8,7 +8,6 @@ index file, line i naming row i.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -24,6 +23,7 @@ from visiontk.backbones.base import Backbone
 from visiontk.console import info, warn
 from visiontk.data.preprocess import Preprocess
 from visiontk.errors import UserError
+from visiontk.outputs.json_text import dumps
 from visiontk.outputs.output_file import OutputFile
 from visiontk.outputs.plan import PredictionOutputs
 from visiontk.outputs.records import RecordWriter
@@ -102,7 +102,7 @@ class JsonlEmbeddingWriter(RecordWriter):
     def __call__(self, record: dict) -> None:
         if "embedding" in record:
             record = {**record, "embedding": [round(float(x), self.decimals) for x in record["embedding"]]}
-        self.stream.write(json.dumps(record) + "\n")
+        self.stream.write(dumps(record) + "\n")
 
 
 class NpyEmbeddingWriter(RecordWriter):

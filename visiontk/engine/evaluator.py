@@ -19,6 +19,7 @@ from visiontk.data.preprocess import Preprocess
 from visiontk.engine import distributed
 from visiontk.engine.build import model_from_checkpoint
 from visiontk.engine.performance import prepare_for_inference, use_channels_last
+from visiontk.engine.resources import check_batch_memory
 from visiontk.tasks.options.fields import with_checkpoint_defaults
 
 
@@ -76,7 +77,10 @@ def evaluate_checkpoint(checkpoint: str | Path, task_name: str, data: str | None
         options = with_checkpoint_defaults(options if options is not None else task.eval_options(),
                                            task.stored_settings(ckpt))
         # The checkpoint's preprocessing, as `predict` uses it: eval scores what predict does.
-        dataset, _ = task.eval_dataset(recipe, split, ckpt["classes"], data, Preprocess.from_checkpoint(ckpt), options)
+        preprocess = Preprocess.from_checkpoint(ckpt)
+        if preprocess.size is not None:
+            check_batch_memory("--batch-size", batch_size, preprocess.channels, *preprocess.size)
+        dataset, _ = task.eval_dataset(recipe, split, ckpt["classes"], data, preprocess, options)
         loader = eval_loader(task, dataset, batch_size, workers)
         metrics = evaluate(task, model, loader, dev, ckpt["classes"], options)
     finally:

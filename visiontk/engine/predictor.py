@@ -23,6 +23,7 @@ from visiontk.engine.decode_batches import check_loader, decode_batches
 from visiontk.engine.device import amp_dtype, select_device
 from visiontk.engine.performance import autocast, prepare_for_inference, use_channels_last
 from visiontk.engine.progress import ProgressBar
+from visiontk.engine.resources import check_batch_memory
 from visiontk.errors import DataError
 from visiontk.tasks.base import PredictContext, Task
 from visiontk.tasks.options.fields import with_checkpoint_defaults
@@ -71,6 +72,8 @@ class Predictor:
         self.input_size = self.task.predict_input_size(self.size, self.context)
         # The checkpoint's preprocessing (what eval and training used), at the task's predict size.
         self.preprocess = preprocess.with_size(self.input_size)
+        if self.input_size is not None:
+            check_batch_memory("--batch-size", self.batch_size, preprocess.channels, *self.input_size)
 
     def load(self, path: Path) -> tuple[torch.Tensor | None, dict]:
         """Decode, resize and normalise one image into a CHW tensor; errors become a

@@ -2,9 +2,10 @@
 
 Resume is exact at epoch boundaries: every RNG (python, numpy, torch, the
 sampler's generator, worker seeds) is re-seeded from (seed, epoch) at the start
-of each epoch, and the optimizer, scheduler and scaler states travel in
-`last.pt`. The epoch history travels there too, and results.csv is rewritten
-from it, so a killed and resumed run never has duplicated or missing rows.
+of each epoch, and the optimizer, scheduler and scaler states and early
+stopping's counter travel in `last.pt`. The epoch history travels there too,
+and results.csv is rewritten from it, so a killed and resumed run never has
+duplicated or missing rows.
 """
 from __future__ import annotations
 
@@ -31,16 +32,22 @@ from visiontk.engine.performance import compile_model, use_channels_last
 from visiontk.engine.optim import build_optimizer, build_scheduler, param_groups
 from visiontk.engine.stages import apply_stage, describe_stage, keep_frozen_in_eval, plan_stages, stage_at, stage_param_groups
 from visiontk.engine.progress import ProgressBar
+from visiontk.engine.resources import cap_workers, check_batch_memory
 from visiontk.engine.seeding import reseed_augmentations, seed_everything, worker_init
 from visiontk.errors import JobError, UserError, VisionTKError
 from visiontk.outputs.output_folder import next_run_dir
 from visiontk.recipe import Recipe, dump_recipe
+from visiontk.stop_signals import describe, exit_code
 from visiontk.tasks.recipes import recipe_from_dict
 from visiontk.tasks.registry import get_task
 
 
 class Interrupted(VisionTKError):
-    exit_code = 130
+    """Training stopped by Ctrl-C, SIGTERM or SIGHUP: exits 128 + the signal number."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def write_results_csv(rows: list[dict], path: Path) -> None:
@@ -112,8 +119,10 @@ class Trainer:
             warn(f"train.batch_size {r.train.batch_size} is larger than the training set ({len(train_ds)} images); "
                  f"using batches of {len(train_ds)}")
             bs = len(train_ds)
+        h, w = r.image_size
+        check_batch_memory("train.batch_size", bs, r.model.in_channels, h, w)
         pin = self.device.type == "cuda"
-        common = dict(num_workers=r.train.workers, collate_fn=task.collate, pin_memory=pin,
+        common = dict(num_workers=cap_workers(r.train.workers, "train.workers"), collate_fn=task.collate, pin_memory=pin,
                       persistent_workers=False, worker_init_fn=worker_init)
         self.generator = torch.Generator()
         # A last batch of a single image breaks BatchNorm (one value per channel
@@ -148,6 +157,8 @@ class Trainer:
             "epoch": epoch,
             "best_fitness": self.best_fitness,
             "best_epoch": self.best_epoch,
+            # Early stopping's counter: a resumed run stops at the epoch the uninterrupted one would.
+            "bad_epochs": self.bad_epochs,
             "history": self.history,
             "stage": self.stage.index,
         }
@@ -188,7 +199,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type) if dtype == torch.float16 else None
         self.history: list[dict] = []
         self.best_fitness, self.best_epoch, start_epoch = -math.inf, 0, 0
-        self.saved_epoch = 0
+        self.saved_epoch, self.bad_epochs = 0, 0
         if self.resume_ckpt is not None:
             ck = self.resume_ckpt
             if ck.get("classes") != list(classes):
@@ -204,6 +215,10 @@ class Trainer:
             self.history = list(ck.get("history", []))
             self.best_fitness = ck.get("best_fitness", -math.inf)
             self.best_epoch = ck.get("best_epoch", 0)
+            # The counter restarts with each stage; last.pt from the end of a stage
+            # holds the finished stage's count.
+            if ck.get("stage", 0) == self.stage.index:
+                self.bad_epochs = int(ck.get("bad_epochs", 0))
             start_epoch = self.saved_epoch = ck["epoch"]
             if self.is_main:
                 # A kill may have left a temp file of an unfinished write, or stopped
@@ -214,6 +229,10 @@ class Trainer:
                 write_results_csv(self.history, self.run_dir / "results.csv")
             if start_epoch >= r.train.epochs:
                 info(f"{self.run_dir}: already trained {start_epoch} of {r.train.epochs} epochs; nothing to do")
+            elif self._early_stop():
+                # Killed after last.pt of the epoch that stopped it early, before the run ended.
+                info(f"{self.run_dir}: stopped early at epoch {start_epoch} (best epoch {self.best_epoch}); nothing to do")
+                start_epoch = r.train.epochs
         if self.world > 1:
             model = self._ddp(model)
         self.model = model
@@ -223,12 +242,11 @@ class Trainer:
                  f"{len(train_loader.dataset)} train / {len(val_loader.dataset)} val images, {len(classes)} classes, "
                  f"device {self.device}{f' x{self.world}' if self.world > 1 else ''}, run dir {self.run_dir}")
         metrics: dict = {}
-        bad_epochs = 0
         try:
             for epoch in range(start_epoch, r.train.epochs):
                 if epoch >= self.stage.end:
                     self._enter_stage(unwrap(self.model), stage_at(self.stage_plan, epoch))
-                    model, bad_epochs = self.model, 0
+                    model, self.bad_epochs = self.model, 0
                 row = self._train_epoch(epoch, train_loader, loss_fn, dtype)
                 if self.stage.config is not None:
                     row = {"epoch": row.pop("epoch"), "stage": self.stage.index + 1, **row}
@@ -242,9 +260,9 @@ class Trainer:
                     fitness = metrics["fitness"]
                     improved = fitness > self.best_fitness
                     if improved:
-                        self.best_fitness, self.best_epoch, bad_epochs = fitness, epoch + 1, 0
+                        self.best_fitness, self.best_epoch, self.bad_epochs = fitness, epoch + 1, 0
                     else:
-                        bad_epochs += 1
+                        self.bad_epochs += 1
                 if self.is_main:
                     row["lr"] = self.optimizer.param_groups[0]["lr"]
                     self.history.append(row)
@@ -258,9 +276,7 @@ class Trainer:
                     write_results_csv(self.history, self.run_dir / "results.csv")
                     summary = " ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float) and k != "lr")
                     info(f"epoch {epoch + 1}/{r.train.epochs} {summary}")
-                    # Early stopping ends the run, so it waits for the last stage.
-                    stop = (r.train.patience > 0 and bad_epochs >= r.train.patience
-                            and self.stage.index == len(self.stage_plan) - 1)
+                    stop = self._early_stop()
                     if stop:
                         info(f"early stop: no improvement for {r.train.patience} evaluations (best epoch {self.best_epoch})")
                 if self.world > 1:
@@ -269,8 +285,8 @@ class Trainer:
                     stop = bool(flag.item())
                 if stop:
                     break
-        except KeyboardInterrupt:
-            raise Interrupted(self._save_interrupted()) from None
+        except KeyboardInterrupt as e:  # also SIGTERM and SIGHUP (stop_signals.py)
+            raise Interrupted(self._save_interrupted(describe(e)), exit_code(e)) from None
         finally:
             if self.world > 1:
                 distributed.shutdown()
@@ -282,6 +298,11 @@ class Trainer:
             if r.output.plots:
                 self._plots(metrics)
         return result
+
+    def _early_stop(self) -> bool:
+        # Early stopping ends the run, so it waits for the last stage.
+        patience = self.recipe.train.patience
+        return patience > 0 and self.bad_epochs >= patience and self.stage.index == len(self.stage_plan) - 1
 
     def _ddp(self, model: torch.nn.Module) -> torch.nn.Module:
         # A model whose forward leaves some parameters out of the loss (e.g. a head
@@ -335,12 +356,12 @@ class Trainer:
                            "fix or remove the files reported above")
         return True
 
-    def _save_interrupted(self) -> str:
+    def _save_interrupted(self, how: str = "interrupted") -> str:
         """Save the weights of the unfinished epoch; return the message for the user.
 
-        `interrupted.pt` holds the model as it was when Ctrl-C came (for predict
-        or eval; no optimizer state, not a resume point). Resuming is exact only
-        from the end of an epoch, i.e. from last.pt.
+        `interrupted.pt` holds the model as it was when Ctrl-C, SIGTERM or SIGHUP
+        came (for predict or eval; no optimizer state, not a resume point).
+        Resuming is exact only from the end of an epoch, i.e. from last.pt.
         """
         last, partial = self.run_dir / "last.pt", self.run_dir / "interrupted.pt"
         saved = ""
@@ -351,8 +372,8 @@ class Trainer:
             except (OSError, RuntimeError, KeyboardInterrupt):  # a second Ctrl-C, a full disk: still exit
                 saved = ""
         if self.saved_epoch:
-            return (f"interrupted; resume from the end of epoch {self.saved_epoch} with --resume {last}{saved}")
-        return f"interrupted before the first epoch ended, so there is nothing to resume{saved}"
+            return (f"{how}; resume from the end of epoch {self.saved_epoch} with --resume {last}{saved}")
+        return f"{how} before the first epoch ended, so there is nothing to resume{saved}"
 
     def _train_epoch(self, epoch: int, loader, loss_fn, dtype) -> dict:
         r = self.recipe

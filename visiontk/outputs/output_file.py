@@ -57,16 +57,21 @@ class OutputFile:
     def open_text(self) -> Iterator[IO[str]]:
         """The stream to write: stdout, the new file, or a temp file that replaces the existing one at the end."""
         if self.path is None:
+            # A name that is not UTF-8 (read from stdin as the OS's bytes) is
+            # written escaped (\\udcff, which JSON reads back as that byte) instead
+            # of ending the run with a UnicodeEncodeError.
+            if hasattr(sys.stdout, "reconfigure"):
+                sys.stdout.reconfigure(errors="backslashreplace")
             yield sys.stdout
             sys.stdout.flush()
             return
         self.check()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists():
-            with open(self.path, "w", encoding="utf-8", newline="") as f:
+            with open(self.path, "w", encoding="utf-8", errors="backslashreplace", newline="") as f:
                 yield f
             return
-        with self.staged() as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        with self.staged() as tmp, open(tmp, "w", encoding="utf-8", errors="backslashreplace", newline="") as f:
             yield f
 
     @contextmanager

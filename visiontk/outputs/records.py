@@ -7,8 +7,9 @@ the run fails.
 from __future__ import annotations
 
 import csv
-import json
 from typing import IO
+
+from .json_text import dumps
 
 
 class RecordWriter:
@@ -27,7 +28,7 @@ class JsonlWriter(RecordWriter):
         self.stream = stream
 
     def __call__(self, record: dict) -> None:
-        self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.stream.write(dumps(record, ensure_ascii=False) + "\n")
 
 
 class CsvWriter(RecordWriter):
@@ -55,7 +56,7 @@ class CsvWriter(RecordWriter):
 
     def _write(self, record: dict) -> None:
         assert self.writer is not None
-        self.writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in record.items()})
+        self.writer.writerow({k: dumps(v) if isinstance(v, (list, dict)) else v for k, v in record.items()})
 
     def close(self) -> None:
         if self.writer is None and self.pending:

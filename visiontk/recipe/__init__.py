@@ -12,6 +12,7 @@ the commands call (`load_recipe`, `recipe_from_dict`).
     schema.py     the shared sections and Recipe[Head, Loss, Options]
     sections.py   TaskSections, and the registry of data-format options models
     parse.py      a raw mapping -> Recipe, given the sections
+    expansion.py  the limit on values a mapping holds once YAML aliases are expanded
     messages.py   pydantic errors -> one line naming the file and the key
     overrides.py  --set key=value
     files.py      shipped recipes, YAML reading and writing

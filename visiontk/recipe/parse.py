@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from visiontk.errors import UserError
+from visiontk.recipe.expansion import check_expansion
 from visiontk.recipe.messages import recipe_error, validation_error
 from visiontk.recipe.schema import DataConfig, Recipe
 from visiontk.recipe.sections import TaskSections
@@ -25,6 +26,8 @@ def recipe_task(raw: dict, source: str = "recipe") -> str:
 
 
 def parse_recipe(raw: dict, sections: TaskSections, source: str = "recipe") -> Recipe:
+    # Every recipe passes here (files with their --set values, checkpoints' recipes) before anything walks it.
+    check_expansion(raw, source)
     schema = Recipe[sections.head, sections.loss, _options_model(raw, sections, source)]
     try:
         return schema.model_validate(raw, context={"source": source})

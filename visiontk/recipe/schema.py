@@ -21,6 +21,7 @@ OptionsT = TypeVar("OptionsT", bound=Section)
 Count = Annotated[int, Field(ge=0)]
 PositiveInt = Annotated[int, Field(ge=1)]
 PositiveNumber = Annotated[Number, Field(gt=0)]
+MAX_IMAGE_SIZE = 8192
 
 
 def _one_or_three(values: list) -> bool:
@@ -56,9 +57,12 @@ class DataConfig(Section, Generic[OptionsT]):
     # map whose ids are the mask values, gaps allowed (0, 7, 200).
     classes: Annotated[Optional[Union[list[str], dict[Annotated[int, Field(ge=0, le=255)], str]]],
                        Expected("a list of class names, or an {id: name} map (segment masks)")] = None
+    # At most 8192: one 8192 x 8192 RGB input is already 805 MB as float32, and a
+    # typo (640000) would otherwise end in an allocation failure deep in the first batch.
     image_size: Annotated[
-        Union[Annotated[int, Field(ge=8)], Annotated[list[Annotated[int, Field(ge=8)]], Field(min_length=2, max_length=2)]],
-        Expected("an integer >= 8 or a list [height, width]"),
+        Union[Annotated[int, Field(ge=8, le=MAX_IMAGE_SIZE)],
+              Annotated[list[Annotated[int, Field(ge=8, le=MAX_IMAGE_SIZE)]], Field(min_length=2, max_length=2)]],
+        Expected(f"an integer from 8 to {MAX_IMAGE_SIZE} or a list [height, width] of them"),
     ] = 64
     # None: the backbone's (pretrained weights') normalisation.
     mean: Optional[Annotated[list[Number], rule(_one_or_three, "must have 1 or 3 values")]] = None

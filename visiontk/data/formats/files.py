@@ -9,6 +9,7 @@ import yaml
 from PIL import Image
 
 from visiontk.errors import DataError
+from visiontk.recipe.expansion import check_expansion
 
 from .issues import BAD_IMAGE, Issues, one_line
 
@@ -41,12 +42,16 @@ def load_json(path: Path) -> Any:
 def load_yaml(path: Path) -> Any:
     text = read_text(path)
     try:
-        return yaml.safe_load(text)
+        data = yaml.safe_load(text)
+    except RecursionError:
+        raise DataError(f"{path}: YAML nested too deeply") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or e.__class__.__name__
         raise DataError(one_line(f"{path}: not valid YAML{line} ({problem})")) from None
+    check_expansion(data, str(path), DataError)  # an alias bomb as a data yaml's class names
+    return data
 
 
 def image_size(path: Path) -> tuple[int, int]:

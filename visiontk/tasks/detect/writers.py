@@ -20,6 +20,7 @@ from visiontk.data.formats.coco import image_ids as coco_image_ids
 from visiontk.data.images import load_image
 from visiontk.errors import UserError
 from visiontk.outputs.output_file import OutputFile
+from visiontk.outputs.json_text import dumps
 from visiontk.outputs.output_folder import OutputFolder
 from visiontk.outputs.plan import PredictionOutputs
 from visiontk.outputs.records import JsonlWriter, RecordWriter, Tee
@@ -62,7 +63,7 @@ class CocoResultsWriter(RecordWriter):
         for box, score, name, category in zip(record["boxes"], record["scores"], record["labels"], categories):
             item = {"image_id": image_id, "file_name": record["path"], "category_id": category,
                     "category_name": name, "bbox": _xyxy_to_xywh(box), "score": score}
-            self.stream.write(("\n" if self.first else ",\n") + json.dumps(item, ensure_ascii=False))
+            self.stream.write(("\n" if self.first else ",\n") + dumps(item, ensure_ascii=False))
             self.first = False
 
     def close(self) -> None:
