@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from visiontk.data.regular_files import read_regular_text, walk_files
 from visiontk.errors import DataError
 from visiontk.recipe import Section, register_format_options
 
@@ -69,9 +70,12 @@ def _read_folder(images_dir: Path, labels_dir: Path, num_classes: int, issues: I
             continue
         height, width = size
         boxes, labels = [], []
-        if label_file.is_file():
+        if label_file.exists():
             try:
-                text = label_file.read_text(encoding="utf-8")
+                text = read_regular_text(label_file)
+            except DataError as e:  # a FIFO, a device, a folder: never read
+                issues.message(MALFORMED, str(e))
+                continue
             except (OSError, UnicodeDecodeError) as e:
                 issues(MALFORMED, str(label_file), f"cannot read label file ({e.__class__.__name__})")
                 continue
@@ -84,7 +88,7 @@ def _read_folder(images_dir: Path, labels_dir: Path, num_classes: int, issues: I
                     labels.append(parsed[1])
         records.append(annotated(image, height, width, boxes, labels, image_id=image.stem))
     if labels_dir.is_dir():
-        for label_file in sorted(labels_dir.rglob("*.txt")):
+        for label_file in walk_files(labels_dir, lambda p: p.suffix == ".txt"):
             if label_file not in expected_labels:
                 issues(ORPHAN_LABEL, str(label_file), f"label file has no image under {images_dir}", "ignored")
     return records
