@@ -84,8 +84,10 @@ def run_predict(task_name: str, options: object, checkpoint: str, sources: list[
     from visiontk.outputs.output_file import OutputFile
     from visiontk.tasks.registry import get_task
 
-    # Output folders are checked before the checkpoint is loaded; the --out file when it is opened.
+    # Every output is checked against the inputs known now (SOURCE files and folders, the
+    # checkpoint) before the checkpoint is loaded; stdin paths as they stream.
     outputs = get_task(task_name).prediction_outputs(options, OutputFile(out, overwrite))
+    outputs.refuse_inputs(sources, checkpoint)
     predictor = Predictor(checkpoint, task_name, device=device, batch_size=batch_size, workers=workers, options=options,
                           precision=precision, compile=compile, loader=loader)
     stats = outputs.write(predictor.run, iter_sources(sources), sources)
