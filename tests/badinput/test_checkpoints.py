@@ -141,3 +141,47 @@ def test_checkpoint_of_another_task_given_to_detect_and_segment(tiny_ckpt, tmp_p
         pattern_image().save(image)
         out = invoke(task, "predict", tiny_ckpt, image)
         assert_error(out, f"{tiny_ckpt}: checkpoint is for task 'classify', not '{task}'")
+
+
+# ------------------------------------------------------------------ tampered metadata
+
+def _set(keys: str, value):
+    def apply(ckpt: dict) -> None:
+        *path, last = keys.split(".")
+        d = ckpt
+        for k in path:
+            d = d[k]
+        d[last] = value
+    return apply
+
+
+TAMPERED = {  # what is changed -> the error after "<file>: "
+    "input size below the recipe's bound": (_set("preprocess.size", [4, 4]), "'preprocess.size' must be an integer >= 8 or a list [height, width], got [4, 4]"),
+    "zero std": (_set("preprocess.std", [0.2, 0.0, 0.2]), "'preprocess.std[1]' must be > 0, got 0.0"),
+    "two mean values": (_set("preprocess.mean", [0.5, 0.5]), "'preprocess.mean' must have 1 or 3 values, got [0.5, 0.5]"),
+    "seven channels": (_set("preprocess.channels", 7), "'preprocess.channels' must be 1 or 3, got 7"),
+    "unknown resize rule": (_set("preprocess.resize", "magic"), "'preprocess.resize' must be one of 'bilinear' | 'area_from_2x', got 'magic'"),
+    "no classes": (_set("classes", []), "'classes' must not be empty, got []"),
+    "a class that is not a name": (_set("classes", ["circle", 3, "triangle"]), "'classes[1]' must be a string, got 3"),
+    # Refused before a head of a million outputs is allocated; the value is cut in the message.
+    "a million classes": (_set("classes", [f"c{i}" for i in range(1_000_000)]),
+                          "'classes' must have at most 100000 values, got ['c0', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6', "
+                          "'c7', 'c8', 'c9', 'c10', 'c11', 'c12', 'c13', 'c14', 'c15', 'c16', 'c17', 'c1... "
+                          "(10888890 characters)"),
+    "recipe out of bounds": (_set("recipe.data.image_size", 2),
+                             "'data.image_size' must be an integer >= 8 or a list [height, width], got 2"),
+    "recipe with an unknown key": (_set("recipe.train.lrr", 0.1), "unknown key 'train.lrr' (did you mean 'train.lr'?)"),
+    "topk of the wrong type": (_set("predict.topk", "all"), "'predict.topk' must be an integer, got 'all'"),
+    "unknown predict setting": (_set("predict.rm_rf", 1), "unknown key 'predict.rm_rf'"),
+}
+
+
+@pytest.mark.parametrize("case", TAMPERED, ids=list(TAMPERED))
+def test_tampered_checkpoint_metadata_is_one_line_naming_file_and_key(tiny_ckpt, tmp_path, case):
+    tamper, message = TAMPERED[case]
+    ckpt = torch.load(tiny_ckpt, weights_only=True)
+    tamper(ckpt)
+    path = tmp_path / "tampered.pt"
+    torch.save(ckpt, path)
+    source = f"{path} (recipe)" if case.startswith("recipe") else str(path)
+    assert_error(_predict(path, tmp_path), f"{source}: {message}")
