@@ -42,10 +42,11 @@ def run_train(task: str, recipe: str, set: Optional[list[str]], device: str, pre
     from visiontk.errors import UserError
     from visiontk.tasks.recipes import load_recipe
 
-    r = load_recipe(recipe, [*(set or []), *speed_overrides(precision, compile)])
+    overrides = [*(set or []), *speed_overrides(precision, compile)]
+    r = load_recipe(recipe, overrides)
     if r.task != task:
         raise UserError(f"{recipe}: recipe is for task '{r.task}', not '{task}' (use 'visiontk {r.task} train')")
-    result = Trainer(r, device=device, project=project, name=name, resume=resume).fit()
+    result = Trainer(r, device=device, project=project, name=name, resume=resume, overrides=overrides).fit()
     run_dir = Path(result["run_dir"])
     if (run_dir / "best.pt").exists():
         info(f"done: best fitness {result['best_fitness']:.4f} at epoch {result['best_epoch']}")
