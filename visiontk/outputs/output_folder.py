@@ -14,9 +14,10 @@ class OutputFolder:
     """Checked when made, so a bad folder fails before any image is read; created
     at the first file, so a run that fails early leaves nothing behind.
 
-    Never an input: a file is never written over the image it comes from, and
-    plan.py leaves the images of an output folder nested in a source folder out
-    of the inputs.
+    Never an input: a file is never written over the image it comes from or a
+    known input (`refuse_inputs`: a folder that may replace files is neither a
+    source folder nor the folder of a source file), and plan.py leaves the
+    images of an output folder nested in a source folder out of the inputs.
 
     Existing files, one policy per command, as its users know it:
     - keep_existing=False (YOLO txt, --save-images): the folder must be empty

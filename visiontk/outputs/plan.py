@@ -56,8 +56,9 @@ class PredictionOutputs:
         no existing output file has been touched by then. The folder rule:
         `predict photos/ --out-dir photos/masks` must not read back the masks (of
         this run, or of the last one) as photos. An output folder that *is* a
-        source folder is the user's choice of writing next to the inputs; the
-        folder then never writes over an input (OutputFolder).
+        source folder is allowed only when it never replaces a file (segment
+        masks, renamed instead); one that may replace files was refused by
+        `refuse_inputs`.
         """
         files = [f for f in (self.stream, *self.files) if f.path is not None]
         walked = [os.path.abspath(s) for s in sources if s != "-" and os.path.isdir(s)]
