@@ -155,3 +155,23 @@ def test_voc_id_list_naming_a_file_outside_the_root_is_refused(tmp_path, bad):
                  "--set", "data.classes=[box]", "--set", "data.image_size=32", "--project", tmp_path / "runs")
     ids = root / "ImageSets" / "Main" / "train.txt"
     assert_error(out, f"{ids}:1: id {bad!r} escapes the annotation directory {root / 'Annotations'}", alone=False)
+
+
+def test_fifo_matched_by_a_pattern_is_skipped_with_one_warning(tiny_ckpt, tmp_path):
+    a = _image(tmp_path / "a.png")
+    os.mkfifo(tmp_path / "b.png")
+    out = invoke("classify", "predict", tiny_ckpt, str(tmp_path / "*.png"))
+    assert out.returncode == 0, out.stderr
+    assert _predicted(out) == [str(a)]
+    assert warnings_of(out) == [f"{tmp_path / 'b.png'}: a FIFO, not a regular file; skipped"]
+
+
+def test_voc_annotation_that_is_a_fifo_is_reported_not_waited_on(tmp_path):
+    from visiontk.data.formats.voc import read_voc
+
+    _voc_set(tmp_path, [])
+    (tmp_path / "Annotations" / "0.xml").unlink()
+    os.mkfifo(tmp_path / "Annotations" / "0.xml")
+    with pytest.raises(DataError) as e:
+        read_voc(tmp_path / "Annotations", tmp_path / "JPEGImages", ["box"], policy="error")
+    assert str(e.value) == f"{tmp_path / 'Annotations' / '0.xml'}: a FIFO, not a regular file; not read"

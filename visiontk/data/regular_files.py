@@ -103,4 +103,9 @@ def walk_files(folder: str | Path, wanted: Callable[[Path], bool] = lambda p: Tr
             if stat.S_ISREG(mode):
                 yield path
             else:
-                warn(f"{path}: {file_kind(mode)}, not a regular file; skipped")
+                warn_skipped(path, mode)
+
+
+def warn_skipped(path: str | Path, mode: int) -> None:
+    """The one warning for a special file met in a folder or a pattern's matches."""
+    warn(f"{path}: {file_kind(mode)}, not a regular file; skipped")

@@ -6,13 +6,14 @@ never held in memory.
 from __future__ import annotations
 
 import glob
+import os
 import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from visiontk.console import warn
 from visiontk.data.images import is_image_file
-from visiontk.data.regular_files import is_regular, walk_files
+from visiontk.data.regular_files import is_regular, walk_files, warn_skipped
 from visiontk.errors import UserError
 
 
@@ -39,7 +40,14 @@ def iter_sources(sources: Iterable[str], stdin=None) -> Iterator[Path]:
             yield path
         elif glob.has_magic(src):
             matches = sorted(glob.glob(src, recursive=True))
-            images = [Path(m) for m in matches if is_image_file(Path(m)) and is_regular(m)]
+            images = []
+            for m in matches:
+                if not is_image_file(Path(m)) or os.path.isdir(m):
+                    continue
+                if is_regular(m):
+                    images.append(Path(m))
+                elif os.path.exists(m):  # a FIFO or device the pattern matched: skipped as in a folder
+                    warn_skipped(m, os.stat(m).st_mode)
             if not images:
                 warn(f"{src}: pattern matches no images")
             yield from images
