@@ -179,7 +179,10 @@ def test_save_images_draws_boxes_and_never_overwrites_inputs(best, trained_detec
             assert (drawn[edge] != original[edge]).any()
     assert any(r["boxes"] for r in records)
     into_inputs = run_cli("detect", "predict", str(best), str(inputs), "--save-images", str(inputs), "--overwrite")
-    assert into_inputs.returncode == 2 and "would overwrite the input image" in into_inputs.stderr
+    # Refused before any work: the folder of drawings is a source folder.
+    assert into_inputs.returncode == 2 and into_inputs.stderr == (
+        f"error: {inputs}: --save-images is the source folder {inputs}; an output folder is never an input, "
+        f"even with --overwrite (choose another directory)\n")
     assert {p.name: p.read_bytes() for p in inputs.iterdir()} == before
 
 

@@ -141,3 +141,112 @@ def test_checkpoint_of_another_task_given_to_detect_and_segment(tiny_ckpt, tmp_p
         pattern_image().save(image)
         out = invoke(task, "predict", tiny_ckpt, image)
         assert_error(out, f"{tiny_ckpt}: checkpoint is for task 'classify', not '{task}'")
+
+
+# ------------------------------------------------------------------ tampered metadata
+
+def _set(keys: str, value):
+    def apply(ckpt: dict) -> None:
+        *path, last = keys.split(".")
+        d = ckpt
+        for k in path:
+            d = d[k]
+        d[last] = value
+    return apply
+
+
+TAMPERED = {  # what is changed -> the error after "<file>: "
+    "input size below the recipe's bound": (_set("preprocess.size", [4, 4]), "'preprocess.size' must be an integer >= 8 or a list [height, width], got [4, 4]"),
+    "zero std": (_set("preprocess.std", [0.2, 0.0, 0.2]), "'preprocess.std[1]' must be > 0, got 0.0"),
+    "two mean values": (_set("preprocess.mean", [0.5, 0.5]), "'preprocess.mean' must have 1 or 3 values, got [0.5, 0.5]"),
+    "seven channels": (_set("preprocess.channels", 7), "'preprocess.channels' must be 1 or 3, got 7"),
+    "unknown resize rule": (_set("preprocess.resize", "magic"), "'preprocess.resize' must be one of 'bilinear' | 'area_from_2x', got 'magic'"),
+    "no classes": (_set("classes", []), "'classes' must not be empty, got []"),
+    "a class that is not a name": (_set("classes", ["circle", 3, "triangle"]), "'classes[1]' must be a string, got 3"),
+    # Refused before a head of a million outputs is allocated; the value is cut in the message.
+    "a million classes": (_set("classes", [f"c{i}" for i in range(1_000_000)]),
+                          "'classes' must have at most 100000 values, got ['c0', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6', "
+                          "'c7', 'c8', 'c9', 'c10', 'c11', 'c12', 'c13', 'c14', 'c15', 'c16', 'c17', 'c1... "
+                          "(10888890 characters)"),
+    "recipe out of bounds": (_set("recipe.data.image_size", 2),
+                             "'data.image_size' must be an integer >= 8 or a list [height, width], got 2"),
+    "recipe with an unknown key": (_set("recipe.train.lrr", 0.1), "unknown key 'train.lrr' (did you mean 'train.lr'?)"),
+    "topk of the wrong type": (_set("predict.topk", "all"), "'predict.topk' must be an integer, got 'all'"),
+    "unknown predict setting": (_set("predict.rm_rf", 1), "unknown key 'predict.rm_rf'"),
+}
+
+
+@pytest.mark.parametrize("case", TAMPERED, ids=list(TAMPERED))
+def test_tampered_checkpoint_metadata_is_one_line_naming_file_and_key(tiny_ckpt, tmp_path, case):
+    tamper, message = TAMPERED[case]
+    ckpt = torch.load(tiny_ckpt, weights_only=True)
+    tamper(ckpt)
+    path = tmp_path / "tampered.pt"
+    torch.save(ckpt, path)
+    source = f"{path} (recipe)" if case.startswith("recipe") else str(path)
+    assert_error(_predict(path, tmp_path), f"{source}: {message}")
+
+
+# ------------------------------------------------------------------ --resume: the command line wins, stored roots are read only
+
+def _synthetic_run(tmp_path: Path, root: Path) -> Path:
+    """A 1-epoch run on synthetic data generated into `root`: its last.pt."""
+    out = invoke("classify", "train", "classify/shapes", *TINY, "--set", f"data.root={root}",
+                 "--set", "data.synthetic={n: 12, size: 32}", "--project", tmp_path / "runs", "--name", "run")
+    assert out.returncode == 0, out.stderr
+    return tmp_path / "runs" / "classify" / "run" / "last.pt"
+
+
+def _storing_root(last: Path, root: Path, path: Path) -> Path:
+    ckpt = torch.load(last, weights_only=True)
+    ckpt["recipe"]["data"]["root"] = str(root)
+    torch.save(ckpt, path)
+    return path
+
+
+def test_resume_never_generates_data_into_a_stored_root_the_command_line_does_not_name(tmp_path):
+    last = _synthetic_run(tmp_path, tmp_path / "data")
+    elsewhere = tmp_path / "home" / "someone"  # named only by the (edited) checkpoint
+    hostile = _storing_root(last, elsewhere, tmp_path / "runs" / "classify" / "run" / "hostile.pt")
+    out = invoke("classify", "train", "classify/shapes", *TINY, "--set", "train.epochs=2",
+                 "--set", f"data.root={tmp_path / 'new'}", "--set", "data.synthetic={n: 12, size: 32}", "--resume", hostile)
+    # --set data.root wins: the set is generated there, and nothing is written to the stored root.
+    assert out.returncode == 0, out.stderr
+    assert not elsewhere.exists() and (tmp_path / "new" / "synth.json").is_file()
+    assert (f"{hostile}: resuming with the stored recipe; changed by this command line: "
+            f"data.root '{elsewhere}' -> '{tmp_path / 'new'}', train.epochs 1 -> 2") in out.lines
+
+
+def test_resume_set_data_root_wins_for_reading_too(tmp_path):
+    last = _synthetic_run(tmp_path, tmp_path / "data")
+    elsewhere = tmp_path / "home" / "someone"
+    hostile = _storing_root(last, elsewhere, tmp_path / "runs" / "classify" / "run" / "hostile.pt")
+    out = invoke("classify", "train", "classify/shapes", *TINY, "--set", "train.epochs=2",
+                 "--set", f"data.root={tmp_path / 'data'}", "--resume", hostile)
+    # Before, the stored root was used and the --set ignored: now the run trains on tmp_path/data.
+    assert out.returncode == 0, out.stderr
+    assert (f"{hostile}: resuming with the stored recipe; changed by this command line: "
+            f"data.root '{elsewhere}' -> '{tmp_path / 'data'}', data.synthetic {{'n': 12, 'size': 32, 'seed': 0}} -> None, "
+            f"train.epochs 1 -> 2") in out.lines
+    assert not elsewhere.exists()
+
+
+def test_resume_reads_but_never_writes_a_stored_root_the_command_line_does_not_name(tmp_path):
+    last = _synthetic_run(tmp_path, tmp_path / "data")
+    elsewhere = tmp_path / "home" / "someone"
+    hostile = _storing_root(last, elsewhere, tmp_path / "runs" / "classify" / "run" / "hostile.pt")
+    # No --set data.root: the stored root is the run's, the recipe file's root is another: read only.
+    out = invoke("classify", "train", "classify/shapes", *TINY, "--set", "train.epochs=2",
+                 "--set", "data.synthetic={n: 12, size: 32}", "--resume", hostile)
+    assert_error(out, f"{hostile}: the stored data.root {elsewhere} is not this command line's; resume never writes "
+                      f"data there (give --set data.root=DIR to choose where)", alone=False)
+    assert not elsewhere.exists()
+
+
+def test_resume_with_the_same_command_line_says_nothing_changed(tmp_path):
+    last = _synthetic_run(tmp_path, tmp_path / "data")
+    out = invoke("classify", "train", "classify/shapes", *TINY, "--set", f"data.root={tmp_path / 'data'}",
+                 "--set", "data.synthetic={n: 12, size: 32}", "--set", "train.epochs=2", "--resume", last)
+    assert out.returncode == 0, out.stderr
+    assert [line for line in out.lines if "resuming with" in line] == [
+        f"{last}: resuming with the stored recipe; changed by this command line: train.epochs 1 -> 2"]

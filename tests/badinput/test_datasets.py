@@ -166,3 +166,50 @@ def test_unknown_augmentation(data, tmp_path):
                       f"    - Flipp: {{p: 0.5}}\n")
     out = invoke("classify", "train", recipe, *TINY, "--project", tmp_path / "runs")
     assert_error(out, f"{recipe}: 'data.augment[1]': 'Flipp' is not an albumentations transform")
+
+
+# ------------------------------------------------------------------ synth never deletes what it did not write
+
+def test_synth_into_an_earlier_synth_folder_keeps_files_the_user_added(tmp_path):
+    out = tmp_path / "set"
+    assert invoke("data", "synth", "--task", "detect", "--out", out, "--n", "12", "--size", "16").returncode == 0
+    mine = [out / "notes.txt", out / "images" / "train" / "my-photo.png", out / "labels" / "mine" / "a.txt"]
+    for p in mine:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("keep me")
+    result = invoke("data", "synth", "--task", "segment", "--out", out, "--n", "4", "--size", "16")
+    assert result.returncode == 0, result.stderr
+    assert all(p.read_text() == "keep me" for p in mine)
+    # The detect files are gone (images/train holds only the user's file), the segment set is there.
+    assert sorted(p.name for p in (out / "images" / "train").iterdir()) == ["my-photo.png"]
+    assert not (out / "data.yaml").exists() and not (out / "annotations").exists()
+    assert len(list((out / "train" / "images").iterdir())) == 3
+
+
+def test_synth_json_naming_files_outside_its_folder_deletes_nothing_there(tmp_path):
+    import json
+
+    out, victim = tmp_path / "set", tmp_path / "victim.txt"
+    assert invoke("data", "synth", "--task", "classify", "--out", out, "--n", "4", "--size", "16").returncode == 0
+    victim.write_text("keep me")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "x.txt").write_text("keep me")
+    (out / "linked").symlink_to(tmp_path / "elsewhere")
+    record = json.loads((out / "synth.json").read_text())
+    record["files"] += ["../victim.txt", str(victim), "linked/x.txt"]
+    (out / "synth.json").write_text(json.dumps(record))
+    assert invoke("data", "synth", "--task", "classify", "--out", out, "--n", "4", "--size", "16").returncode == 0
+    assert victim.read_text() == "keep me" and (tmp_path / "elsewhere" / "x.txt").read_text() == "keep me"
+
+
+def test_synth_over_an_output_of_an_older_synth_is_refused(tmp_path):
+    import json
+
+    out = tmp_path / "set"
+    (out / "train").mkdir(parents=True)
+    (out / "train" / "mine.png").write_text("keep me")
+    (out / "synth.json").write_text(json.dumps({"generator": "visiontk.data.synth", "format_version": 1}))
+    assert_error(invoke("data", "synth", "--task", "classify", "--out", out, "--n", "4", "--size", "16"),
+                 f"{out}: synth.json does not list the files it wrote (an older visiontk's); "
+                 "choose a new or empty directory, or empty this one yourself")
+    assert (out / "train" / "mine.png").read_text() == "keep me"

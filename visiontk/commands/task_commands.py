@@ -42,10 +42,11 @@ def run_train(task: str, recipe: str, set: Optional[list[str]], device: str, pre
     from visiontk.errors import UserError
     from visiontk.tasks.recipes import load_recipe
 
-    r = load_recipe(recipe, [*(set or []), *speed_overrides(precision, compile)])
+    overrides = [*(set or []), *speed_overrides(precision, compile)]
+    r = load_recipe(recipe, overrides)
     if r.task != task:
         raise UserError(f"{recipe}: recipe is for task '{r.task}', not '{task}' (use 'visiontk {r.task} train')")
-    result = Trainer(r, device=device, project=project, name=name, resume=resume).fit()
+    result = Trainer(r, device=device, project=project, name=name, resume=resume, overrides=overrides).fit()
     run_dir = Path(result["run_dir"])
     if (run_dir / "best.pt").exists():
         info(f"done: best fitness {result['best_fitness']:.4f} at epoch {result['best_epoch']}")
@@ -88,8 +89,10 @@ def run_predict(task_name: str, options: object, checkpoint: str, sources: list[
     from visiontk.outputs.output_file import OutputFile
     from visiontk.tasks.registry import get_task
 
-    # Output folders are checked before the checkpoint is loaded; the --out file when it is opened.
+    # Every output is checked against the inputs known now (SOURCE files and folders, the
+    # checkpoint) before the checkpoint is loaded; stdin paths as they stream.
     outputs = get_task(task_name).prediction_outputs(options, OutputFile(out, overwrite))
+    outputs.refuse_inputs(sources, checkpoint)
     predictor = Predictor(checkpoint, task_name, device=device, batch_size=batch_size, workers=workers, options=options,
                           precision=precision, compile=compile, loader=loader)
     stats = outputs.write(predictor.run, iter_sources(sources), sources)

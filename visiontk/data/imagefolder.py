@@ -9,6 +9,7 @@ from torch.utils.data import Dataset
 from visiontk.console import warn
 from visiontk.data.images import is_image_file
 from visiontk.data.preprocess import Preprocess
+from visiontk.data.regular_files import walk_files
 from visiontk.errors import DataError, UserError
 from visiontk.recipe import EmptySection, register_format_options
 
@@ -35,7 +36,7 @@ def scan_imagefolder(split_dir: Path, classes: list[str] | None = None) -> tuple
     samples: list[tuple[Path, int]] = []
     for idx, name in enumerate(classes):
         folder = split_dir / name
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p)) if folder.is_dir() else []
+        files = sorted(walk_files(folder, is_image_file)) if folder.is_dir() else []
         if not files:
             warn(f"{folder}: class '{name}' has no images")
         samples.extend((p, idx) for p in files)

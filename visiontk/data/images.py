@@ -18,6 +18,8 @@ from PIL import Image, UnidentifiedImageError
 from visiontk.console import warn
 from visiontk.errors import DataError
 
+from .regular_files import open_regular
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 
 # PIL refuses images above ~89 MP as possible decompression bombs; real photos
@@ -97,17 +99,19 @@ def _open_and_orientation(path: Path) -> Iterator[tuple[Image.Image, int]]:
     is read as stored). PIL's decompression-bomb warning becomes an error
     (the MAX_PIXELS limit).
     """
-    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        img = Image.open(path)
-        try:
-            orientation = img.getexif().get(_ORIENTATION, 1)
-        except Exception as e:  # noqa: BLE001 - a broken EXIF block must not make the image unreadable
-            caught.append(warnings.WarningMessage(f"unreadable EXIF data ignored ({e.__class__.__name__})", UserWarning, "", 0))
-            orientation = 1
-    with img:
-        yield img, orientation if orientation in _TRANSPOSE else 1
+    # Regular files only (regular_files.py): a FIFO named x.png is refused, not waited on.
+    with open_regular(path) as fp:
+        with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(fp)
+            try:
+                orientation = img.getexif().get(_ORIENTATION, 1)
+            except Exception as e:  # noqa: BLE001 - a broken EXIF block must not make the image unreadable
+                caught.append(warnings.WarningMessage(f"unreadable EXIF data ignored ({e.__class__.__name__})", UserWarning, "", 0))
+                orientation = 1
+        with img:
+            yield img, orientation if orientation in _TRANSPOSE else 1
     for w in caught:
         warn(f"{path}: {' '.join(str(w.message).split())}")
 

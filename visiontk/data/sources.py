@@ -13,17 +13,8 @@ from typing import Iterable, Iterator
 
 from visiontk.console import warn
 from visiontk.data.images import is_image_file
+from visiontk.data.regular_files import is_regular, walk_files, warn_skipped
 from visiontk.errors import UserError
-
-
-def _walk_images(folder: Path) -> Iterator[Path]:
-    # os.walk with sorted entries: deterministic order, no full listing in memory.
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs.sort()
-        for name in sorted(files):
-            p = Path(root) / name
-            if is_image_file(p):
-                yield p
 
 
 def iter_sources(sources: Iterable[str], stdin=None) -> Iterator[Path]:
@@ -44,7 +35,8 @@ def iter_sources(sources: Iterable[str], stdin=None) -> Iterator[Path]:
         path = Path(src)
         if path.is_dir():
             found = False
-            for p in _walk_images(path):
+            # Sorted, lazily, loops cut, FIFOs and devices skipped (regular_files.py).
+            for p in walk_files(path, is_image_file):
                 found = True
                 yield p
             if not found:
@@ -53,7 +45,14 @@ def iter_sources(sources: Iterable[str], stdin=None) -> Iterator[Path]:
             yield path
         elif glob.has_magic(src):
             matches = sorted(glob.glob(src, recursive=True))
-            images = [Path(m) for m in matches if Path(m).is_file() and is_image_file(Path(m))]
+            images = []
+            for m in matches:
+                if not is_image_file(Path(m)) or os.path.isdir(m):
+                    continue
+                if is_regular(m):
+                    images.append(Path(m))
+                elif os.path.exists(m):  # a FIFO or device the pattern matched: skipped as in a folder
+                    warn_skipped(m, os.stat(m).st_mode)
             if not images:
                 warn(f"{src}: pattern matches no images")
             yield from images

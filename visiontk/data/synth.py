@@ -14,14 +14,16 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import shutil
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from visiontk.errors import UserError
+from visiontk.data.formats.paths import inside
+from visiontk.data.regular_files import read_regular_text
+from visiontk.errors import DataError, UserError
 
 CLASSES: tuple[str, ...] = ("circle", "square", "triangle")
 SEG_CLASSES: tuple[str, ...] = ("background",) + CLASSES
@@ -32,12 +34,10 @@ MIN_SIZE = 16
 MAX_SIZE = 4096
 
 _GENERATOR = "visiontk.data.synth"
-_FORMAT_VERSION = 1
+# 2: synth.json lists the files written ("files"), the only ones a later synth removes.
+_FORMAT_VERSION = 2
 # Part of the per-image seed, so that the three tasks don't draw the same scenes.
 _TASK_CODES = {"classify": 1, "detect": 2, "segment": 3}
-# Everything the three generators may write at the top of `out`; removed before a
-# previous synth output is overwritten so that a smaller n leaves no stale files.
-_OWNED = ("train", "val", "images", "labels", "annotations", "data.yaml", "classes.txt", "synth.json")
 
 # Wanted distance between a shape's colour and the mean of what lies under it, in
 # RGB (Euclidean) and in luminance. The background varies by a few tens of levels,
@@ -274,67 +274,107 @@ def _split_counts(n: int, size: int, seed: int, val_fraction: float,
     return n - n_val, n_val
 
 
-def _prepare_out(out: Path) -> Path:
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        marker = out / "synth.json"
-        try:
-            previous = json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            previous = None
-        if not isinstance(previous, dict) or previous.get("generator") != _GENERATOR:
-            raise UserError(
-                f"{out}: directory is not empty and is not a previous synth output "
-                "(no valid synth.json); choose a new or empty directory"
-            )
-        for name in _OWNED:
-            path = out / name
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            elif path.exists() or path.is_symlink():
-                path.unlink()
+def _previous_files(out: Path) -> list[str]:
+    """The files an earlier synth wrote into `out`, from its synth.json; refused when `out` is not one."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{out}: cannot create directory ({exc.strerror or exc})") from exc
-    return out
+        previous = json.loads(read_regular_text(out / "synth.json"))
+    except (OSError, ValueError, DataError):
+        previous = None
+    if not isinstance(previous, dict) or previous.get("generator") != _GENERATOR:
+        raise UserError(f"{out}: directory is not empty and is not a previous synth output "
+                        "(no valid synth.json); choose a new or empty directory")
+    files = previous.get("files")
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise UserError(f"{out}: synth.json does not list the files it wrote (an older visiontk's); "
+                        "choose a new or empty directory, or empty this one yourself")
+    return files
 
 
-def _save_png(array: np.ndarray, path: Path) -> None:
-    Image.fromarray(array).save(path, format="PNG")
+def _remove_previous(out: Path, files: list[str]) -> None:
+    """Remove what an earlier synth wrote, and nothing else: a file the user added stays.
+
+    synth.json is a file anyone can edit, so its names go through the input
+    rule (inside `out`, also after symlinks are resolved) before anything is
+    unlinked; folders are removed only when that left them empty.
+    """
+    out = Path(os.path.abspath(out))
+    real_out = os.path.realpath(out)
+    folders = set()
+    for name in files:
+        path = inside(out, name)
+        if path is None or name == "synth.json":
+            continue
+        real_parent = os.path.realpath(path.parent)
+        if real_parent != real_out and not real_parent.startswith(real_out + os.sep):
+            continue  # through a symlinked folder: not a file of this directory
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+        parent = path.parent
+        while parent != out and out in parent.parents:
+            folders.add(parent)
+            parent = parent.parent
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
-def _write_json(path: Path, data) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+class _Output:
+    """The output folder and the files written into it (listed in synth.json)."""
 
+    def __init__(self, out: Path):
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise UserError(f"{out}: exists and is not a directory")
+        if out.is_dir() and any(out.iterdir()):
+            _remove_previous(out, _previous_files(out))
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"{out}: cannot create directory ({exc.strerror or exc})") from exc
+        self.root, self.written = out, []
 
-def _finish(out: Path, summary: dict, params: dict) -> dict:
-    # The root is left out of the file: the directory may be moved or copied, and
-    # the file should not differ between two identical runs in different places.
-    record = {"generator": _GENERATOR, "format_version": _FORMAT_VERSION}
-    record.update({k: v for k, v in summary.items() if k != "root"})
-    record["params"] = params
-    _write_json(out / "synth.json", record)
-    return summary
+    def path(self, *parts: str) -> Path:
+        """`root/parts`, its folder made, listed as written."""
+        path = self.root.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.written.append("/".join(parts))
+        return path
+
+    def png(self, array: np.ndarray, *parts: str) -> None:
+        Image.fromarray(array).save(self.path(*parts), format="PNG")
+
+    def text(self, text: str, *parts: str) -> None:
+        self.path(*parts).write_text(text, encoding="utf-8")
+
+    def json(self, data, *parts: str) -> None:
+        self.text(json.dumps(data, indent=2) + "\n", *parts)
+
+    def finish(self, summary: dict, params: dict) -> dict:
+        # The root is left out of the file: the directory may be moved or copied, and
+        # the file should not differ between two identical runs in different places.
+        record = {"generator": _GENERATOR, "format_version": _FORMAT_VERSION}
+        record.update({k: v for k, v in summary.items() if k != "root"})
+        record["params"] = params
+        record["files"] = sorted(self.written)
+        self.json(record, "synth.json")
+        return summary
 
 
 def synth_classify(out: Path, n: int = 600, size: int = 64, seed: int = 0,
                    val_fraction: float = 0.25) -> dict:
     """ImageFolder tree: out/{train,val}/<class>/<index:05d>.png, one shape per image."""
     counts = dict(zip(SPLITS, _split_counts(n, size, seed, val_fraction)))
-    out = _prepare_out(out)
+    o = _Output(out)
     for split in SPLITS:
         for name in CLASSES:
             # Empty class folders still appear, so every split lists all classes.
-            (out / split / name).mkdir(parents=True, exist_ok=True)
+            (o.root / split / name).mkdir(parents=True, exist_ok=True)
         for index in range(counts[split]):
             scene = classify_scene(seed, split, index, size)
-            _save_png(scene.image, out / split / CLASSES[index % len(CLASSES)] / f"{index:05d}.png")
-    summary = {"task": "classify", "root": str(out), "classes": list(CLASSES), **counts}
+            o.png(scene.image, split, CLASSES[index % len(CLASSES)], f"{index:05d}.png")
+    summary = {"task": "classify", "root": str(o.root), "classes": list(CLASSES), **counts}
     params = {"n": n, "size": size, "seed": seed, "val_fraction": float(val_fraction)}
-    return _finish(out, summary, params)
+    return o.finish(summary, params)
 
 
 def _yolo_line(cls: int, bbox: tuple[int, int, int, int], size: int) -> str:
@@ -358,62 +398,57 @@ def synth_detect(out: Path, n: int = 400, size: int = 128, seed: int = 0,
                  val_fraction: float = 0.25, max_objects: int = 4) -> dict:
     """Detection set: images, YOLO txt labels, COCO json and a YOLO data.yaml."""
     counts = dict(zip(SPLITS, _split_counts(n, size, seed, val_fraction, max_objects)))
-    out = _prepare_out(out)
+    o = _Output(out)
     categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASSES)]
     n_objects = {}
     for split in SPLITS:
-        (out / "images" / split).mkdir(parents=True, exist_ok=True)
-        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
         images, annotations = [], []
         for index in range(counts[split]):
             scene = detect_scene(seed, split, index, size, max_objects)
             stem = f"{index:05d}"
-            _save_png(scene.image, out / "images" / split / f"{stem}.png")
-            lines = [_yolo_line(o.shape.cls, o.bbox, size) for o in scene.objects]
-            (out / "labels" / split / f"{stem}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+            o.png(scene.image, "images", split, f"{stem}.png")
+            lines = [_yolo_line(obj.shape.cls, obj.bbox, size) for obj in scene.objects]
+            o.text("\n".join(lines) + "\n", "labels", split, f"{stem}.txt")
             # COCO ids start at 1: some tools treat id 0 as "missing".
             image_id = index + 1
             images.append({"id": image_id, "file_name": f"{stem}.png", "width": size, "height": size})
-            for o in scene.objects:
-                x, y, w, h = o.bbox
+            for obj in scene.objects:
+                x, y, w, h = obj.bbox
                 annotations.append({
                     "id": len(annotations) + 1,
                     "image_id": image_id,
-                    "category_id": o.shape.cls + 1,
+                    "category_id": obj.shape.cls + 1,
                     "bbox": [x, y, w, h],
                     # Box area: the set carries no segmentation polygons.
                     "area": w * h,
                     "iscrowd": 0,
                 })
-        (out / "annotations").mkdir(exist_ok=True)
-        _write_json(out / "annotations" / f"instances_{split}.json", {
+        o.json({
             "info": {"description": "visiontk synthetic shapes", "version": str(_FORMAT_VERSION)},
             "images": images,
             "annotations": annotations,
             "categories": categories,
-        })
+        }, "annotations", f"instances_{split}.json")
         n_objects[split] = len(annotations)
-    (out / "data.yaml").write_text(_data_yaml(), encoding="utf-8")
-    summary = {"task": "detect", "root": str(out), "classes": list(CLASSES), **counts, "objects": n_objects}
+    o.text(_data_yaml(), "data.yaml")
+    summary = {"task": "detect", "root": str(o.root), "classes": list(CLASSES), **counts, "objects": n_objects}
     params = {"n": n, "size": size, "seed": seed, "val_fraction": float(val_fraction),
               "max_objects": max_objects}
-    return _finish(out, summary, params)
+    return o.finish(summary, params)
 
 
 def synth_segment(out: Path, n: int = 200, size: int = 128, seed: int = 0,
                   val_fraction: float = 0.25, max_objects: int = 3) -> dict:
     """Segmentation set: out/{train,val}/{images,masks}/<index:05d>.png and classes.txt."""
     counts = dict(zip(SPLITS, _split_counts(n, size, seed, val_fraction, max_objects)))
-    out = _prepare_out(out)
+    o = _Output(out)
     for split in SPLITS:
-        (out / split / "images").mkdir(parents=True, exist_ok=True)
-        (out / split / "masks").mkdir(parents=True, exist_ok=True)
         for index in range(counts[split]):
             scene = segment_scene(seed, split, index, size, max_objects)
-            _save_png(scene.image, out / split / "images" / f"{index:05d}.png")
-            _save_png(scene.label_mask(), out / split / "masks" / f"{index:05d}.png")
-    (out / "classes.txt").write_text("".join(f"{name}\n" for name in SEG_CLASSES), encoding="utf-8")
-    summary = {"task": "segment", "root": str(out), "classes": list(SEG_CLASSES), **counts}
+            o.png(scene.image, split, "images", f"{index:05d}.png")
+            o.png(scene.label_mask(), split, "masks", f"{index:05d}.png")
+    o.text("".join(f"{name}\n" for name in SEG_CLASSES), "classes.txt")
+    summary = {"task": "segment", "root": str(o.root), "classes": list(SEG_CLASSES), **counts}
     params = {"n": n, "size": size, "seed": seed, "val_fraction": float(val_fraction),
               "max_objects": max_objects}
-    return _finish(out, summary, params)
+    return o.finish(summary, params)

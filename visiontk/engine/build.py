@@ -10,7 +10,6 @@ from visiontk.engine.checkpoint import load_checkpoint
 from visiontk.backbones.normalization import recipe_preprocess, resolve_normalization
 from visiontk.errors import UserError
 from visiontk.recipe import Recipe
-from visiontk.tasks.recipes import recipe_from_dict
 from visiontk.tasks.registry import get_task
 
 
@@ -72,13 +71,12 @@ def pretrained_summary(recipe: Recipe) -> dict:
 def model_from_checkpoint(path, task: str | None = None) -> tuple[nn.Module, dict]:
     ckpt = load_checkpoint(path, task)
     try:
-        recipe = recipe_from_dict(ckpt["recipe"], source=f"{path} (recipe)")
+        recipe = ckpt["recipe_obj"]  # validated by load_checkpoint
         model = build_model(recipe, len(ckpt["classes"]), load_weights=False)
         model.load_state_dict(ckpt["model"])
     except (KeyError, RuntimeError) as e:
         raise UserError(f"{path}: checkpoint does not match its model ({str(e).splitlines()[0][:200]})") from None
     model.eval()
-    ckpt["recipe_obj"] = recipe
     return model, ckpt
 
 

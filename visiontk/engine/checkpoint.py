@@ -79,4 +79,8 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict:
         raise UserError(f"{path}: not a visiontk checkpoint")
     if task is not None and ckpt.get("task") != task:
         raise UserError(f"{path}: checkpoint is for task '{ckpt.get('task')}', not '{task}'")
+    # Untrusted data too: every piece of metadata is validated before anything is built from it.
+    from visiontk.engine.checkpoint_meta import validate_checkpoint
+
+    ckpt["recipe_obj"] = validate_checkpoint(ckpt, path)
     return ckpt

@@ -170,6 +170,7 @@ def run_embed(source: str, sources: list[str], out: str | None, overwrite: bool 
     predictor = Predictor(None, None, device=device, batch_size=batch_size, workers=workers,
                           loaded=(embedder, meta, EmbedTask()))
     outputs = embedding_outputs(out, overwrite, meta["dim"])
+    outputs.refuse_inputs(sources, source if Path(source).is_file() else None)
     stats = outputs.write(predictor.run, iter_sources(sources), sources)
     if not outputs.files:
         return {**stats, "dim": meta["dim"]}

@@ -170,14 +170,19 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None =
     if fmt not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     checkpoint = Path(checkpoint)
-    model, ckpt = model_from_checkpoint(checkpoint)
-    model = model.cpu().eval()
     out_path = Path(out) if out else default_out(checkpoint, fmt)
     meta_path = out_path.with_name(out_path.name + ".json")
     files = OutputFile(out_path, overwrite), OutputFile(meta_path, overwrite)
     for f in files:
         f.check()
         f.refuse_input(checkpoint, "the checkpoint")
+    if files[0].is_stream:
+        # The export is loaded back to check it against PyTorch: a FIFO or /dev/null cannot be.
+        raise UserError(f"{out_path}: --out is not a regular file; the export is read back to check it, "
+                        f"so it needs one")
+    # The outputs are checked first: a refused --out costs no model loading.
+    model, ckpt = model_from_checkpoint(checkpoint)
+    model = model.cpu().eval()
     pre = Preprocess.from_checkpoint(ckpt)
     (h, w), c = pre.size, pre.channels
     gen = torch.Generator().manual_seed(seed)

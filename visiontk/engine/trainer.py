@@ -9,6 +9,8 @@ duplicated or missing rows.
 """
 from __future__ import annotations
 
+import copy
+import os
 import csv
 import io
 import math
@@ -36,10 +38,27 @@ from visiontk.engine.resources import cap_workers, check_batch_memory
 from visiontk.engine.seeding import reseed_augmentations, seed_everything, worker_init
 from visiontk.errors import JobError, UserError, VisionTKError
 from visiontk.outputs.output_folder import next_run_dir
-from visiontk.recipe import Recipe, dump_recipe
+from visiontk.recipe import Recipe, apply_overrides, dump_recipe
 from visiontk.stop_signals import describe, exit_code
 from visiontk.tasks.recipes import recipe_from_dict
 from visiontk.tasks.registry import get_task
+
+
+def recipe_changes(before: dict, after: dict, prefix: str = "") -> list[str]:
+    """["train.epochs 1 -> 2", ...]: what differs between two recipe mappings, by dotted key,
+    a section that appeared or went (data.synthetic) as a whole."""
+    out = []
+    for k in sorted({*before, *after}):
+        a, b = before.get(k), after.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += recipe_changes(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k} {a!r} -> {b!r}")
+    return out
+
+
+def _same_place(a: str, b: str) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 class Interrupted(VisionTKError):
@@ -64,10 +83,13 @@ def write_results_csv(rows: list[dict], path: Path) -> None:
 
 class Trainer:
     def __init__(self, recipe: Recipe, device: str = "auto", project: str | None = None, name: str | None = None,
-                 resume: str | None = None):
+                 resume: str | None = None, overrides: list[str] | None = None):
+        """`overrides`: the command line's --set (and speed flags), which win over a resumed run's recipe."""
         self.world, self.rank, self.local_rank = distributed.launch_info()
         self.task = get_task(recipe.task)
         self.resume_ckpt = None
+        # A resumed run's stored data.root when it is not the command line's: read, never written.
+        self.foreign_root: str | None = None
         if resume:
             resume_path = Path(resume)
             if resume_path.is_dir():
@@ -76,10 +98,7 @@ class Trainer:
             if "optimizer" not in self.resume_ckpt:  # best.pt, interrupted.pt: weights only
                 raise UserError(f"{resume_path}: holds no optimizer state, so training cannot resume from it "
                                 f"(resume from the run's last.pt)")
-            # The run goes on with the recipe it started with; only what the user
-            # overrode on this command line (e.g. more epochs) is taken from `recipe`.
-            saved = recipe_from_dict(self.resume_ckpt["recipe"], source=f"{resume_path} (recipe)")
-            recipe = self._merge_resume(saved, recipe)
+            recipe = self._resumed_recipe(resume_path, recipe, overrides or [])
             self.run_dir = resume_path.parent
         else:
             project_dir = Path(project or recipe.output.project)
@@ -88,6 +107,23 @@ class Trainer:
         self.recipe = recipe
         self.device = distributed.setup_device(device)
         self.is_main = self.rank == 0
+
+    def _resumed_recipe(self, path: Path, given: Recipe, overrides: list[str]) -> Recipe:
+        """The run goes on with the recipe it started with (validated with the checkpoint),
+        with this command line's --set applied on top: what the user types wins, and one
+        line says what changed. More epochs (or stages) may also come from the recipe file."""
+        stored = self.resume_ckpt["recipe"]
+        source = f"{path} (recipe{' with --set' if overrides else ''})"
+        merged = self._merge_resume(recipe_from_dict(apply_overrides(copy.deepcopy(stored), overrides), source), given)
+        changed = recipe_changes(self.resume_ckpt["recipe_obj"].to_dict(), merged.to_dict())
+        if changed and self.rank == 0:
+            info(f"{path}: resuming with the stored recipe; changed by this command line: {', '.join(changed)}")
+        # Writing data (the synthetic set) is for the root the command line names; a stored
+        # root elsewhere (the checkpoint's word only) is read as it is.
+        if not _same_place(merged.data.root, given.data.root):
+            self.foreign_root = merged.data.root
+            self.resume_path = path
+        return merged
 
     @staticmethod
     def _merge_resume(saved: Recipe, given: Recipe) -> Recipe:
@@ -108,6 +144,9 @@ class Trainer:
     def _loaders(self):
         r, task = self.recipe, self.task
         if self.is_main:
+            if self.foreign_root is not None and r.data.synthetic is not None and not task.has_training_data(r):
+                raise UserError(f"{self.resume_path}: the stored data.root {self.foreign_root} is not this command "
+                                f"line's; resume never writes data there (give --set data.root=DIR to choose where)")
             task.prepare_data(r)
         self._barrier()
         train_ds, classes = task.build_dataset(r, "train", train=True)

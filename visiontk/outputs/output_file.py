@@ -3,6 +3,10 @@
 The rules, the same for every command:
 - stdout when the path is None or '-';
 - never a directory; an existing file only with --overwrite;
+- a FIFO or a character device (/dev/null, a terminal) is a stream: written
+  into as it is, never unlinked or replaced by a regular file (no --overwrite
+  needed: nothing is replaced); any other special file (a block device, a
+  socket) is refused;
 - an existing file is replaced only when the run ends without error: the new
   content goes to a temp file in the same folder, renamed over it at the end,
   so a failed run leaves the old file intact (a new file is written in place,
@@ -13,6 +17,8 @@ The rules, the same for every command:
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -20,6 +26,19 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from visiontk.errors import UserError
+
+
+def _special_kind(path: Path) -> str | None:
+    """None for a missing or regular file; 'stream' for a FIFO or a character device; else what it is."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+        return "stream"
+    return "a directory" if stat.S_ISDIR(mode) else "a block device" if stat.S_ISBLK(mode) else "a socket"
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:
@@ -44,8 +63,13 @@ class OutputFile:
         """Refuse a directory, or an existing file without --overwrite (before any work, where possible)."""
         if self.path is None:
             return
-        if self.path.is_dir():
+        kind = _special_kind(self.path)
+        if kind == "a directory":
             raise UserError(f"{self.path}: output path is a directory")
+        if kind == "stream":
+            return
+        if kind is not None:
+            raise UserError(f"{self.path}: output path is {kind}, not a file; refusing to write to it")
         if self.path.exists() and not self.overwrite:
             raise UserError(f"{self.path}: output file exists (use --overwrite to replace it)")
 
@@ -67,7 +91,7 @@ class OutputFile:
             return
         self.check()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():
+        if not self.path.exists() or self.is_stream:
             with open(self.path, "w", encoding="utf-8", errors="backslashreplace", newline="") as f:
                 yield f
             return
@@ -81,6 +105,10 @@ class OutputFile:
         if self.path is None:
             raise UserError("this output needs a file, not stdout")
         self.check()
+        if self.is_stream:
+            # A FIFO or /dev/null is written into, whole at the end, and stays what it is.
+            yield from self._staged_into_stream(suffix)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=suffix)
         os.close(fd)
@@ -90,6 +118,21 @@ class OutputFile:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    @property
+    def is_stream(self) -> bool:
+        return self.path is not None and _special_kind(self.path) == "stream"
+
+    def _staged_into_stream(self, suffix: str) -> Iterator[Path]:
+        assert self.path is not None
+        fd, tmp = tempfile.mkstemp(prefix=".visiontk-out.", suffix=suffix)
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            with open(tmp, "rb") as src, open(self.path, "wb") as dst:
+                shutil.copyfileobj(src, dst)
         finally:
             Path(tmp).unlink(missing_ok=True)
 

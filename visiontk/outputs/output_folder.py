@@ -1,6 +1,7 @@
 """A folder of per-image files named after their image (YOLO txt, drawn images, mask PNGs), and run folders."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -13,9 +14,10 @@ class OutputFolder:
     """Checked when made, so a bad folder fails before any image is read; created
     at the first file, so a run that fails early leaves nothing behind.
 
-    Never an input: a file is never written over the image it comes from, and
-    plan.py leaves the images of an output folder nested in a source folder out
-    of the inputs.
+    Never an input: a file is never written over the image it comes from or a
+    known input (`refuse_inputs`: a folder that may replace files is neither a
+    source folder nor the folder of a source file), and plan.py leaves the
+    images of an output folder nested in a source folder out of the inputs.
 
     Existing files, one policy per command, as its users know it:
     - keep_existing=False (YOLO txt, --save-images): the folder must be empty
@@ -33,6 +35,34 @@ class OutputFolder:
         if not keep_existing and not overwrite and self.path.is_dir() and any(self.path.iterdir()):
             raise UserError(f"{self.path}: {option} directory is not empty (use --overwrite to write into it)")
         self.used: set[str] = set()
+        # Real paths of known inputs (the checkpoint...) never written over, --overwrite or not.
+        self.protected: set[str] = set()
+
+    @property
+    def replaces_files(self) -> bool:
+        return not self.keep_existing
+
+    def refuse_inputs(self, files: Sequence[Path], folders: Sequence[Path], others: Sequence[Path] = ()) -> None:
+        """Before any work: a folder that may replace files is neither a source folder nor the
+        folder of a source file (its files are inputs of this run, read before or after
+        they would be replaced). A folder that keeps existing files (segment masks) may be
+        either: it never replaces anything."""
+        self.protected = {os.path.realpath(p) for p in [*files, *others]}
+        if not self.replaces_files:
+            return
+        real = os.path.realpath(self.path)
+        for folder in folders:
+            if os.path.realpath(folder) == real:
+                raise UserError(f"{self.path}: {self.option} is the source folder {folder}; an output folder is never "
+                                f"an input, even with --overwrite (choose another directory)")
+        for file in files:
+            self.refuse_input(file)
+
+    def refuse_input(self, file: str | Path) -> None:
+        """An input file in this folder (when it may replace files) is refused."""
+        if self.replaces_files and os.path.realpath(os.path.dirname(os.path.abspath(file))) == os.path.realpath(self.path):
+            raise UserError(f"{file}: is both an input image and in the {self.option} folder; an output folder is "
+                            f"never an input, even with --overwrite (choose another directory)")
 
     def paths_for(self, source: str | Path, suffixes: Sequence[str]) -> list[Path]:
         """One path per suffix, all with the same free base name: ``<stem><suffix>``, or numbered."""
@@ -57,6 +87,8 @@ class OutputFolder:
         for p in paths:
             if p.exists() and same_file(p, source):
                 raise UserError(f"{p}: {self.option} would overwrite the input image; choose another directory")
+            if p.exists() and os.path.realpath(p) in self.protected:
+                raise UserError(f"{p}: {self.option} would overwrite an input of this run; choose another directory")
         return paths
 
     def path_for(self, source: str | Path, suffix: str) -> Path:

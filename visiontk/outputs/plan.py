@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Iterable, Iterator
+from typing import IO, Callable, Iterable, Iterator, Sequence
 
 from visiontk.console import warn
 
@@ -27,6 +27,27 @@ class PredictionOutputs:
     # Folders of per-image files.
     folders: list[OutputFolder] = field(default_factory=list)
 
+    def refuse_inputs(self, sources: Sequence[str], checkpoint: str | Path | None = None) -> None:
+        """Before any work (before the model is loaded): no output is an input known now --
+        a file or folder given as SOURCE, or the checkpoint -- even with --overwrite.
+
+        Paths streamed from stdin are known only as they come: `screen_inputs`.
+        """
+        given = [Path(s) for s in sources if s != "-"]
+        folders = [p for p in given if p.is_dir()]
+        files = [p for p in given if p.exists() and not p.is_dir()]
+        others = [Path(checkpoint)] if checkpoint is not None and Path(checkpoint).is_file() else []
+        for f in (self.stream, *self.files):
+            if f.path is None:
+                continue
+            f.check()
+            for p in files:
+                f.refuse_input(p)
+            for p in others:
+                f.refuse_input(p, "the checkpoint")
+        for d in self.folders:
+            d.refuse_inputs(files, folders, others)
+
     def screen_inputs(self, paths: Iterable[Path], sources: Iterable[str]) -> Iterator[Path]:
         """Pass `paths` through, stopping with a UserError at an input that is an output
         file, and leaving out what lies in an output folder nested in a source folder.
@@ -35,17 +56,23 @@ class PredictionOutputs:
         no existing output file has been touched by then. The folder rule:
         `predict photos/ --out-dir photos/masks` must not read back the masks (of
         this run, or of the last one) as photos. An output folder that *is* a
-        source folder is the user's choice of writing next to the inputs; the
-        folder then never writes over an input (OutputFolder).
+        source folder is allowed only when it never replaces a file (segment
+        masks, renamed instead); one that may replace files was refused by
+        `refuse_inputs`.
         """
         files = [f for f in (self.stream, *self.files) if f.path is not None]
         walked = [os.path.abspath(s) for s in sources if s != "-" and os.path.isdir(s)]
         nested = [(os.path.abspath(d.path), d.path) for d in self.folders
                   if any(_strictly_inside(os.path.abspath(d.path), w) for w in walked)]
+        # Stdin paths in a folder that replaces files: refused as they come (files and
+        # folders named on the command line were refused before any work).
+        replacing = [d for d in self.folders if d.replaces_files]
         warned = False
         for p in paths:
             for f in files:
                 f.refuse_input(p)
+            for folder in replacing:
+                folder.refuse_input(p)
             inside = next((given for folder, given in nested if _strictly_inside(os.path.abspath(p), folder)), None)
             if inside is not None:
                 if not warned:

@@ -35,7 +35,19 @@ def recipe_error(source: str, key: str, phrase: str) -> UserError:
 def validation_error(error: ValidationError, schema: type, raw: Any, source: str) -> UserError:
     """The first error of `error` (in the order of the file) as one line."""
     first = min(error.errors(), key=lambda e: _file_order(raw, e["loc"]))
-    return UserError(f"{source}: {_describe(first, schema, raw, [])}")
+    return UserError(f"{source}: {_shorten_value(_describe(first, schema, raw, []))}")
+
+
+_MAX_VALUE_CHARS = 120
+
+
+def _shorten_value(message: str) -> str:
+    # A value of a million items (a tampered checkpoint's class list) must not
+    # become a million-character line: its start says enough.
+    said, sep, value = message.partition(", got ")
+    if len(value) <= _MAX_VALUE_CHARS:
+        return message
+    return f"{said}{sep}{value[:_MAX_VALUE_CHARS]}... ({len(value)} characters)"
 
 
 # -- the annotation at an error's location ------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 from PIL import Image
 
+from visiontk.data.regular_files import open_regular, read_regular_text
 from visiontk.errors import DataError
 from visiontk.recipe.expansion import check_expansion
 
@@ -24,7 +25,7 @@ def _cannot_read(path: Path, e: OSError) -> DataError:
 
 def read_text(path: Path) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return read_regular_text(path)
     except OSError as e:
         raise _cannot_read(path, e) from None
     except UnicodeDecodeError:
@@ -57,7 +58,7 @@ def load_yaml(path: Path) -> Any:
 def image_size(path: Path) -> tuple[int, int]:
     """(height, width) as displayed, i.e. after EXIF rotation; reads the header only."""
     try:
-        with Image.open(path) as im:
+        with open_regular(path) as f, Image.open(f) as im:
             w, h = im.size
             orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:

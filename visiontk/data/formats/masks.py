@@ -18,6 +18,7 @@ from PIL import Image
 from pydantic import AfterValidator
 
 from visiontk.console import warn
+from visiontk.data.regular_files import open_regular
 from visiontk.errors import DataError
 from visiontk.recipe import Fraction, Section, register_format_options, rule_error
 
@@ -110,7 +111,7 @@ def mask_record(image: Path, mask: Path, image_id: str, issues: Issues) -> Annot
 def load_index_mask(path: Path) -> np.ndarray:
     """uint8 ``[H, W]`` class indices of an 'L' or 'P' PNG (no range/size checks)."""
     try:
-        with Image.open(path) as im:
+        with open_regular(path) as f, Image.open(f) as im:
             if im.mode not in INDEX_MODES:
                 raise DataError(f"{path}: mask mode {im.mode!r}; expected 'L' or 'P' (palette) with class indices")
             return np.array(im, dtype=np.uint8)  # 'P' gives palette indices, not colours

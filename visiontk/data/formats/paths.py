@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 from visiontk.data.images import is_image_file
+from visiontk.data.regular_files import walk_files
 
 from .issues import MALFORMED, UNSAFE_PATH, Issues
 
@@ -43,11 +44,4 @@ def resolve(root: Path, name: str, where: str, issues: Issues, field: str, root_
 
 def find_images(folder: Path, exclude: Path | None = None) -> list[Path]:
     """Image files under ``folder`` (recursively), sorted; ``exclude``: a subfolder to leave out."""
-    skip = exclude.resolve() if exclude is not None else None
-    found = []
-    for path in sorted(folder.rglob("*")):
-        if skip is not None and skip in path.resolve().parents:
-            continue
-        if is_image_file(path) and path.is_file():
-            found.append(path)
-    return found
+    return sorted(walk_files(folder, is_image_file, exclude=exclude))

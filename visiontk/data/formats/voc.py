@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from visiontk.data.images import IMAGE_SUFFIXES
+from visiontk.data.regular_files import open_regular
 from visiontk.errors import DataError
 from visiontk.recipe import Section, register_format_options
 
@@ -148,7 +149,8 @@ def _text(node: ET.Element | None, tag: str) -> str | None:
 def _parse_xml(xml_file: Path, image_dir: Path, issues: Issues):
     """(xml, image path, height, width, [(name, box, where)]), or None when the image is skipped."""
     try:
-        root = ET.parse(xml_file).getroot()
+        with open_regular(xml_file) as f:
+            root = ET.parse(f).getroot()
     except ET.ParseError as e:
         raise DataError(one_line(f"{xml_file}: not valid XML ({e})")) from None
     except OSError as e:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from visiontk.data.regular_files import read_regular_text, walk_files
 from visiontk.errors import DataError, UserError
 from visiontk.recipe import Section, register_format_options
 
@@ -112,7 +113,7 @@ def _listed_images(listing: Path, issues: Issues) -> list[tuple[Path, Path]]:
 
 def _report_orphans(labels_dir: Path, expected: set, images_dir: Path, issues: Issues) -> None:
     if labels_dir.is_dir():
-        for label_file in sorted(labels_dir.rglob("*.txt")):
+        for label_file in walk_files(labels_dir, lambda p: p.suffix == ".txt"):
             if label_file not in expected:
                 issues(ORPHAN_LABEL, str(label_file), f"label file has no image under {images_dir}", "ignored")
 
@@ -125,9 +126,12 @@ def _read_images(images: list[tuple[Path, Path]], num_classes: int, issues: Issu
             continue
         height, width = size
         boxes, labels = [], []
-        if label_file.is_file():
+        if label_file.exists():
             try:
-                text = label_file.read_text(encoding="utf-8")
+                text = read_regular_text(label_file)
+            except DataError as e:  # a FIFO, a device, a folder: never read
+                issues.message(MALFORMED, str(e))
+                continue
             except (OSError, UnicodeDecodeError) as e:
                 issues(MALFORMED, str(label_file), f"cannot read label file ({e.__class__.__name__})")
                 continue

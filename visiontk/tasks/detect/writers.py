@@ -6,7 +6,6 @@ code, and have no boxes to write.
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import IO

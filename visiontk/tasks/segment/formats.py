@@ -19,6 +19,7 @@ from pathlib import Path
 
 from visiontk.console import info
 from visiontk.data.formats.coco import read_coco
+from visiontk.data.formats.files import read_text
 from visiontk.data.formats.masks import IGNORE_INDEX, MaskFolderOptions, read_mask_folders, value_table
 from visiontk.data.formats.names import read_names_yaml
 from visiontk.data.formats.options import split_path, under
@@ -50,7 +51,7 @@ def class_names(recipe, root: Path, given: list[str] | None) -> list[str] | None
         return list(recipe.data.classes)
     listed = root / "classes.txt"
     if listed.is_file():
-        names = [line.strip() for line in listed.read_text(encoding="utf-8").splitlines() if line.strip()]
+        names = [line.strip() for line in read_text(listed).splitlines() if line.strip()]
         if len(names) < 2:
             raise UserError(f"{listed}: needs at least 2 class names, one per line (index 0 first)")
         return names

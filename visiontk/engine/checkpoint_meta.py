@@ -1,0 +1,139 @@
+"""A checkpoint's metadata is untrusted input: validated like a recipe, bounds included.
+
+Anyone can hand over a `best.pt`. `torch.load(weights_only=True)` keeps its
+code from running; this module keeps its data from doing harm: before any
+model is built or image decoded, the stored recipe goes through the recipe
+validation (schema/task rules), and input size, channels, classes,
+normalisation, preprocessing and predict settings through the same field
+types the recipe uses (so a bound added to the recipe applies here too). A
+bad value is one line naming the file and the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+from pydantic import ConfigDict, Field, ValidationError
+
+from visiontk.data.preprocess import Preprocess
+from visiontk.errors import UserError
+from visiontk.recipe import Recipe, Section
+from visiontk.recipe.fields import STRICT_VALUES
+from visiontk.recipe.messages import validation_error
+from visiontk.recipe.schema import DataConfig, ModelConfig
+from visiontk.tasks.options.fields import option_meta
+from visiontk.tasks.recipes import recipe_from_dict
+from visiontk.tasks.registry import command_spec, get_task
+
+# More classes than any real label set (ImageNet-21k has 21841): a bigger list
+# would only allocate a head that the stored weights cannot fill.
+MAX_CLASSES = 100_000
+MAX_NAME = 1000
+
+
+def _recipe_type(model: type, name: str, required: bool = False) -> Any:
+    """The type (with its bounds) of a recipe field; `required`: without its Optional."""
+    info = model.model_fields[name]
+    tp = Annotated[tuple([info.annotation, *info.metadata])] if info.metadata else info.annotation
+    if required and typing.get_origin(tp) is typing.Union:
+        members = [a for a in typing.get_args(tp) if a is not type(None)]
+        tp = members[0] if len(members) == 1 else typing.Union[tuple(members)]
+    return tp
+
+
+ImageSize = _recipe_type(DataConfig, "image_size")
+Channels = _recipe_type(ModelConfig, "in_channels")
+Mean = _recipe_type(DataConfig, "mean")
+Std = _recipe_type(DataConfig, "std")
+ClassName = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+
+
+class PreprocessMeta(Section):
+    """data/preprocess.py's `Preprocess.to_dict()`, in the recipe's types."""
+
+    size: Optional[ImageSize] = None
+    channels: Channels = 3
+    mean: _recipe_type(DataConfig, "mean", required=True)
+    std: _recipe_type(DataConfig, "std", required=True)
+    resize: _recipe_type(DataConfig, "resize") = "bilinear"
+    jpeg_draft: _recipe_type(DataConfig, "jpeg_draft") = True
+
+
+class CheckpointMeta(Section):
+    # The weights and optimizer state are not metadata: other keys are left to their readers.
+    model_config = ConfigDict(extra="ignore", **STRICT_VALUES)
+
+    task: str
+    backbone: Optional[str] = None
+    classes: Annotated[list[ClassName], Field(min_length=1, max_length=MAX_CLASSES)]
+    recipe: dict
+    preprocess: Optional[PreprocessMeta] = None
+    # Checkpoints written before `preprocess` existed say it with these.
+    input_size: Optional[ImageSize] = None
+    in_channels: Optional[Channels] = None
+    mean: Mean = None
+    std: Std = None
+    predict: dict = Field(default_factory=dict)
+    # The data set's own ids of the classes (COCO category ids, sparse mask values), aligned with `classes`.
+    category_ids: Optional[Annotated[list[Annotated[int, Field(ge=0, le=2**31 - 1)]], Field(max_length=MAX_CLASSES)]] = None
+    # The training state --resume goes on from.
+    epoch: Optional[Annotated[int, Field(ge=0)]] = None
+    stage: Optional[Annotated[int, Field(ge=0)]] = None
+    best_epoch: Optional[Annotated[int, Field(ge=0)]] = None
+    bad_epochs: Optional[Annotated[int, Field(ge=0)]] = None  # early stopping's count
+    history: Optional[list[dict[str, typing.Union[int, float, str]]]] = None
+
+
+def validate_checkpoint(ckpt: dict, path: str | Path) -> Recipe:
+    """Check every piece of metadata of a loaded checkpoint; its stored recipe, validated.
+
+    Raises a UserError naming `path` and the key.
+    """
+    source = str(path)
+    try:
+        CheckpointMeta.model_validate(ckpt)
+    except ValidationError as e:
+        raise validation_error(e, CheckpointMeta, ckpt, source) from None
+    recipe = recipe_from_dict(ckpt["recipe"], source=f"{source} (recipe)")
+    if recipe.task != ckpt["task"]:
+        raise UserError(f"{source}: 'recipe.task' is '{recipe.task}' but the checkpoint's task is '{ckpt['task']}'")
+    if ckpt.get("preprocess") is None and ckpt.get("input_size") is None:
+        raise UserError(f"{source}: missing required key 'preprocess'")
+    try:
+        Preprocess.from_checkpoint(ckpt)
+    except UserError as e:
+        raise UserError(f"{source}: {e}") from None
+    _check_predict(ckpt["predict"], ckpt["task"], source)
+    return recipe
+
+
+def _predict_bounds(task: str) -> dict[str, tuple[float | None, float | None]]:
+    """(min, max) of each stored predict setting, from the options that read it."""
+    spec = command_spec(task)
+    bounds: dict[str, tuple[float | None, float | None]] = {}
+    for options in (spec.predict_options, spec.eval_options):
+        for f in dataclasses.fields(options):
+            meta = option_meta(f)
+            if meta.from_checkpoint is not None:
+                bounds[meta.from_checkpoint] = (meta.min, meta.max)
+    return bounds
+
+
+def _check_predict(stored: dict, task: str, source: str) -> None:
+    defaults, bounds = get_task(task).predict_defaults, _predict_bounds(task)
+    for key, value in stored.items():
+        if key not in defaults:
+            raise UserError(f"{source}: unknown key 'predict.{key}'")
+        integer = isinstance(defaults[key], int)
+        lo, hi = bounds.get(key, (None, None))
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+              and (not integer or isinstance(value, int))
+              and (lo is None or value >= lo) and (hi is None or value <= hi))
+        if not ok:
+            kind = "an integer" if integer else "a number"
+            span = (f" from {lo:g} to {hi:g}" if lo is not None and hi is not None
+                    else f" >= {lo:g}" if lo is not None else "")
+            raise UserError(f"{source}: 'predict.{key}' must be {kind}{span}, got {value!r}")
