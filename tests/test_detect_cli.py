@@ -94,7 +94,9 @@ def test_predict_from_stdin_finds_the_shapes(trained_detector, val_paths, stdin_
         found += _matched(r["boxes"], r["label_ids"], g["boxes"], g["labels"])
         total += len(g["boxes"])
     outcome(found=found / total)
-    assert found / total >= 0.6  # at mAP@.5 >= 0.5, most objects are found at the default 0.25 threshold
+    # At mAP@.5 >= 0.5, most objects are found at the default 0.25 threshold. Calibrated over
+    # default / aten-default / mkldnn-off / onednn-sse41 x seeds 0-2 (AMD EPYC, tests/calibration/results.md): 0.811-0.896; break detect-no-cell-offset: 0.000.
+    assert found / total >= 0.6
 
 
 @pytest.mark.outcome
@@ -123,6 +125,8 @@ def test_boxes_are_in_pixels_of_the_original_image_whatever_its_size(trained_det
             ids = [i for i, s in zip(ref["label_ids"], ref["scores"]) if s >= 0.5]
             matched += _matched(r["boxes"], r["label_ids"], confident, ids, iou=0.8)
     outcome(compared=compared, matched=matched)
+    # Calibrated over default / aten-default / mkldnn-off / onednn-sse41 x seeds 0-2: 18-30
+    # confident boxes compared, every one matched.
     assert matched == compared and compared >= 6
 
 

@@ -127,6 +127,9 @@ def test_loss_falls_when_fitting_one_target(one_thread, outcome):
 
     iou = box_iou(box_convert(gt_boxes, "cxcywh", "xyxy"), det["boxes"])
     outcome(loss_ratio=loss.item() / first, boxes=len(det["boxes"]), min_iou=float(iou.max(1).values.min()))
+    # Calibrated over default / aten-default / mkldnn-off / onednn-sse41 x seeds 0-2 (AMD EPYC, tests/calibration/results.md):
+    # loss ratio <= 0.002, 2 boxes, min IoU 0.986-0.988 (the same under every setting);
+    # break detect-no-cell-offset: min IoU 0.000.
     assert loss.item() < 0.05 * first
     assert len(det["boxes"]) == 2
     match = iou.argmax(1)

@@ -49,7 +49,7 @@ def predict(ckpt, *args, stdin=None):
 
 
 @pytest.mark.outcome
-def test_unet_trains_to_miou_06_and_writes_the_run_dir(trained_unet, outcome):
+def test_unet_trains_to_miou_075_and_writes_the_run_dir(trained_unet, outcome):
     run = trained_unet
     for name in ("recipe.yaml", "last.pt", "best.pt", "results.csv", "plots/training_curves.png",
                  "plots/confusion_matrix.png"):
@@ -60,8 +60,11 @@ def test_unet_trains_to_miou_06_and_writes_the_run_dir(trained_unet, outcome):
     losses = [float(r["train/loss"]) for r in rows]
     best = max(float(r["val/miou"]) for r in rows)
     outcome(miou=best, loss_ratio=losses[-1] / losses[0], iou={c: float(rows[-1][f"val/iou/{c}"]) for c in CLASSES})
+    # Calibrated over default / aten-default / mkldnn-off / onednn-sse41 x seeds 0-2 (AMD EPYC, tests/calibration/results.md), 12 epochs:
+    # mIoU 0.874-0.897 (triangle IoU 0.733-0.782), loss ratio 0.080-0.110;
+    # break unet-no-skips: mIoU 0.544, loss ratio 0.461.
     assert losses[-1] < 0.5 * losses[0]
-    assert best >= 0.6
+    assert best >= 0.75
     ckpt = load_checkpoint(run / "best.pt", "segment")
     assert ckpt["classes"] == CLASSES and ckpt["input_size"] == [64, 64]
 
@@ -113,7 +116,9 @@ def test_predict_from_stdin_writes_original_size_masks_and_json_lines(trained_un
             correct += int((mask == truth).sum())
             total += truth.size
     outcome(pixel_accuracy=correct / total)
-    assert correct / total >= 0.9  # the masks are the model's predictions, in place
+    # The masks are the model's predictions, in place. Calibrated over default / aten-default / mkldnn-off / onednn-sse41 x seeds 0-2 (AMD EPYC, tests/calibration/results.md):
+    # 0.979-0.986; break unet-no-skips: 0.912.
+    assert correct / total >= 0.95
     assert sorted(p.name for p in out_dir.iterdir()) == sorted([p.stem + ".png" for p in paths])
 
 

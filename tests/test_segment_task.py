@@ -276,11 +276,12 @@ def test_evaluate_is_one_confusion_matrix_over_the_split(tmp_path):
 
 
 @pytest.mark.outcome
-def test_fcn8s_trains_to_miou_06_with_the_shared_trainer(tmp_path, outcome):
+def test_fcn8s_trains_to_miou_045_with_the_shared_trainer(tmp_path, outcome):
     """The shipped FCN-8s demo recipe, 6 epochs on 450 images instead of 12 on 750.
 
-    Measured mIoU at epoch 6: 0.65 (seed 0, CE + Dice); the calibration's broken
-    variants (upsampler zero-initialised, loss sign flipped) stay at 0.22 / 0.01.
+    Calibrated over default / aten-default / mkldnn-off / onednn-sse41 x seeds 0-2 (AMD EPYC, tests/calibration/results.md):
+    mIoU 0.610-0.745 (the worst: onednn-sse41 seed 1; seed 1 is the slow one everywhere),
+    loss ratio 0.224-0.368; break fcn-zero-upsampler: mIoU 0.207, loss ratio 1.0.
     """
     from visiontk.engine.trainer import Trainer
     from visiontk.tasks.recipes import load_recipe
@@ -295,5 +296,5 @@ def test_fcn8s_trains_to_miou_06_with_the_shared_trainer(tmp_path, outcome):
     best = max(row["val/miou"] for row in history)
     outcome(miou=best, loss_ratio=losses[-1] / losses[0])
     assert losses[-1] < 0.6 * losses[0]
-    assert best >= 0.6, [round(row["val/miou"], 3) for row in history]
+    assert best >= 0.45, [round(row["val/miou"], 3) for row in history]
     assert result["best_fitness"] == best

@@ -75,14 +75,20 @@ def _unet_no_skips() -> None:
     DecoderStage.forward = lambda self, x, skip: forward(self, x, None if skip is None else torch.zeros_like(skip))
 
 
-def _unet_decoder_blind() -> None:
+def _segment_labels_shuffled() -> None:
     import torch
 
-    from visiontk.tasks.segment.unet import UNetDecoder
+    from visiontk.tasks.segment.losses import SegmentationLoss
 
-    forward = UNetDecoder.forward
-    # The decoder sees zeros instead of the backbone's features: it can only learn a constant map.
-    UNetDecoder.forward = lambda self, features: forward(self, [torch.zeros_like(f) for f in features])
+    forward = SegmentationLoss.forward
+
+    def shuffled(self, logits, target, *args, **kwargs):
+        # Each pixel scored against another pixel's label: the loss no longer says where things are.
+        flat = target.reshape(target.shape[0], -1)
+        order = torch.randperm(flat.shape[1])
+        return forward(self, logits, flat[:, order].reshape(target.shape), *args, **kwargs)
+
+    SegmentationLoss.forward = shuffled
 
 
 def _pretrained_not_loaded() -> None:
@@ -111,7 +117,7 @@ BREAKS = {
     "detect-no-cell-offset": _detect_no_cell_offset,
     "fcn-zero-upsampler": _fcn_zero_upsampler,
     "unet-no-skips": _unet_no_skips,
-    "unet-decoder-blind": _unet_decoder_blind,
+    "segment-labels-shuffled": _segment_labels_shuffled,
     "pretrained-not-loaded": _pretrained_not_loaded,
     "bf16-noop": _bf16_noop,
 }
