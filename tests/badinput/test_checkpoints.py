@@ -156,7 +156,7 @@ def _set(keys: str, value):
 
 
 TAMPERED = {  # what is changed -> the error after "<file>: "
-    "input size below the recipe's bound": (_set("preprocess.size", [4, 4]), "'preprocess.size' must be an integer >= 8 or a list [height, width], got [4, 4]"),
+    "input size below the recipe's bound": (_set("preprocess.size", [4, 4]), "'preprocess.size' must be an integer from 8 to 8192 or a list [height, width] of them, got [4, 4]"),
     "zero std": (_set("preprocess.std", [0.2, 0.0, 0.2]), "'preprocess.std[1]' must be > 0, got 0.0"),
     "two mean values": (_set("preprocess.mean", [0.5, 0.5]), "'preprocess.mean' must have 1 or 3 values, got [0.5, 0.5]"),
     "seven channels": (_set("preprocess.channels", 7), "'preprocess.channels' must be 1 or 3, got 7"),
@@ -169,7 +169,7 @@ TAMPERED = {  # what is changed -> the error after "<file>: "
                           "'c7', 'c8', 'c9', 'c10', 'c11', 'c12', 'c13', 'c14', 'c15', 'c16', 'c17', 'c1... "
                           "(10888890 characters)"),
     "recipe out of bounds": (_set("recipe.data.image_size", 2),
-                             "'data.image_size' must be an integer >= 8 or a list [height, width], got 2"),
+                             "'data.image_size' must be an integer from 8 to 8192 or a list [height, width] of them, got 2"),
     "recipe with an unknown key": (_set("recipe.train.lrr", 0.1), "unknown key 'train.lrr' (did you mean 'train.lr'?)"),
     "topk of the wrong type": (_set("predict.topk", "all"), "'predict.topk' must be an integer, got 'all'"),
     "unknown predict setting": (_set("predict.rm_rf", 1), "unknown key 'predict.rm_rf'"),
