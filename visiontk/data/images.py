@@ -47,6 +47,14 @@ def decoded_bytes(img: Image.Image, mode: str) -> int:
     return w * h * (sample + converted)
 
 
+def _bit_depth(img: Image.Image) -> int:
+    """Bits per sample of an opened (not yet loaded) file: 16-bit RGB PNGs open as mode
+    'RGB' (PIL reduces them while decoding), so their raw mode says it."""
+    if img.mode.startswith("I;16") or any(";16" in str(t.args) for t in (img.tile or [])):
+        return 16
+    return 32 if img.mode in ("I", "F") else 8
+
+
 def _to_8bit(img: Image.Image) -> Image.Image:
     # 16-bit and 32-bit greyscale PNG/TIFF: scale the full range to 8 bits
     # instead of letting PIL clip everything above 255 to white. In bands of
@@ -126,6 +134,8 @@ def open_image(path: str | Path, mode: str = "RGB", draft_size: tuple[int, int] 
     try:
         with _open_and_orientation(path) as (opened, orientation):
             full_size = opened.size
+            # What the file holds, before any conversion (`visiontk data check` counts them).
+            file_mode, file_bits = opened.mode, _bit_depth(opened)
             if draft_size is not None and opened.format == "JPEG":
                 # The draft size is in the stored (not yet rotated) frame.
                 if orientation in _SWAPS_SIDES:
@@ -153,6 +163,7 @@ def open_image(path: str | Path, mode: str = "RGB", draft_size: tuple[int, int] 
         # The decoded image may be smaller than the file (draft); what a caller
         # reporting pixel coordinates needs is the file's displayed (w, h).
         img.info["original_size"] = full_size
+        img.info["file_mode"], img.info["file_bits"] = file_mode, file_bits
         return img
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
