@@ -25,17 +25,18 @@ JSON = typer.Option(False, "--json", help="Print the summary as one JSON object 
 OUT_DIR = typer.Option(None, "--out-dir", help="Where summary.json and the plots go (default runs/data-check/<name>; "
                                                "never inside the data set).")
 OVERWRITE = typer.Option(False, "--overwrite", help="Write into a non-empty --out-dir.")
+PLOTS = typer.Option(True, "--plots/--no-plots", help="Write the PNG plots beside summary.json.")
 
 
 def _run(target: str, task: Optional[CheckTask], set: Optional[List[str]], json_out: bool, out_dir: Optional[Path],
-         overwrite: bool, verdict: bool) -> dict:
+         overwrite: bool, plots: bool, verdict: bool) -> dict:
     from visiontk.console import out_console
     from visiontk.engine.progress import ProgressBar
     from visiontk.outputs.json_text import dumps
     from visiontk.tasks.data_check import check_target, summary_lines
 
     summary = check_target(target, task.value if task else None, set or [], out_dir, overwrite,
-                           progress=lambda description, total: ProgressBar(description, total, unit="img"))
+                           progress=lambda description, total: ProgressBar(description, total, unit="img"), plots=plots)
     if not verdict:
         summary.pop("clean")
     if json_out:
@@ -48,16 +49,16 @@ def _run(target: str, task: Optional[CheckTask], set: Optional[List[str]], json_
 
 @handle_errors
 def check(target: str = TARGET, task: Optional[CheckTask] = TASK, set: Optional[List[str]] = SET,
-          json_out: bool = JSON, out_dir: Optional[Path] = OUT_DIR, overwrite: bool = OVERWRITE):
+          json_out: bool = JSON, out_dir: Optional[Path] = OUT_DIR, overwrite: bool = OVERWRITE, plots: bool = PLOTS):
     """Read a data set as training would, without training: report its problems and statistics.
 
     Exit 0 when clean, 1 when the set has problems (each named with its first offending files), 2 for bad usage."""
-    if not _run(target, task, set, json_out, out_dir, overwrite, verdict=True)["clean"]:
+    if not _run(target, task, set, json_out, out_dir, overwrite, plots, verdict=True)["clean"]:
         raise typer.Exit(1)
 
 
 @handle_errors
 def stats(target: str = TARGET, task: Optional[CheckTask] = TASK, set: Optional[List[str]] = SET,
-          json_out: bool = JSON, out_dir: Optional[Path] = OUT_DIR, overwrite: bool = OVERWRITE):
+          json_out: bool = JSON, out_dir: Optional[Path] = OUT_DIR, overwrite: bool = OVERWRITE, plots: bool = PLOTS):
     """The report of `data check` without its verdict: exit 0 whatever the set holds."""
-    _run(target, task, set, json_out, out_dir, overwrite, verdict=False)
+    _run(target, task, set, json_out, out_dir, overwrite, plots, verdict=False)

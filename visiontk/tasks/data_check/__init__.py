@@ -33,7 +33,7 @@ def _is_recipe(target: str) -> bool:
 
 
 def check_target(target: str, task: str | None = None, overrides: list[str] | None = None,
-                 out_dir: Path | None = None, overwrite: bool = False, progress=None) -> dict:
+                 out_dir: Path | None = None, overwrite: bool = False, progress=None, plots: bool = True) -> dict:
     """The report of a recipe's data set, or of a folder (or YOLO data yaml) whose layout is detected."""
     from visiontk.tasks.recipes import recipe_from_dict
 
@@ -49,4 +49,4 @@ def check_target(target: str, task: str | None = None, overrides: list[str] | No
     recipe = recipe_from_dict(raw, source)
     if task and recipe.task != task:
         raise UserError(f"{target}: recipe is for task '{recipe.task}', not '{task}' (--task)")
-    return check_data(recipe, out_dir, overwrite, source=source, progress=progress, layout=layout)
+    return check_data(recipe, out_dir, overwrite, source=source, progress=progress, layout=layout, plots=plots)

@@ -56,9 +56,9 @@ Progress = Callable[[str, int], "object"]  # (description, total) -> a context m
 
 
 def check_data(recipe, out_dir: Path | None = None, overwrite: bool = False, source: str = "",
-               progress: Progress | None = None, layout: str | None = None) -> dict:
+               progress: Progress | None = None, layout: str | None = None, plots: bool = True) -> dict:
     """The report of the recipe's data set (both splits) as a JSON-able dict; writes
-    ``summary.json`` and the plots into ``out_dir`` (default runs/data-check/<name>)."""
+    ``summary.json`` and (``plots``) the plots into ``out_dir`` (default runs/data-check/<name>)."""
     root = Path(recipe.data.root)
     if not root.exists():
         raise UserError(f"{root}: data root does not exist (data.root)")
@@ -79,7 +79,7 @@ def check_data(recipe, out_dir: Path | None = None, overwrite: bool = False, sou
         "input_size": list(recipe.image_size), "errors": errors, "clean": errors == 0, "splits": splits,
         "out_dir": str(folder.path),
     }
-    summary["files"] = [str(p) for p in _write(summary, folder)]
+    summary["files"] = [str(p) for p in _write(summary, folder, plots)]
     return summary
 
 
@@ -264,35 +264,38 @@ def _segment_stats(recipe, data: SplitData, sizes: list) -> dict:
 # ----------------------------------------------------------------- files
 
 
-def _write(summary: dict, folder: OutputFolder) -> list[Path]:
-    from visiontk.viz.data_plots import plot_bars
-
-    def series(key: str) -> tuple[list[str], dict[str, list]]:
-        names = [r["name"] for r in summary["splits"][0].get("classes", [])]
-        return names, {s["name"]: [r.get(key, 0) for r in s.get("classes", [])] for s in summary["splits"]
-                       if len(s.get("classes", [])) == len(names)}
-
-    written = []
-    path = folder.path
-    path.mkdir(parents=True, exist_ok=True)
-    names, per_split = series("images" if summary["task"] == "classify" else
-                              "instances" if summary["task"] == "detect" else "pixel_frequency")
-    if names:
-        what = {"classify": "images", "detect": "instances", "segment": "share of labelled pixels"}[summary["task"]]
-        name = "pixel_frequency.png" if summary["task"] == "segment" else "classes.png"
-        written.append(plot_bars(names, per_split, path / name, f"{what} per class", what))
-    if summary["task"] == "detect":
-        boxes = [s["boxes"] for s in summary["splits"] if "boxes" in s]
-        if boxes:
-            edges = boxes[0]["edges"]
-            bins = [f"{a}-{b} px" for a, b in zip(edges[:-1], edges[1:])]
-            written.append(plot_bars(bins, {s["name"]: s["boxes"]["counts"] for s in summary["splits"] if "boxes" in s},
-                                     path / "box_sizes.png", boxes[0]["about"], "boxes"))
-    json_path = path / "summary.json"
-    written.insert(0, json_path)
+def _write(summary: dict, folder: OutputFolder, plots: bool) -> list[Path]:
+    """summary.json, and the plots beside it: per class (images, instances or share of
+    pixels, one bar per split) and, for detection, the box-size histogram."""
     from visiontk.outputs.json_text import dumps
 
-    OutputFile(json_path, overwrite=True).write_text(dumps({**summary, "files": [str(p) for p in written]}) + "\n")
+    folder.path.mkdir(parents=True, exist_ok=True)
+    written = [folder.path / "summary.json"]
+    if plots:
+        written += _plots(summary, folder.path)
+    OutputFile(written[0], overwrite=True).write_text(dumps({**summary, "files": [str(p) for p in written]}) + "\n")
+    return written
+
+
+def _plots(summary: dict, path: Path) -> list[Path]:
+    from visiontk.viz.data_plots import plot_bars
+
+    task, splits = summary["task"], summary["splits"]
+    key, what, name = {"classify": ("images", "images", "classes.png"),
+                       "detect": ("instances", "instances", "classes.png"),
+                       "segment": ("pixel_frequency", "share of labelled pixels", "pixel_frequency.png")}[task]
+    names = [r["name"] for r in splits[0].get("classes", [])]
+    written = []
+    if names:
+        per_split = {s["name"]: [r[key] for r in s["classes"]] for s in splits if len(s.get("classes", [])) == len(names)}
+        written.append(plot_bars(names, per_split, path / name, f"{what} per class", what))
+    boxes = {s["name"]: s["boxes"] for s in splits if s.get("boxes", {}).get("count")}
+    if boxes:
+        first = next(iter(boxes.values()))
+        edges = first["edges"]
+        bins = [f"{a}-{b} px" for a, b in zip(edges[:-1], edges[1:])]
+        written.append(plot_bars(bins, {n: b["counts"] for n, b in boxes.items()}, path / "box_sizes.png",
+                                 first["about"], "boxes"))
     return written
 
 
