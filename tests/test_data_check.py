@@ -145,6 +145,24 @@ def test_coco_image_whose_size_differs_from_its_annotation(tmp_path):
     assert summary["splits"][1]["classes"] == [{"name": "kite", "id": 9, "images": 1, "instances": 1}]
 
 
+def test_annotation_file_that_does_not_parse_is_the_splits_problem(tmp_path):
+    """What stops training's reader (here a val json cut short) is reported, and the other split still checked."""
+    root = tmp_path / "coco"
+    for split in ("train", "val"):
+        _png(root / "images" / split / "a.png")
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps({
+            "images": [{"id": 1, "file_name": "a.png", "width": 16, "height": 16}], "annotations": [],
+            "categories": [{"id": 1, "name": "kite"}]})[: None if split == "train" else 30])
+    summary = _check(root, tmp_path)
+    problem = _problem(summary, "unreadable_split", "val")
+    assert "instances_val.json: not valid JSON" in problem["first"][0]
+    train = summary["splits"][0]
+    assert train["errors"] == 0 and train["images"]["count"] == 1
+    assert train["notes"]["images_without_objects"]["first"] == [str(root / "images/train/a.png")]
+    assert train["notes"]["classes_without_images"]["first"] == ["kite"]
+
+
 # --------------------------------------------------------------- statistics against independent counts
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,8 @@ from visiontk.outputs.output_folder import OutputFolder, next_run_dir
 from .splits import SplitData, read_split
 
 FIRST = 5  # offending entries named per problem kind
+DECODE_THREADS = min(4, os.cpu_count() or 1)
+MAX_CLASS_LINES = 30  # classes printed one a line; the JSON has them all
 
 # What each problem kind means, in the words the report prints beside its name.
 ABOUT = {
@@ -103,16 +106,27 @@ def _split_summary(recipe, data: SplitData, pre, progress: Progress | None) -> d
     sizes: list[tuple[int, int] | None] = []
     modes: Counter = Counter()
     bits: Counter = Counter()
-    with _progress(progress, f"checking {data.name}", len(data.images)) as bar:
-        for i, path in enumerate(data.images):
-            sizes.append(_decode(path, pre, report, modes, bits))
-            if recipe.task == "detect" and sizes[-1] is not None:
-                _size_rule(data.records[i], sizes[-1], report)
+    # Decoding in threads (PIL and libjpeg release the GIL); results in order, counted here.
+    with _progress(progress, f"checking {data.name}", len(data.images)) as bar, \
+            ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
+        for i, (hw, mode, depth, error) in enumerate(pool.map(lambda p: _decode(p, pre), data.images)):
+            sizes.append(hw)
+            if error is not None:
+                report.add(BAD_IMAGE, error)
+            else:
+                modes[mode] += 1
+                bits[depth] += 1
+                if recipe.task == "detect":
+                    _size_rule(data.records[i], hw, report)
             bar.update(1)
     out = {"split": data.split, "name": data.name, "source": data.source,
            "images": _image_stats(len(data.images) + reader_unreadable, report.counts[BAD_IMAGE], modes, bits, sizes)}
     task_stats = {"classify": _classify_stats, "detect": _detect_stats, "segment": _segment_stats}[recipe.task]
     out.update(task_stats(recipe, data, sizes))
+    unseen = [r["name"] for r in out.get("classes", []) if r["images"] == 0]
+    if unseen:
+        data.notes["classes_without_images"] = {"count": len(unseen), "about": "classes no image of the split holds",
+                                                "first": unseen[:FIRST]}
     out["problems"] = {kind: {"count": n, "about": ABOUT.get(kind, kind), "first": report.examples(kind, FIRST)}
                        for kind, n in sorted(report.counts.items())}
     out["errors"] = report.total
@@ -135,17 +149,15 @@ def _progress(progress: Progress | None, description: str, total: int):
     return progress(description, total) if progress is not None else _NoBar()
 
 
-def _decode(path: Path, pre, report, modes: Counter, bits: Counter) -> tuple[int, int] | None:
-    """(h, w) of the file as displayed, decoded as training decodes it; None when it cannot be."""
+def _decode(path: Path, pre) -> tuple[tuple[int, int] | None, str, int, str | None]:
+    """((h, w) of the file as displayed, its mode, its bits per sample, None) decoded as
+    training decodes it; (None, '', 0, the error) when it cannot be."""
     try:
         img = open_image(path, pre.mode, draft_size=pre.draft_size)
     except DataError as e:
-        report.add(BAD_IMAGE, str(e))
-        return None
-    modes[img.info["file_mode"]] += 1
-    bits[img.info["file_bits"]] += 1
+        return None, "", 0, str(e)
     w, h = img.info["original_size"]
-    return int(h), int(w)
+    return (int(h), int(w)), img.info["file_mode"], img.info["file_bits"], None
 
 
 def _size_rule(record, hw: tuple[int, int], report) -> None:
@@ -324,7 +336,11 @@ def summary_lines(summary: dict, verdict: bool = True) -> Iterable[str]:
             first = f"; first: {', '.join(n['first'][:3])}" if n["first"] else ""
             yield f"  note: {n['count']} {n['about']}{first}"
         if s.get("classes"):
-            yield "  per class: " + "; ".join(_class_text(r) for r in s["classes"])
+            yield "  per class:"
+            for row in s["classes"][:MAX_CLASS_LINES]:
+                yield f"    {_class_text(row)}"
+            if len(s["classes"]) > MAX_CLASS_LINES:
+                yield f"    and {len(s['classes']) - MAX_CLASS_LINES} more classes (all in summary.json)"
         if s.get("boxes") and s["boxes"]["count"]:
             b = s["boxes"]
             bins = ", ".join(f"{a}-{e}: {n}" for a, e, n in zip(b["edges"][:-1], b["edges"][1:], b["counts"]))

@@ -34,11 +34,8 @@ LAYOUTS = ("YOLO data yaml", "COCO annotations/instances_<split>.json", "VOC Ann
 
 
 def _yolo_yaml(path: Path) -> bool:
-    try:
-        cfg = load_yaml(path)
-    except DataError:
-        return False
-    return isinstance(cfg, dict) and "names" in cfg and any(k in cfg for k in ("train", "val"))
+    cfg = _safe_yaml(path)
+    return cfg is not None and "names" in cfg and any(k in cfg for k in ("train", "val"))
 
 
 def _pick(names: list[str], prefix: str, default: str) -> str:
@@ -66,16 +63,21 @@ def _voc(root: Path, task: str) -> dict | None:
     return {"train": "train", "val": "val", "options": options, "classes": None}
 
 
-def _mask_folders(root: Path) -> dict | None:
+def _mask_layout(root: Path) -> dict | None:
+    """The image and mask folder options of a mask-folder layout, or None."""
     if (root / "train" / "images").is_dir() and (root / "train" / "masks").is_dir():
-        options = {"images": "{split}/images", "masks": "{split}/masks"}
-    elif (root / "images" / "train").is_dir() and (root / "masks" / "train").is_dir():
-        options = {"images": "images/{split}", "masks": "masks/{split}"}
-    else:
+        return {"images": "{split}/images", "masks": "{split}/masks"}
+    if (root / "images" / "train").is_dir() and (root / "masks" / "train").is_dir():
+        return {"images": "images/{split}", "masks": "masks/{split}"}
+    return None
+
+
+def _mask_folders(root: Path) -> dict | None:
+    options = _mask_layout(root)
+    if options is None:
         return None
     data: dict = {"train": "train", "val": "val", "options": options, "classes": None}
-    yamls = [p for p in sorted(root.iterdir()) if p.suffix.lower() in YAML_SUFFIXES and p.is_file()]
-    named = next((p for p in yamls if isinstance(_safe_yaml(p), dict) and "names" in _safe_yaml(p)), None)
+    named = next((p for p in _yamls(root) if "names" in (_safe_yaml(p) or {})), None)
     if named is not None:
         options["data_yaml"] = named.name
     elif not (root / "classes.txt").is_file():
@@ -86,11 +88,16 @@ def _mask_folders(root: Path) -> dict | None:
     return data
 
 
-def _safe_yaml(path: Path):
+def _safe_yaml(path: Path) -> dict | None:
     try:
-        return load_yaml(path)
+        cfg = load_yaml(path)
     except DataError:
         return None
+    return cfg if isinstance(cfg, dict) else None
+
+
+def _yamls(root: Path) -> list[Path]:
+    return [p for p in sorted(root.iterdir()) if p.suffix.lower() in YAML_SUFFIXES and p.is_file()]
 
 
 def _largest_mask_value(masks: Path) -> int:
@@ -126,10 +133,9 @@ def detect_layout(target: Path, task: str | None = None) -> tuple[str, str, dict
                         f"or a recipe")
     if not target.is_dir():
         raise UserError(f"{target}: no such recipe, folder or data yaml")
-    if "detect" in tasks:
-        yamls = [p for p in sorted(target.iterdir()) if p.suffix.lower() in YAML_SUFFIXES and p.is_file()]
-        found = next((p for p in yamls if _yolo_yaml(p)), None)
-        if found is not None and _mask_folders(target) is None:
+    if "detect" in tasks and _mask_layout(target) is None:  # a mask set's yaml names its mask values
+        found = next((p for p in _yamls(target) if _yolo_yaml(p)), None)
+        if found is not None:
             return "detect", "yolo", {"options": {"data_yaml": found.name}}
     for t, fmt, probe in (("detect", "coco", _coco), ("segment", "coco", _coco),
                           ("detect", "voc", lambda r: _voc(r, "detect")), ("segment", "voc", lambda r: _voc(r, "segment")),

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from visiontk.data.formats.issues import ReadReport
 from visiontk.data.formats.records import AnnotatedImage
 from visiontk.data.imagefolder import scan_imagefolder
@@ -43,14 +41,8 @@ def read_classify(recipe, split: str, classes: list[str] | None) -> SplitData:
     name = _split_name(recipe, split)
     split_dir = Path(recipe.data.root) / name
     samples, names = scan_imagefolder(split_dir, classes or recipe.data.classes)
-    data = SplitData(split, name, str(split_dir), ReadReport(str(split_dir)), list(names),
+    return SplitData(split, name, str(split_dir), ReadReport(str(split_dir)), list(names),
                      images=[p for p, _ in samples], records=[label for _, label in samples])
-    counts = np.bincount(np.asarray(data.records, dtype=np.int64), minlength=len(names))
-    empty = [n for n, c in zip(names, counts) if c == 0]
-    if empty:
-        data.notes["empty_classes"] = {"count": len(empty), "about": "class folders without images",
-                                       "first": [str(split_dir / n) for n in empty[:5]]}
-    return data
 
 
 def read_detect(recipe, split: str, classes: list[str] | None) -> SplitData:
