@@ -226,6 +226,7 @@ def test_cli_exit_codes_report_and_files(tmp_path):
     broken = _yolo_set(tmp_path / "broken", {"a": [GOOD_LINE], "b": ["1 1.5 0.5 0.2 0.2"]})
     res = run_cli("data", "check", str(broken), "--out-dir", str(tmp_path / "r2"), "--json", "--no-plots")
     assert res.returncode == 1, res.stderr
+    assert "error: 1 problems in the data set" in res.stderr
     summary = json.loads(res.stdout)
     assert summary["errors"] == 1 and str(broken / "labels/train/b.txt") in _problem(summary, "box_outside")["first"][0]
     assert json.loads((tmp_path / "r2" / "summary.json").read_text())["errors"] == 1

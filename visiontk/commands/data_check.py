@@ -53,8 +53,11 @@ def check(target: str = TARGET, task: Optional[CheckTask] = TASK, set: Optional[
     """Read a data set as training would, without training: report its problems and statistics.
 
     Exit 0 when clean, 1 when the set has problems (each named with its first offending files), 2 for bad usage."""
-    if not _run(target, task, set, json_out, out_dir, overwrite, plots, verdict=True)["clean"]:
-        raise typer.Exit(1)
+    from visiontk.errors import JobError
+
+    summary = _run(target, task, set, json_out, out_dir, overwrite, plots, verdict=True)
+    if not summary["clean"]:
+        raise JobError(f"{summary['errors']} problems in the data set {summary['source']} (report in {summary['out_dir']})")
 
 
 @handle_errors

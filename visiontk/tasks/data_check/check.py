@@ -67,14 +67,15 @@ def check_data(recipe, out_dir: Path | None = None, overwrite: bool = False, sou
         raise UserError(f"{root}: data root does not exist (data.root)")
     folder = OutputFolder(out_dir or next_run_dir(Path("runs"), "data-check", recipe.name), "--out-dir",
                           overwrite=overwrite)
-    _refuse_input_folder(folder.path, root)
+    option = "--out-dir" if out_dir else "the report folder (default; give --out-dir)"
+    _refuse_input_folder(folder.path, option, root)
     pre = recipe_preprocess(recipe)
     splits, classes = [], None
     for split in ("train", "val"):
         data = read_split(recipe, split, classes)
         classes = classes or (data.classes or None)
         splits.append(_split_summary(recipe, data, pre, progress))
-        _refuse_input_folder(folder.path, *{p.parent for p in data.images})
+        _refuse_input_folder(folder.path, option, *{p.parent for p in data.images})
     errors = sum(s["errors"] for s in splits)
     summary = {
         "source": source or str(root), "task": recipe.task, "format": recipe.data.format, "root": str(root),
@@ -86,14 +87,14 @@ def check_data(recipe, out_dir: Path | None = None, overwrite: bool = False, sou
     return summary
 
 
-def _refuse_input_folder(out: Path, *inputs: Path) -> None:
+def _refuse_input_folder(out: Path, option: str, *inputs: Path) -> None:
     """The output rule (outputs/plan.py): never write into an input. The report folder is
     neither the data set's folder, nor inside it, nor a folder holding its images."""
     real = os.path.realpath(out)
     for p in inputs:
         base = os.path.realpath(p if p.is_dir() or not p.exists() else p.parent)
         if real == base or real.startswith(base.rstrip(os.sep) + os.sep):
-            raise UserError(f"{out}: --out-dir is inside the data set ({p}); an output folder is never an input "
+            raise UserError(f"{out}: {option} is inside the data set ({p}); an output folder is never an input "
                             f"(choose another directory)")
 
 

@@ -158,6 +158,6 @@ def layout_recipe(target: Path, task: str | None, overrides: list[str]) -> tuple
     section.update({"format": fmt, "root": str(target), **data, "options": options})
     if fmt == "coco" and task == "segment":
         section.pop("classes", None)
-    raw["name"] = target.stem or "data"
+    raw["name"] = target.resolve().stem or "data"
     raw.pop("stages", None)
     return apply_overrides(raw, overrides), str(target), f"layout found, template {TEMPLATES[(task, fmt)]}"
