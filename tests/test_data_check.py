@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from helpers import run_cli
@@ -97,13 +98,16 @@ def test_image_modes_are_counted_and_a_truncated_file_is_unreadable(tmp_path):
     _png(root / "train" / "a" / "grey.png", mode="L")
     _png(root / "train" / "b" / "deep.png", mode="I;16")
     _png(root / "train" / "b" / "print.jpg", mode="CMYK")
+    # 16-bit RGB: PIL opens it as mode RGB, only its raw mode says 16 bits.
+    cv2.imwrite(str(root / "train" / "b" / "deep_rgb.png"), np.full((16, 16, 3), 40000, np.uint16))
     _png(root / "val" / "a" / "v.png")
     _png(root / "val" / "b" / "w.png")
     summary = _check(root, tmp_path)
     assert summary["task"] == "classify" and summary["clean"]
     images = summary["splits"][0]["images"]
-    assert (images["count"], images["grey"], images["high_bit_depth"], images["cmyk"]) == (4, 2, 1, 1)
-    assert [(c["name"], c["images"]) for c in summary["splits"][0]["classes"]] == [("a", 2), ("b", 2)]
+    assert (images["count"], images["grey"], images["high_bit_depth"], images["cmyk"]) == (5, 2, 2, 1)
+    assert images["modes"] == {"CMYK": 1, "I;16": 1, "L": 1, "RGB": 2}
+    assert [(c["name"], c["images"]) for c in summary["splits"][0]["classes"]] == [("a", 2), ("b", 3)]
 
     whole = (root / "val" / "b" / "w.png").read_bytes()
     (root / "val" / "b" / "w.png").write_bytes(whole[: len(whole) // 2])

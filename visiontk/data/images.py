@@ -50,7 +50,7 @@ def decoded_bytes(img: Image.Image, mode: str) -> int:
 def _bit_depth(img: Image.Image) -> int:
     """Bits per sample of an opened (not yet loaded) file: 16-bit RGB PNGs open as mode
     'RGB' (PIL reduces them while decoding), so their raw mode says it."""
-    if img.mode.startswith("I;16") or any(";16" in str(t.args) for t in (img.tile or [])):
+    if img.mode.startswith("I;16") or any(";16" in str(t[3]) for t in (img.tile or []) if len(t) > 3):
         return 16
     return 32 if img.mode in ("I", "F") else 8
 
@@ -99,8 +99,8 @@ os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 @contextmanager
-def _open_and_orientation(path: Path) -> Iterator[tuple[Image.Image, int]]:
-    """Open `path` lazily (header only) and read its EXIF orientation.
+def _open_and_orientation(path: Path) -> Iterator[tuple[Image.Image, int, int]]:
+    """Open `path` lazily (header only) and read its EXIF orientation and bits per sample.
 
     PIL's warnings become one-line warnings naming the file, printed once the
     body (the decoding) succeeded: a corrupt EXIF block is ignored (the image
@@ -113,13 +113,14 @@ def _open_and_orientation(path: Path) -> Iterator[tuple[Image.Image, int]]:
             warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(fp)
+            bits = _bit_depth(img)  # before getexif, which loads a PNG (and empties its tile list)
             try:
                 orientation = img.getexif().get(_ORIENTATION, 1)
             except Exception as e:  # noqa: BLE001 - a broken EXIF block must not make the image unreadable
                 caught.append(warnings.WarningMessage(f"unreadable EXIF data ignored ({e.__class__.__name__})", UserWarning, "", 0))
                 orientation = 1
         with img:
-            yield img, orientation if orientation in _TRANSPOSE else 1
+            yield img, orientation if orientation in _TRANSPOSE else 1, bits
     for w in caught:
         warn(f"{path}: {' '.join(str(w.message).split())}")
 
@@ -132,10 +133,10 @@ def open_image(path: str | Path, mode: str = "RGB", draft_size: tuple[int, int] 
     """
     path = Path(path)
     try:
-        with _open_and_orientation(path) as (opened, orientation):
+        with _open_and_orientation(path) as (opened, orientation, file_bits):
             full_size = opened.size
             # What the file holds, before any conversion (`visiontk data check` counts them).
-            file_mode, file_bits = opened.mode, _bit_depth(opened)
+            file_mode = opened.mode
             if draft_size is not None and opened.format == "JPEG":
                 # The draft size is in the stored (not yet rotated) frame.
                 if orientation in _SWAPS_SIDES:
