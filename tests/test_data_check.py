@@ -167,6 +167,33 @@ def test_annotation_file_that_does_not_parse_is_the_splits_problem(tmp_path):
     assert train["notes"]["classes_without_images"]["first"] == ["kite"]
 
 
+def test_voc_folder_is_read_for_the_task_asked(tmp_path):
+    """A VOC folder holding boxes and masks: detect by default, segment with --task."""
+    root = tmp_path / "VOC"
+    for i, (name, value) in enumerate((("cat", 8), ("dog", 12), ("cat", 8))):
+        _png(root / "JPEGImages" / f"{i}.jpg", seed=i)
+        (root / "Annotations").mkdir(parents=True, exist_ok=True)
+        (root / "Annotations" / f"{i}.xml").write_text(
+            f"<annotation><filename>{i}.jpg</filename><size><width>16</width><height>16</height></size><object>"
+            f"<name>{name}</name><bndbox><xmin>2</xmin><ymin>2</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object>"
+            f"</annotation>")
+        mask = np.zeros((16, 16), np.uint8)
+        mask[1:9, 1:9] = value
+        (root / "SegmentationClass").mkdir(exist_ok=True)
+        Image.fromarray(mask).save(root / "SegmentationClass" / f"{i}.png")
+    for folder in ("Main", "Segmentation"):
+        (root / "ImageSets" / folder).mkdir(parents=True, exist_ok=True)
+        (root / "ImageSets" / folder / "train.txt").write_text("0\n1\n")
+        (root / "ImageSets" / folder / "val.txt").write_text("2\n")
+    boxes = _check(root, tmp_path)
+    assert (boxes["task"], boxes["format"], boxes["clean"]) == ("detect", "voc", True)
+    assert [(c["name"], c["instances"]) for c in boxes["splits"][0]["classes"]] == [("cat", 1), ("dog", 1)]
+    masks = check_target(str(root), "segment", [], out_dir=tmp_path / "masks", plots=False)
+    assert (masks["task"], masks["format"], masks["clean"]) == ("segment", "voc", True)
+    rows = {c["name"]: c["pixels"] for c in masks["splits"][0]["classes"]}
+    assert (rows["background"], rows["cat"], rows["dog"]) == (2 * (256 - 64), 64, 64)  # VOC: cat is 8, dog 12
+
+
 # --------------------------------------------------------------- statistics against independent counts
 
 
