@@ -126,7 +126,7 @@ def _split_summary(recipe, data: SplitData, pre, progress: Progress | None) -> d
     out.update(task_stats(recipe, data, sizes))
     unseen = [r["name"] for r in out.get("classes", []) if r["images"] == 0]
     if unseen:
-        data.notes["classes_without_images"] = {"count": len(unseen), "about": "classes no image of the split holds",
+        data.notes["classes_without_images"] = {"count": len(unseen), "about": "classes without any image in this split",
                                                 "first": unseen[:FIRST]}
     out["problems"] = {kind: {"count": n, "about": ABOUT.get(kind, kind), "first": report.examples(kind, FIRST)}
                        for kind, n in sorted(report.counts.items())}
@@ -236,7 +236,7 @@ def _detect_stats(recipe, data: SplitData, sizes: list) -> dict:
         "classes": _class_rows(data, images, instances),
         "boxes": {
             "count": int(len(sizes_in)),
-            "about": f"box size: square root of its area in pixels of the {in_w}x{in_h} model input",
+            "about": f"square root of the area, in pixels of the {in_w}x{in_h} model input",
             "edges": edges, "counts": counts.tolist(),
             **({"min": round(float(sizes_in.min()), 2), "median": round(float(np.median(sizes_in)), 2),
                 "max": round(float(sizes_in.max()), 2)} if len(sizes_in) else {}),
@@ -308,7 +308,7 @@ def _plots(summary: dict, path: Path) -> list[Path]:
         edges = first["edges"]
         bins = [f"{a}-{b} px" for a, b in zip(edges[:-1], edges[1:])]
         written.append(plot_bars(bins, {n: b["counts"] for n, b in boxes.items()}, path / "box_sizes.png",
-                                 first["about"], "boxes"))
+                                 f"box sizes: {first['about']}", "boxes"))
     return written
 
 
