@@ -105,3 +105,10 @@ def data_synth(
         kwargs["size"] = size
     summary = fn(out, **kwargs)
     sys.stdout.write(dumps(summary) + "\n")
+
+
+# `data check` / `data stats` live in their own module (commands/data_check.py).
+from visiontk.commands import data_check  # noqa: E402
+
+data_app.command("check")(data_check.check)
+data_app.command("stats")(data_check.stats)

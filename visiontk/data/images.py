@@ -47,6 +47,14 @@ def decoded_bytes(img: Image.Image, mode: str) -> int:
     return w * h * (sample + converted)
 
 
+def _bit_depth(img: Image.Image) -> int:
+    """Bits per sample of an opened (not yet loaded) file: 16-bit RGB PNGs open as mode
+    'RGB' (PIL reduces them while decoding), so their raw mode says it."""
+    if img.mode.startswith("I;16") or any(";16" in str(t[3]) for t in (img.tile or []) if len(t) > 3):
+        return 16
+    return 32 if img.mode in ("I", "F") else 8
+
+
 def _to_8bit(img: Image.Image) -> Image.Image:
     # 16-bit and 32-bit greyscale PNG/TIFF: scale the full range to 8 bits
     # instead of letting PIL clip everything above 255 to white. In bands of
@@ -91,8 +99,8 @@ os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 @contextmanager
-def _open_and_orientation(path: Path) -> Iterator[tuple[Image.Image, int]]:
-    """Open `path` lazily (header only) and read its EXIF orientation.
+def _open_and_orientation(path: Path) -> Iterator[tuple[Image.Image, int, int]]:
+    """Open `path` lazily (header only) and read its EXIF orientation and bits per sample.
 
     PIL's warnings become one-line warnings naming the file, printed once the
     body (the decoding) succeeded: a corrupt EXIF block is ignored (the image
@@ -105,13 +113,14 @@ def _open_and_orientation(path: Path) -> Iterator[tuple[Image.Image, int]]:
             warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(fp)
+            bits = _bit_depth(img)  # before getexif, which loads a PNG (and empties its tile list)
             try:
                 orientation = img.getexif().get(_ORIENTATION, 1)
             except Exception as e:  # noqa: BLE001 - a broken EXIF block must not make the image unreadable
                 caught.append(warnings.WarningMessage(f"unreadable EXIF data ignored ({e.__class__.__name__})", UserWarning, "", 0))
                 orientation = 1
         with img:
-            yield img, orientation if orientation in _TRANSPOSE else 1
+            yield img, orientation if orientation in _TRANSPOSE else 1, bits
     for w in caught:
         warn(f"{path}: {' '.join(str(w.message).split())}")
 
@@ -124,8 +133,10 @@ def open_image(path: str | Path, mode: str = "RGB", draft_size: tuple[int, int] 
     """
     path = Path(path)
     try:
-        with _open_and_orientation(path) as (opened, orientation):
+        with _open_and_orientation(path) as (opened, orientation, file_bits):
             full_size = opened.size
+            # What the file holds, before any conversion (`visiontk data check` counts them).
+            file_mode = opened.mode
             if draft_size is not None and opened.format == "JPEG":
                 # The draft size is in the stored (not yet rotated) frame.
                 if orientation in _SWAPS_SIDES:
@@ -153,6 +164,7 @@ def open_image(path: str | Path, mode: str = "RGB", draft_size: tuple[int, int] 
         # The decoded image may be smaller than the file (draft); what a caller
         # reporting pixel coordinates needs is the file's displayed (w, h).
         img.info["original_size"] = full_size
+        img.info["file_mode"], img.info["file_bits"] = file_mode, file_bits
         return img
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None

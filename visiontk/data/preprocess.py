@@ -163,10 +163,14 @@ class Preprocess:
         annotations in the file's pixel frame must be scaled to the array's.
         Raises DataError naming the file.
         """
-        draft = None
+        return load_image_sized(path, self.mode, draft_size=self.draft_size)
+
+    @property
+    def draft_size(self) -> tuple[int, int] | None:
+        """The (w, h) JPEGs may be draft-decoded down to (PIL's order), or None."""
         if self.jpeg_draft and self.size is not None:
-            draft = (self.size[1], self.size[0])  # PIL wants (w, h)
-        return load_image_sized(path, self.mode, draft_size=draft)
+            return (self.size[1], self.size[0])
+        return None
 
     def interpolation(self, from_hw: tuple[int, int]) -> int:
         """The OpenCV interpolation that `finish` uses for an image of `from_hw`."""

@@ -40,3 +40,16 @@ def check_box(box: tuple[float, ...], height: float, width: float, where: str, i
     if x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol:
         issues(BOX_CLIPPED, where, f"box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] extends outside the {width}x{height} image", "clipped")
     return clipped
+
+
+def duplicate_boxes(boxes: np.ndarray, labels: np.ndarray, tolerance: float = CLIP_TOLERANCE) -> list[tuple[int, int]]:
+    """``(i, j)`` with ``i < j`` for each box ``j`` that repeats an earlier box ``i`` of
+    the same image: the same label and every side within ``tolerance`` pixels (the
+    rounding of annotation tools). Each ``j`` once, with its first ``i``."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    labels = np.asarray(labels).reshape(-1)
+    if len(boxes) < 2:
+        return []
+    close = np.abs(boxes[:, None, :] - boxes[None, :, :]).max(axis=-1) <= tolerance
+    repeats = np.triu(close & (labels[:, None] == labels[None, :]), k=1)
+    return [(int(repeats[:, j].argmax()), int(j)) for j in np.flatnonzero(repeats.any(axis=0))]

@@ -33,6 +33,11 @@ ORPHAN_LABEL = "orphan_label"  # YOLO label file without an image
 MISSING_ANNOTATION = "missing_annotation"  # an id listed but no annotation file
 MALFORMED = "malformed"  # bad line, missing/invalid field
 UNSAFE_PATH = "unsafe_path"  # a file name escaping its root
+# Found by `visiontk data check` (data/formats/boxes.py, the detection dataset's
+# size rule), not by the readers: training keeps duplicates, and skips an image
+# whose file size differs from its annotation's when it meets it.
+BOX_DUPLICATE = "box_duplicate"  # same class, same box as another object of its image
+SIZE_MISMATCH = "size_mismatch"  # the image file's size differs from the one its annotation gives
 
 MAX_WARNINGS = 20
 
@@ -50,6 +55,7 @@ def one_line(text: object) -> str:
 class ReadReport:
     source: str
     messages: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)  # the kind of each message
     counts: Counter = field(default_factory=Counter)
     # COCO iscrowd annotations: valid regions of many objects, kept for masks
     # but never a box of one object; counted here, not as problems.
@@ -62,6 +68,11 @@ class ReadReport:
     def add(self, kind: str, message: str) -> None:
         self.counts[kind] += 1
         self.messages.append(message)
+        self.kinds.append(kind)
+
+    def examples(self, kind: str, n: int) -> list[str]:
+        """The first ``n`` messages of ``kind``, in the order met (each names its file)."""
+        return [m for k, m in zip(self.kinds, self.messages) if k == kind][:n]
 
     def summary(self) -> str:
         if not self.total:

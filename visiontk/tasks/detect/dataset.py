@@ -26,6 +26,18 @@ def detection_bbox_params(min_visibility: float = 0.0, clip: bool = True) -> A.B
     return A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=min_visibility, clip=clip)
 
 
+def size_mismatch(rec: AnnotatedImage, file_hw: tuple[int, int]) -> str | None:
+    """What is wrong when the file's (h, w) as displayed is not its annotation's, else None.
+
+    The boxes are in the annotation's pixel frame; guessing a mapping (rescale?
+    rotate?) would silently train on wrong boxes.
+    """
+    h, w = file_hw
+    if (w, h) == (rec.width, rec.height):
+        return None
+    return f"{rec.image}: image is {w}x{h} but its annotation says {rec.width}x{rec.height}"
+
+
 class DetectionDataset(Dataset):
     """Images and boxes of `records`, augmented, then resized and normalised by `preprocess`.
 
@@ -53,10 +65,9 @@ class DetectionDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor | int]]:
         rec = self.records[index]
         image, (h, w) = self.preprocess.decode(rec.image)  # EXIF-upright, DataError naming the file
-        if (w, h) != (rec.width, rec.height):
-            # The boxes are in the annotation's pixel frame; guessing a mapping
-            # (rescale? rotate?) would silently train on wrong boxes.
-            raise DataError(f"{rec.image}: image is {w}x{h} but its annotation says {rec.width}x{rec.height}")
+        problem = size_mismatch(rec, (h, w))
+        if problem is not None:
+            raise DataError(problem)
         dh, dw = image.shape[:2]
         boxes = rec.boxes.astype(np.float32).reshape(-1, 4)
         if (dh, dw) != (h, w):  # draft-decoded: boxes into the decoded array's frame

@@ -65,6 +65,21 @@ def read_split(recipe, split: str, classes: list[str] | None = None, root: str |
     ``classes`` (a checkpoint's or the training split's), else data.classes,
     is the label order expected: a file giving another is refused.
     """
+    found, where = read_annotations(recipe, split, classes, root)
+    if not found.records:
+        raise DataError(f"{where}: split '{split_name(recipe, split)}' has no usable images")
+    report = found.report
+    n_boxes = sum(len(r.labels) for r in found.records)
+    crowd = f", {report.crowd} crowd annotations left out" if report.crowd else ""
+    info(f"{split_name(recipe, split)}: {len(found.records)} images, {n_boxes} boxes, {len(found.classes)} classes"
+         f"{crowd}; {report.summary()}")
+    return found
+
+
+def read_annotations(recipe, split: str, classes: list[str] | None = None, root: str | None = None
+                     ) -> tuple[AnnotatedSet, Path]:
+    """``read_split`` without its verdict (`visiontk data check` reports an empty split
+    with the rest): the records, possibly none, and the file or folder they come from."""
     d = recipe.data
     root_dir = Path(root or d.root)
     # YOLO: data.root may be the data yaml itself (data_yaml_path).
@@ -85,10 +100,4 @@ def read_split(recipe, split: str, classes: list[str] | None = None, root: str |
         # would silently train (or score) class k as another class.
         raise DataError(f"{where}: classes {found.classes} differ from the expected {wanted} "
                         f"(data.classes, the training split, or the checkpoint)")
-    if not found.records:
-        raise DataError(f"{where}: split '{name}' has no usable images")
-    report = found.report
-    n_boxes = sum(len(r.labels) for r in found.records)
-    crowd = f", {report.crowd} crowd annotations left out" if report.crowd else ""
-    info(f"{name}: {len(found.records)} images, {n_boxes} boxes, {len(found.classes)} classes{crowd}; {report.summary()}")
-    return found
+    return found, where

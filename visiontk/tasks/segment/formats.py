@@ -20,6 +20,7 @@ from pathlib import Path
 from visiontk.console import info
 from visiontk.data.formats.coco import read_coco
 from visiontk.data.formats.files import read_text
+from visiontk.data.formats.issues import ReadReport
 from visiontk.data.formats.masks import IGNORE_INDEX, MaskFolderOptions, read_mask_folders, value_table
 from visiontk.data.formats.names import read_names_yaml
 from visiontk.data.formats.options import split_path, under
@@ -142,6 +143,28 @@ def read_records(recipe, split: str, classes: list[str] | None, root: str | None
                  ) -> tuple[list[SegmentationRecord], list[str], list[int] | None]:
     """Checked records of one split, the class names (index 0 first) and the
     data set's id of each class (None: the mask values are the indices)."""
+    found = collect_records(recipe, split, classes, root)
+    if not found.records:
+        raise UserError(f"{found.where}: no usable image/mask pairs for split '{split}'")
+    info(f"{split_folder(recipe, split)}: {len(found.records)} images, {len(found.names)} classes; "
+         f"{found.report.summary()}")
+    return found.records, found.names, found.class_ids
+
+
+@dataclasses.dataclass
+class SegmentationSplit:
+    """What ``collect_records`` read of one split."""
+
+    records: list[SegmentationRecord]  # checked: every mask loads and fits its image
+    names: list[str]  # class names, index 0 first
+    class_ids: list[int] | None  # the data set's id of each class (None: the mask values are the indices)
+    report: ReadReport  # every problem met, the readers' and the mask checks'
+    where: Path  # the folder or file the split comes from, for messages
+
+
+def collect_records(recipe, split: str, classes: list[str] | None, root: str | None = None) -> SegmentationSplit:
+    """``read_records`` without its verdict (`visiontk data check` reports an empty
+    split with the rest)."""
     data = recipe.data
     root_dir = Path(root or data.root)
     opts, policy = data.options, data.bad_annotations
@@ -179,7 +202,4 @@ def read_records(recipe, split: str, classes: list[str] | None, root: str | None
     if values is not None:
         records = [dataclasses.replace(r, values=values) for r in records]
     records = check_records(records, len(names), policy, found.report, class_ids=class_ids)
-    if not records:
-        raise UserError(f"{where}: no usable image/mask pairs for split '{split}'")
-    info(f"{folder}: {len(records)} images, {len(names)} classes; {found.report.summary()}")
-    return records, names, class_ids
+    return SegmentationSplit(records, names, class_ids, found.report, Path(where))
