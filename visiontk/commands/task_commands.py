@@ -38,6 +38,7 @@ def speed_overrides(precision: Optional[str], compile: bool) -> list[str]:
 
 def run_train(task: str, recipe: str, set: Optional[list[str]], device: str, precision: Optional[str],
               compile: bool, project: Optional[str], name: Optional[str], resume: Optional[str]) -> None:
+    from visiontk.engine.distributed import launch_info
     from visiontk.engine.trainer import Trainer
     from visiontk.errors import UserError
     from visiontk.tasks.recipes import load_recipe
@@ -48,7 +49,7 @@ def run_train(task: str, recipe: str, set: Optional[list[str]], device: str, pre
         raise UserError(f"{recipe}: recipe is for task '{r.task}', not '{task}' (use 'visiontk {r.task} train')")
     result = Trainer(r, device=device, project=project, name=name, resume=resume, overrides=overrides).fit()
     run_dir = Path(result["run_dir"])
-    if (run_dir / "best.pt").exists():
+    if launch_info()[1] == 0 and (run_dir / "best.pt").exists():  # under torchrun, rank 0 alone says it
         info(f"done: best fitness {result['best_fitness']:.4f} at epoch {result['best_epoch']}")
         info(f"outputs in {run_dir}/ (best.pt, last.pt, results.csv, recipe.yaml, plots/)")
 
