@@ -338,7 +338,8 @@ class Trainer:
             if os.environ.get("VISIONTK_LOG_WEIGHTS_SHA256") == "1":
                 # Each rank's own word on its weights (the state saved in last.pt): equal on every
                 # rank when DDP kept them in step, on however many nodes.
-                info(f"rank {self.rank}/{self.world} on {socket.gethostname()}: weights sha256 "
+                node = os.environ.get("GROUP_RANK", "0")  # torchrun's node rank
+                info(f"rank {self.rank}/{self.world} (node {node}) on {socket.gethostname()}: weights sha256 "
                      f"{weights_sha256(state_dict_fp32(self.model))}")
         except KeyboardInterrupt as e:  # also SIGTERM and SIGHUP (stop_signals.py)
             raise Interrupted(self._save_interrupted(describe(e)), exit_code(e)) from None
