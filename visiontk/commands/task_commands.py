@@ -83,25 +83,54 @@ def run_eval(task_name: str, options: object, checkpoint: str, data: Optional[st
 
 def run_predict(task_name: str, options: object, checkpoint: str, sources: list[str], batch_size: int, device: str,
                 workers: int, precision: str, compile: bool, loader: str, out: Optional[str] = None,
-                overwrite: bool = False) -> None:
+                overwrite: bool = False, shard: Optional[str] = None) -> None:
     from visiontk.data.sources import iter_sources
+    from visiontk.engine import distributed, sharding
     from visiontk.engine.predictor import Predictor
     from visiontk.errors import UserError
     from visiontk.outputs.output_file import OutputFile
     from visiontk.tasks.registry import get_task
 
-    # Every output is checked against the inputs known now (SOURCE files and folders, the
-    # checkpoint) before the checkpoint is loaded; stdin paths as they stream.
-    outputs = get_task(task_name).prediction_outputs(options, OutputFile(out, overwrite))
-    outputs.refuse_inputs(sources, checkpoint)
-    predictor = Predictor(checkpoint, task_name, device=device, batch_size=batch_size, workers=workers, options=options,
-                          precision=precision, compile=compile, loader=loader)
-    stats = outputs.write(predictor.run, iter_sources(sources), sources)
-    if stats["images"] == 0:
+    part = sharding.Shard.parse(shard) if shard is not None else None
+    world, rank, _ = distributed.launch_info()
+    if world > 1:  # torchrun: rank 0 reads the input and writes every output (engine/sharding.py)
+        device = str(distributed.setup_device(device))
+    try:
+        # Every output is checked against the inputs known now (SOURCE files and folders, the
+        # checkpoint) before the checkpoint is loaded; stdin paths as they stream.
+        outputs, problem = None, None
+        if rank == 0:
+            try:
+                outputs = get_task(task_name).prediction_outputs(options, OutputFile(out, overwrite))
+                outputs.refuse_inputs(sources, checkpoint)
+            except UserError as e:
+                problem = e
+        if world > 1 and distributed.broadcast_object(None if problem is None else str(problem)) and rank != 0:
+            raise SystemExit(2)  # rank 0 says why
+        if problem is not None:
+            raise problem
+        predictor = Predictor(checkpoint, task_name, device=device, batch_size=batch_size, workers=workers,
+                              options=options, precision=precision, compile=compile, loader=loader)
+        if world > 1:
+            ranked = sharding.RankedRun(predictor.batch_size, part)
+            if rank != 0:
+                ranked.run(predictor.run, None)
+                return
+            stats = outputs.write(lambda paths, writer, flush: ranked.run(predictor.run, paths, writer, flush),
+                                  iter_sources(sources), sources)
+        elif part is not None:
+            stats = outputs.write(lambda paths, writer, flush: sharding.run_shard(predictor.run, part, paths, writer, flush),
+                                  iter_sources(sources), sources)
+        else:
+            stats = outputs.write(predictor.run, iter_sources(sources), sources)
+    finally:
+        distributed.shutdown()
+    if stats["images"] == 0 and not stats.get("inputs"):
         # Nothing was predicted: an empty folder, a pattern or list matching nothing.
         raise UserError(f"no images to predict in {', '.join(sources)}")
     fail_on_unreadable(stats)
-    info(f"predicted {stats['images']} images")
+    info(f"predicted {stats['images']} images"
+         + (f" on {world} processes" if world > 1 else f" (shard {part} of {stats['inputs']})" if part else ""))
 
 
 def fail_on_unreadable(stats: dict) -> None:
@@ -132,7 +161,7 @@ def task_app(spec: CommandSpec) -> typer.Typer:
     out_params = [] if spec.out_help is None else [shared.out(spec.out_help), shared.overwrite(spec.overwrite_help)]
     predict_params = [shared.checkpoint(spec.name), shared.SOURCES, *option_params(spec.predict_options), *out_params,
                       shared.batch_size(spec.predict_batch_size, spec.predict_batch_help), shared.DEVICE,
-                      shared.workers(), shared.PRECISION, shared.COMPILE, shared.LOADER]
+                      shared.workers(), shared.PRECISION, shared.COMPILE, shared.LOADER, shared.SHARD]
     app.command("train")(build_command(spec.train_help, train_params(), train))
     app.command("eval")(build_command(spec.eval_help, eval_params, eval_))
     app.command("predict")(build_command(spec.predict_help, predict_params, predict))
