@@ -130,7 +130,8 @@ def run_predict(task_name: str, options: object, checkpoint: str, sources: list[
         raise UserError(f"no images to predict in {', '.join(sources)}")
     fail_on_unreadable(stats)
     info(f"predicted {stats['images']} images"
-         + (f" on {world} processes" if world > 1 else f" (shard {part} of {stats['inputs']})" if part else ""))
+         + (f" on {world} processes" if world > 1 else f" (shard {part} of {stats['inputs']})" if part else "")
+         + f"; {predictor.describe()}")
 
 
 def fail_on_unreadable(stats: dict) -> None:

@@ -75,6 +75,16 @@ class Predictor:
         if self.input_size is not None:
             check_batch_memory("--batch-size", self.batch_size, preprocess.channels, *self.input_size)
 
+    def describe(self) -> str:
+        """The settings this predictor runs with, for the log: device, precision, memory format, decoders."""
+        from visiontk.engine.decode_batches import resolve_loader
+        from visiontk.engine.device import describe_precision
+
+        loader = resolve_loader(self.loader, self.device, self.workers)
+        pinned = ", pinned memory" if self.device.type == "cuda" else ""
+        return (f"device {self.device}, {describe_precision(self.dtype)}{', channels_last' if self.channels_last else ''}"
+                f", {self.workers} decoding {loader}{pinned}")
+
     def load(self, path: Path) -> tuple[torch.Tensor | None, dict]:
         """Decode, resize and normalise one image into a CHW tensor; errors become a
         meta with an `error` field."""

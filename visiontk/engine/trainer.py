@@ -29,7 +29,7 @@ from visiontk.engine.build import build_model, checkpoint_meta, count_parameters
 from visiontk.engine.checkpoint import FORMAT, VERSION, atomic_save, atomic_write_text, load_checkpoint, weights_sha256
 from visiontk.backbones.normalization import pin_normalization
 from visiontk.engine import distributed
-from visiontk.engine.device import amp_dtype
+from visiontk.engine.device import amp_dtype, describe_precision
 from visiontk.engine.evaluator import eval_loader, evaluate
 from visiontk.engine.performance import compile_model, use_channels_last
 from visiontk.engine.optim import build_optimizer, build_scheduler, param_groups
@@ -284,7 +284,9 @@ class Trainer:
         if self.is_main:
             info(f"{r.task} {r.name}: {r.model.backbone}, {count_parameters(unwrap(model)) / 1e6:.3f} M parameters, "
                  f"{len(train_loader.dataset)} train / {len(val_loader.dataset)} val images, {len(classes)} classes, "
-                 f"device {self.device}{f' x{self.world}' if self.world > 1 else ''}, run dir {self.run_dir}")
+                 f"device {self.device}{f' x{self.world} ({dist.get_backend()})' if self.world > 1 else ''}, "
+                 f"{describe_precision(dtype, self.scaler is not None)}{', channels_last' if self.channels_last else ''}"
+                 f"{', pinned memory' if self.device.type == 'cuda' else ''}, run dir {self.run_dir}")
         metrics: dict = {}
         try:
             for epoch in range(start_epoch, r.train.epochs):
