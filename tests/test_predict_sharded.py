@@ -164,3 +164,28 @@ def test_segment_two_ranks_write_each_mask_once_as_one_process(job, tmp_path):
     assert sorted(p.name for p in (tmp_path / "ranks").iterdir()) == masks
     for name in masks:
         assert (tmp_path / "ranks" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
+
+
+def test_csv_parts_merge_in_input_order_whatever_columns_a_part_has(tmp_path):
+    from visiontk.outputs.merge import merge_parts
+    from visiontk.outputs.output_file import OutputFile
+
+    # Shard 1 read only an unreadable image: its part has the columns path and error alone.
+    (tmp_path / "p0.csv").write_text('path,label,prob,error\na.png,circle,0.9,\nc.png,square,0.8,\n')
+    (tmp_path / "p1.csv").write_text('path,error\nb.png,"cannot read, truncated"\n')
+    assert merge_parts([tmp_path / "p0.csv", tmp_path / "p1.csv"], OutputFile(tmp_path / "all.csv")) == ("csv", 3)
+    assert (tmp_path / "all.csv").read_text().splitlines() == [
+        "path,label,prob,error", "a.png,circle,0.9,", 'b.png,,,"cannot read, truncated"', "c.png,square,0.8,"]
+
+
+def test_a_bad_shard_is_one_line_and_exit_2(job):
+    from visiontk.engine.sharding import Shard
+    from visiontk.errors import UserError
+
+    root, ckpt = job
+    res = run_cli("classify", "predict", ckpt["classify"], root / "classify", "--shard", "2/2")
+    assert res.returncode == 2 and res.stderr == "error: --shard 2/2: expected I/N with 0 <= I < N, e.g. 0/4 ... 3/4\n"
+    for bad in ("1", "-1/2", "a/b", "0/0", "1/2/3"):
+        with pytest.raises(UserError, match=f"--shard {bad}: expected I/N"):
+            Shard.parse(bad)
+    assert Shard.parse(" 3 / 4 ") == Shard(3, 4)
