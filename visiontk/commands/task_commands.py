@@ -84,7 +84,6 @@ def run_eval(task_name: str, options: object, checkpoint: str, data: Optional[st
 def run_predict(task_name: str, options: object, checkpoint: str, sources: list[str], batch_size: int, device: str,
                 workers: int, precision: str, compile: bool, loader: str, out: Optional[str] = None,
                 overwrite: bool = False, shard: Optional[str] = None) -> None:
-    from visiontk.data.sources import iter_sources
     from visiontk.engine import distributed, sharding
     from visiontk.engine.predictor import Predictor
     from visiontk.errors import UserError
@@ -92,39 +91,23 @@ def run_predict(task_name: str, options: object, checkpoint: str, sources: list[
     from visiontk.tasks.registry import get_task
 
     part = sharding.Shard.parse(shard) if shard is not None else None
-    world, rank, _ = distributed.launch_info()
-    if world > 1:  # torchrun: rank 0 reads the input and writes every output (engine/sharding.py)
-        device = str(distributed.setup_device(device))
-    try:
+
+    def plan():
         # Every output is checked against the inputs known now (SOURCE files and folders, the
         # checkpoint) before the checkpoint is loaded; stdin paths as they stream.
-        outputs, problem = None, None
-        if rank == 0:
-            try:
-                outputs = get_task(task_name).prediction_outputs(options, OutputFile(out, overwrite))
-                outputs.refuse_inputs(sources, checkpoint)
-            except UserError as e:
-                problem = e
-        if world > 1 and distributed.broadcast_object(None if problem is None else str(problem)) and rank != 0:
-            raise SystemExit(2)  # rank 0 says why
-        if problem is not None:
-            raise problem
-        predictor = Predictor(checkpoint, task_name, device=device, batch_size=batch_size, workers=workers,
-                              options=options, precision=precision, compile=compile, loader=loader)
-        if world > 1:
-            ranked = sharding.RankedRun(predictor.batch_size, part)
-            if rank != 0:
-                ranked.run(predictor.run, None)
-                return
-            stats = outputs.write(lambda paths, writer, flush: ranked.run(predictor.run, paths, writer, flush),
-                                  iter_sources(sources), sources)
-        elif part is not None:
-            stats = outputs.write(lambda paths, writer, flush: sharding.run_shard(predictor.run, part, paths, writer, flush),
-                                  iter_sources(sources), sources)
-        else:
-            stats = outputs.write(predictor.run, iter_sources(sources), sources)
-    finally:
-        distributed.shutdown()
+        outputs = get_task(task_name).prediction_outputs(options, OutputFile(out, overwrite))
+        outputs.refuse_inputs(sources, checkpoint)
+        return outputs
+
+    def predictor_on(dev: str) -> Predictor:
+        return Predictor(checkpoint, task_name, device=dev, batch_size=batch_size, workers=workers, options=options,
+                         precision=precision, compile=compile, loader=loader)
+
+    # One process, a --shard of the input, or torchrun's ranks (engine/sharding.py).
+    stats, predictor = sharding.predict_sources(plan, predictor_on, sources, device, part)
+    if stats is None:
+        return  # a rank of torchrun's other than 0: rank 0 wrote the records and reports
+    world = distributed.launch_info()[0]
     if stats["images"] == 0 and not stats.get("inputs"):
         # Nothing was predicted: an empty folder, a pattern or list matching nothing.
         raise UserError(f"no images to predict in {', '.join(sources)}")

@@ -33,6 +33,7 @@ from typing import Callable, Iterable, Iterator
 import torch.distributed as dist
 
 from visiontk.console import warn
+from visiontk.data.sources import iter_sources
 from visiontk.engine import distributed
 from visiontk.engine.progress import ProgressBar
 from visiontk.errors import UserError
@@ -172,3 +173,40 @@ class RankedRun:
                     bar.update(len(chunk))
         except BaseException as e:  # noqa: BLE001 - re-raised by the main thread
             failed.append(e)
+
+
+def predict_sources(plan: Callable, predictor_on: Callable[[str], object], sources: list[str], device: str,
+                    shard: Shard | None) -> tuple[dict | None, object]:
+    """Run one predict job over SOURCE arguments: `plan()` checks and returns its
+    PredictionOutputs (before the model is loaded), `predictor_on(device)` loads the Predictor. One process, `shard` of the input, or -- under torchrun -- every
+    rank a share of it (or of `shard`), rank 0 writing all. Returns (stats, predictor);
+    stats None on torchrun's ranks other than 0."""
+    world, rank, _ = distributed.launch_info()
+    if world > 1:
+        device = str(distributed.setup_device(device))  # joins the group; a GPU per LOCAL_RANK
+    try:
+        outputs, problem = None, None
+        if rank == 0:
+            try:
+                outputs = plan()
+            except UserError as e:
+                problem = e
+        # A bad output stops every rank before any model is loaded; rank 0 says why.
+        if world > 1 and distributed.broadcast_object(None if problem is None else str(problem)) and rank != 0:
+            raise SystemExit(2)
+        if problem is not None:
+            raise problem
+        predictor = predictor_on(device)
+        if world > 1:
+            ranked = RankedRun(predictor.batch_size, shard)
+            if rank != 0:
+                ranked.run(predictor.run, None)
+                return None, predictor
+            job = lambda paths, writer, flush: ranked.run(predictor.run, paths, writer, flush)  # noqa: E731
+        elif shard is not None:
+            job = lambda paths, writer, flush: run_shard(predictor.run, shard, paths, writer, flush)  # noqa: E731
+        else:
+            job = predictor.run
+        return outputs.write(job, iter_sources(sources), sources), predictor
+    finally:
+        distributed.shutdown()
