@@ -53,6 +53,9 @@ def two_hosts():
             _ip("-n", ns, "addr", "add", f"{address}/24", "dev", link)
             _ip("-n", ns, "link", "set", link, "up")
             _ip("-n", ns, "link", "set", "lo", "up")
+        for ns, link, _ in hosts:  # nothing but loopback and the pair: no way out of the two hosts
+            links = sorted(line.split(":")[1].strip().split("@")[0] for line in _ip("-n", ns, "-o", "link").stdout.splitlines())
+            assert links == sorted(["lo", link]), links
         yield hosts
     finally:
         for ns in made:  # deleting a namespace deletes the veth end in it, and so the pair
@@ -61,7 +64,10 @@ def two_hosts():
 
 
 def _torchrun_on_both(hosts, args: list[str], cwd: Path) -> list[subprocess.CompletedProcess]:
-    """`torchrun ... -m visiontk ARGS` on host A (rendezvous host, node 0) and host B at once."""
+    """`torchrun ... -m visiontk ARGS` on host A (rendezvous host) and host B at once.
+
+    The c10d rendezvous numbers nodes in the order of their addresses (--local-addr):
+    A (.1) is node 0 and holds global rank 0."""
     endpoint = f"{hosts[0][2]}:{PORT}"
     procs = []
     for node, (ns, link, address) in enumerate(hosts):
