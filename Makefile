@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 VTK := $(VENV)/bin/visiontk
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: install test test-outcome calibrate demo bench clean
+.PHONY: install test test-outcome calibrate demo bench gpu-check clean
 
 # lite0 (17 MB of real ImageNet weights) and export (onnx, onnxscript, onnxruntime:
 # ~35 MB, a few seconds) are small, so the tests run with them rather than skip.
@@ -48,6 +48,12 @@ demo: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/run_all.py
+
+# On a machine with a GPU, run this first: each task trains and predicts briefly on
+# cuda (plus torchrun over all GPUs when there are several) and prints throughput and
+# settings (~1 minute). Without a GPU: one line, exit 2.
+gpu-check: $(VENV)/.installed
+	$(PY) benchmarks/gpu_check.py
 
 clean:
 	rm -rf runs data .pytest_cache

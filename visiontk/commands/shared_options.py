@@ -81,3 +81,7 @@ COMPILE = Param("compile", bool, typer.Option(
 LOADER = Param("loader", str, typer.Option(
     "auto", "--loader", help="Who decodes images: auto (threads on the CPU, worker processes with a GPU) | threads | "
                              "processes (on the CPU, faster for small models, slower for large ones)."))
+SHARD = Param("shard", Optional[str], typer.Option(
+    None, "--shard", help="I/N: predict only images I, I+N, I+2N... of the input (0 <= I < N), for job arrays and "
+                          "xargs/parallel; merge the N outputs with 'visiontk merge'. Under torchrun the ranks "
+                          "split the input (or this shard of it) without this option."))

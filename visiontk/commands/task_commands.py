@@ -38,6 +38,7 @@ def speed_overrides(precision: Optional[str], compile: bool) -> list[str]:
 
 def run_train(task: str, recipe: str, set: Optional[list[str]], device: str, precision: Optional[str],
               compile: bool, project: Optional[str], name: Optional[str], resume: Optional[str]) -> None:
+    from visiontk.engine.distributed import launch_info
     from visiontk.engine.trainer import Trainer
     from visiontk.errors import UserError
     from visiontk.tasks.recipes import load_recipe
@@ -48,7 +49,7 @@ def run_train(task: str, recipe: str, set: Optional[list[str]], device: str, pre
         raise UserError(f"{recipe}: recipe is for task '{r.task}', not '{task}' (use 'visiontk {r.task} train')")
     result = Trainer(r, device=device, project=project, name=name, resume=resume, overrides=overrides).fit()
     run_dir = Path(result["run_dir"])
-    if (run_dir / "best.pt").exists():
+    if launch_info()[1] == 0 and (run_dir / "best.pt").exists():  # under torchrun, rank 0 alone says it
         info(f"done: best fitness {result['best_fitness']:.4f} at epoch {result['best_epoch']}")
         info(f"outputs in {run_dir}/ (best.pt, last.pt, results.csv, recipe.yaml, plots/)")
 
@@ -82,25 +83,38 @@ def run_eval(task_name: str, options: object, checkpoint: str, data: Optional[st
 
 def run_predict(task_name: str, options: object, checkpoint: str, sources: list[str], batch_size: int, device: str,
                 workers: int, precision: str, compile: bool, loader: str, out: Optional[str] = None,
-                overwrite: bool = False) -> None:
-    from visiontk.data.sources import iter_sources
+                overwrite: bool = False, shard: Optional[str] = None) -> None:
+    from visiontk.engine import distributed, sharding
     from visiontk.engine.predictor import Predictor
     from visiontk.errors import UserError
     from visiontk.outputs.output_file import OutputFile
     from visiontk.tasks.registry import get_task
 
-    # Every output is checked against the inputs known now (SOURCE files and folders, the
-    # checkpoint) before the checkpoint is loaded; stdin paths as they stream.
-    outputs = get_task(task_name).prediction_outputs(options, OutputFile(out, overwrite))
-    outputs.refuse_inputs(sources, checkpoint)
-    predictor = Predictor(checkpoint, task_name, device=device, batch_size=batch_size, workers=workers, options=options,
-                          precision=precision, compile=compile, loader=loader)
-    stats = outputs.write(predictor.run, iter_sources(sources), sources)
-    if stats["images"] == 0:
+    part = sharding.Shard.parse(shard) if shard is not None else None
+
+    def plan():
+        # Every output is checked against the inputs known now (SOURCE files and folders, the
+        # checkpoint) before the checkpoint is loaded; stdin paths as they stream.
+        outputs = get_task(task_name).prediction_outputs(options, OutputFile(out, overwrite))
+        outputs.refuse_inputs(sources, checkpoint)
+        return outputs
+
+    def predictor_on(dev: str) -> Predictor:
+        return Predictor(checkpoint, task_name, device=dev, batch_size=batch_size, workers=workers, options=options,
+                         precision=precision, compile=compile, loader=loader)
+
+    # One process, a --shard of the input, or torchrun's ranks (engine/sharding.py).
+    stats, predictor = sharding.predict_sources(plan, predictor_on, sources, device, part)
+    if stats is None:
+        return  # a rank of torchrun's other than 0: rank 0 wrote the records and reports
+    world = distributed.launch_info()[0]
+    if stats["images"] == 0 and not stats.get("inputs"):
         # Nothing was predicted: an empty folder, a pattern or list matching nothing.
         raise UserError(f"no images to predict in {', '.join(sources)}")
     fail_on_unreadable(stats)
-    info(f"predicted {stats['images']} images")
+    info(f"predicted {stats['images']} images"
+         + (f" on {world} processes" if world > 1 else f" (shard {part} of {stats['inputs']})" if part else "")
+         + f"; {predictor.describe()}")
 
 
 def fail_on_unreadable(stats: dict) -> None:
@@ -131,7 +145,7 @@ def task_app(spec: CommandSpec) -> typer.Typer:
     out_params = [] if spec.out_help is None else [shared.out(spec.out_help), shared.overwrite(spec.overwrite_help)]
     predict_params = [shared.checkpoint(spec.name), shared.SOURCES, *option_params(spec.predict_options), *out_params,
                       shared.batch_size(spec.predict_batch_size, spec.predict_batch_help), shared.DEVICE,
-                      shared.workers(), shared.PRECISION, shared.COMPILE, shared.LOADER]
+                      shared.workers(), shared.PRECISION, shared.COMPILE, shared.LOADER, shared.SHARD]
     app.command("train")(build_command(spec.train_help, train_params(), train))
     app.command("eval")(build_command(spec.eval_help, eval_params, eval_))
     app.command("predict")(build_command(spec.predict_help, predict_params, predict))

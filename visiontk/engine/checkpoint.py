@@ -7,6 +7,7 @@ be opened without running code; and a checkpoint alone is enough to predict
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import tempfile
@@ -84,3 +85,15 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict:
 
     ckpt["recipe_obj"] = validate_checkpoint(ckpt, path)
     return ckpt
+
+
+def weights_sha256(state_dict: dict) -> str:
+    """SHA-256 of a state dict's names, dtypes, shapes and bytes, in name order: equal
+    exactly when the weights (and buffers) are bit for bit the same, whichever device,
+    process or machine holds them."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

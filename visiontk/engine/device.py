@@ -57,3 +57,11 @@ def amp_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16
+
+
+def describe_precision(dtype: torch.dtype | None, grad_scaler: bool = False) -> str:
+    """The precision as the logs say it: fp32, bf16 autocast, fp16 autocast + grad scaler."""
+    if dtype is None:
+        return "fp32"
+    name = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
+    return f"{name} autocast{' + grad scaler' if grad_scaler else ''}"

@@ -36,6 +36,28 @@ def setup_device(device: str) -> torch.device:
     return dev
 
 
+def broadcast_object(obj, src: int = 0, group=None):
+    """Rank `src`'s `obj` (picklable), on every rank; `obj` itself without a process group."""
+    if not is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src, group=group)
+    return box[0]
+
+
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Rank `src`'s buffers (BatchNorm's running statistics) into every rank's module.
+
+    DDP averages gradients, so parameters stay equal, but each rank's forward
+    updates its running statistics from its own batch; DDP copies rank 0's only
+    at the start of the next training forward.
+    """
+    if not is_initialized():
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, src)
+
+
 def is_initialized() -> bool:
     return dist.is_available() and dist.is_initialized()
 

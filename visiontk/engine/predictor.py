@@ -75,6 +75,16 @@ class Predictor:
         if self.input_size is not None:
             check_batch_memory("--batch-size", self.batch_size, preprocess.channels, *self.input_size)
 
+    def describe(self) -> str:
+        """The settings this predictor runs with, for the log: device, precision, memory format, decoders."""
+        from visiontk.engine.decode_batches import resolve_loader
+        from visiontk.engine.device import describe_precision
+
+        loader = resolve_loader(self.loader, self.device, self.workers)
+        pinned = ", pinned memory" if self.device.type == "cuda" else ""
+        return (f"device {self.device}, {describe_precision(self.dtype)}{', channels_last' if self.channels_last else ''}"
+                f", {self.workers} decoding {loader}{pinned}")
+
     def load(self, path: Path) -> tuple[torch.Tensor | None, dict]:
         """Decode, resize and normalise one image into a CHW tensor; errors become a
         meta with an `error` field."""
@@ -124,12 +134,13 @@ class Predictor:
 
     @torch.inference_mode()
     def run(self, paths: Iterable[Path], write: Callable[[dict], None], total: int | None = None,
-            flush: Callable[[], None] | None = None) -> dict:
+            flush: Callable[[], None] | None = None, progress: bool = True) -> dict:
         """Predict every path; `write` receives one record per image, in input order;
         `flush` (e.g. the output stream's) is called after each batch, so a reader at
-        the other end of a pipe gets results as they come, not when a buffer fills."""
+        the other end of a pipe gets results as they come, not when a buffer fills.
+        `progress`: False when another shows it (rank 0 of a sharded job, engine/sharding.py)."""
         stats = {"images": 0, "errors": 0}
-        with ProgressBar("predict", total=total, unit="img") as bar, ThreadPoolExecutor(1) as finisher:
+        with ProgressBar("predict", total=total, unit="img", enabled=progress) as bar, ThreadPoolExecutor(1) as finisher:
             # Post-processing and writing run in one thread of their own, in order,
             # while the next batch is decoded (cores the decoders leave free);
             # at most one batch waits there, so memory stays flat.

@@ -14,6 +14,7 @@ import os
 import csv
 import io
 import math
+import socket
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -25,10 +26,10 @@ from torch.utils.data import DataLoader, DistributedSampler
 from visiontk import __version__
 from visiontk.console import info, warn
 from visiontk.engine.build import build_model, checkpoint_meta, count_parameters, state_dict_fp32, unwrap
-from visiontk.engine.checkpoint import FORMAT, VERSION, atomic_save, atomic_write_text, load_checkpoint
+from visiontk.engine.checkpoint import FORMAT, VERSION, atomic_save, atomic_write_text, load_checkpoint, weights_sha256
 from visiontk.backbones.normalization import pin_normalization
 from visiontk.engine import distributed
-from visiontk.engine.device import amp_dtype
+from visiontk.engine.device import amp_dtype, describe_precision
 from visiontk.engine.evaluator import eval_loader, evaluate
 from visiontk.engine.performance import compile_model, use_channels_last
 from visiontk.engine.optim import build_optimizer, build_scheduler, param_groups
@@ -107,6 +108,10 @@ class Trainer:
         self.recipe = recipe
         self.device = distributed.setup_device(device)
         self.is_main = self.rank == 0
+        if self.world > 1 and not resume:
+            # Rank 0 names the run (runs/<task>/<name>-2 when taken); another rank, on another
+            # node or later, could find that name taken by rank 0 itself and pick another.
+            self.run_dir = Path(distributed.broadcast_object(str(self.run_dir)))
 
     def _resumed_recipe(self, path: Path, given: Recipe, overrides: list[str]) -> Recipe:
         """The run goes on with the recipe it started with (validated with the checkpoint),
@@ -279,7 +284,9 @@ class Trainer:
         if self.is_main:
             info(f"{r.task} {r.name}: {r.model.backbone}, {count_parameters(unwrap(model)) / 1e6:.3f} M parameters, "
                  f"{len(train_loader.dataset)} train / {len(val_loader.dataset)} val images, {len(classes)} classes, "
-                 f"device {self.device}{f' x{self.world}' if self.world > 1 else ''}, run dir {self.run_dir}")
+                 f"device {self.device}{f' x{self.world} ({dist.get_backend()})' if self.world > 1 else ''}, "
+                 f"{describe_precision(dtype, self.scaler is not None)}{', channels_last' if self.channels_last else ''}"
+                 f"{', pinned memory' if self.device.type == 'cuda' else ''}, run dir {self.run_dir}")
         metrics: dict = {}
         try:
             for epoch in range(start_epoch, r.train.epochs):
@@ -293,7 +300,11 @@ class Trainer:
                 stop = False
                 improved = False
                 if (epoch + 1) % r.train.eval_every == 0 or last:
-                    # Every rank evaluates its shard; after the metric's sync all hold the same numbers.
+                    # Every rank evaluates its shard with rank 0's weights, BatchNorm statistics
+                    # included (each rank's last step updated them from its own batch); after the
+                    # metric's sync all hold the same numbers, those of the saved checkpoint.
+                    if self.world > 1:
+                        distributed.broadcast_buffers(unwrap(model))
                     metrics = evaluate(task, unwrap(model), val_loader, self.device, classes)
                     row.update({f"val/{k}": v for k, v in task.metric_scalars(metrics).items()})
                     fitness = metrics["fitness"]
@@ -324,6 +335,14 @@ class Trainer:
                     stop = bool(flag.item())
                 if stop:
                     break
+            if self.world > 1:
+                distributed.broadcast_buffers(unwrap(self.model))
+            if os.environ.get("VISIONTK_LOG_WEIGHTS_SHA256") == "1":
+                # Each rank's own word on its weights (the state saved in last.pt): equal on every
+                # rank when DDP kept them in step, on however many nodes.
+                node = os.environ.get("GROUP_RANK", "0")  # torchrun's node rank
+                info(f"rank {self.rank}/{self.world} (node {node}) on {socket.gethostname()}: weights sha256 "
+                     f"{weights_sha256(state_dict_fp32(self.model))}")
         except KeyboardInterrupt as e:  # also SIGTERM and SIGHUP (stop_signals.py)
             raise Interrupted(self._save_interrupted(describe(e)), exit_code(e)) from None
         finally:

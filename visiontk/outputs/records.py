@@ -22,6 +22,10 @@ class RecordWriter:
     def abort(self) -> None:
         """The run failed: leave no partial file behind (what close would have written)."""
 
+    def skip(self, n: int) -> None:
+        """`n` images of the input, predicted by another shard (predict --shard), come
+        before the next record: a writer that numbers images by position counts them."""
+
 
 class JsonlWriter(RecordWriter):
     def __init__(self, stream: IO[str]):
@@ -82,3 +86,7 @@ class Tee(RecordWriter):
     def abort(self) -> None:
         for w in self.writers:
             w.abort()
+
+    def skip(self, n: int) -> None:
+        for w in self.writers:
+            w.skip(n)

@@ -65,6 +65,9 @@ class CocoResultsWriter(RecordWriter):
             self.stream.write(("\n" if self.first else ",\n") + dumps(item, ensure_ascii=False))
             self.first = False
 
+    def skip(self, n: int) -> None:
+        self.count += n  # positional image ids stay those of the whole input
+
     def close(self) -> None:
         self.stream.write("\n]\n")
         self.image_ids.summarise()
