@@ -46,7 +46,7 @@ def tile_channels(act: np.ndarray, min_tile: int = 48, gap: int = 2) -> tuple[np
     rows = math.ceil(c / cols)
     layout = GridLayout(c, rows, cols, (h * scale, w * scale), scale, gap)
     tiles = normalise_channels(act).repeat(scale, axis=1).repeat(scale, axis=2)
-    canvas = np.full((rows * (h * scale + gap) - gap, cols * (w * scale + gap) - gap), 128, dtype=np.uint8)
+    canvas = np.full((rows * (h * scale + gap) - gap, cols * (w * scale + gap) - gap), 255, dtype=np.uint8)
     for i in range(c):
         y, x = layout.origin(i)
         canvas[y:y + h * scale, x:x + w * scale] = tiles[i]
