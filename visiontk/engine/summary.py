@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from visiontk.backbones.layer_trace import LayerTrace, Op, Scope
 from visiontk.backbones.receptive_field import Field, ReceptiveFields, format_size
+from visiontk.errors import UserError
 
 
 @dataclass
@@ -123,8 +124,13 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...], depth: int | None 
     fields = ReceptiveFields()
     fields.seed(x)
     stats = _ScopeStats(counter, fields)
-    with counter, torch.no_grad():
-        out = LayerTrace(model, [fields, stats]).run(x)
+    try:
+        with counter, torch.no_grad():
+            out = LayerTrace(model, [fields, stats]).run(x)
+    except RuntimeError as e:
+        # Typically an input too small for the model's pools ("Output size is too small").
+        reason = str(e).splitlines()[0].split(" While executing")[0][:200]
+        raise UserError(f"cannot run the model on a {'x'.join(map(str, input_shape))} input: {reason}") from None
 
     modules = dict(model.named_modules())
     rows = []
@@ -194,7 +200,6 @@ def summarize_checkpoint(path: str, image_size: int | None = None, depth: int | 
                          batch_size: int = 32) -> Summary:
     from visiontk.data.preprocess import Preprocess
     from visiontk.engine.build import model_from_checkpoint
-    from visiontk.errors import UserError
 
     model, ckpt = model_from_checkpoint(path)
     preprocess = Preprocess.from_checkpoint(ckpt)
