@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from visiontk.commands.errors import handle_errors
-from visiontk.console import out_console, print_listing
+from visiontk.console import print_listing
 from visiontk.outputs.json_text import dumps
 
 recipes_app = typer.Typer(help="Shipped recipes.", no_args_is_help=True)

@@ -4,12 +4,12 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
 from visiontk.backbones.layer_trace import LayerTrace, Op
+from visiontk.backbones.receptive_field import ReceptiveFields
 from visiontk.data.preprocess import Preprocess
 from visiontk.engine.build import model_from_checkpoint
 from visiontk.errors import UserError
@@ -18,23 +18,28 @@ from visiontk.viz.feature_grid import tile_channels
 
 
 class _LastOutput:
-    """Op callback: the last tensor computed inside each module (by name, any call)."""
+    """Op callback: the last tensor computed from the input inside each module (by name, any call)."""
 
-    def __init__(self):
+    def __init__(self, fields: ReceptiveFields):
+        self.fields = fields  # tells tensors computed from the input from those of weights alone
         self.outputs: dict[str, torch.Tensor] = {}
 
     def __call__(self, op: Op) -> None:
-        for scope in op.scopes:
-            self.outputs[scope.name] = op.outputs[0]
+        output = next((y for y in op.outputs if self.fields.of(y) is not None), None)
+        if output is not None:
+            for scope in op.scopes:
+                self.outputs[scope.name] = output
 
 
 def layer_activation(model: nn.Module, x: torch.Tensor, layer: str, source: str = "model") -> torch.Tensor:
     """The output of module `layer` (a name as `visiontk model summary` prints it) for
     the batch `x`. Blocks of torchvision backbones are never called as modules; the
     trace knows their ops, so any name of the summary works."""
-    seen = _LastOutput()
+    fields = ReceptiveFields()
+    fields.seed(x)
+    seen = _LastOutput(fields)
     with torch.no_grad():
-        LayerTrace(model, [seen]).run(x)
+        LayerTrace(model, [fields, seen]).run(x)
     if layer not in seen.outputs:
         names = list(seen.outputs)
         close = difflib.get_close_matches(layer, names, n=5, cutoff=0.6) or \

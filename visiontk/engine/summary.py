@@ -87,6 +87,8 @@ class _ScopeStats:
         flops, self.seen_flops = total - self.seen_flops, total
         traced_in = [t for t in op.inputs if self.fields.of(t) is not None]
         keys = [s.key for s in op.scopes]
+        # A module's output is the last tensor it computes from the input (not from its weights alone).
+        output = next((y for y in op.outputs if self.fields.of(y) is not None), None)
         for scope in op.scopes:
             rec = self.records.get(scope.key)
             if rec is None:
@@ -94,7 +96,8 @@ class _ScopeStats:
             if rec.input is None:
                 rec.input = next((t for t in traced_in if scope.key not in self.producers.get(id(t), ())), None)
             rec.flops += flops
-            rec.output = op.outputs[0]
+            if output is not None:
+                rec.output = output
         for y in op.outputs:
             self.producers[id(y)] = frozenset(keys)
             # What backward keeps: every new tensor computed from the input (not an
