@@ -43,11 +43,17 @@ def test_mult_adds_of_one_conv_is_the_hand_formula(groups, stride, dilation):
     assert s.params == s.rows[0].params == 6 * (4 // groups) * 15 + 6
 
 
-def test_totals_are_the_models_own():
+@pytest.fixture(scope="module")
+def meta_resnet18():
+    """Built on the meta device: no weights initialised (the fx trace is the cost)."""
     from visiontk.backbones.registry import create_backbone
 
     with torch.device("meta"):
-        backbone = create_backbone("resnet18")
+        return create_backbone("resnet18")
+
+
+def test_totals_are_the_models_own(meta_resnet18):
+    backbone = meta_resnet18
     params = sum(p.numel() for p in backbone.parameters())
     s = summarize(backbone, (3, 64, 64), batch_size=8)
     assert s.params == params
@@ -145,3 +151,24 @@ def test_backbones_list_has_the_receptive_field_and_prints_whole(monkeypatch):
     assert len(rows) == 2
     assert "AlexNet (Krizhevsky 2012) with batch norm in place of LRN" in rows[0] and " 195 " in rows[0]
     assert "LeNet-5 (LeCun 1998): tanh, average-pool subsampling" in rows[1] and " 32 " in rows[1]
+
+
+def test_a_block_of_a_torchvision_graph_is_a_layer_too(meta_resnet18, one_thread):
+    # The blocks of fx feature extractors are never called (no hook can see them): their
+    # activation comes from the trace, and must be what the extractor itself returns.
+    import copy
+
+    from visiontk.engine.features import layer_activation
+
+    backbone = copy.deepcopy(meta_resnet18).to_empty(device="cpu")
+    torch.manual_seed(0)
+    for name, t in [*backbone.named_parameters(), *backbone.named_buffers()]:
+        if t.is_floating_point():
+            with torch.no_grad():
+                t.uniform_(0.5, 1.5) if "var" in name else t.normal_(0, 0.1)
+    backbone.eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        feats = backbone(x)
+    for i, layer in ((1, "body.layer1"), (2, "body.layer2")):
+        assert torch.equal(layer_activation(backbone, x, layer), feats[i])
