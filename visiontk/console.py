@@ -55,3 +55,14 @@ def stderr_is_tty() -> bool:
 
 # Listings that are the command's result (recipes list, backbones list) go to stdout.
 out_console = _EscapingConsole(highlight=False, soft_wrap=True)
+
+
+def print_listing(renderable) -> None:
+    """A table that is the command's result, on stdout: in a terminal it fits the
+    window; redirected or piped (not a terminal, where rich assumes 80 columns) it
+    prints in full, every cell whole."""
+    if out_console.is_terminal:
+        out_console.print(renderable)
+    else:
+        # A console's width caps every print's; this one's is wide enough for any row.
+        _EscapingConsole(highlight=False, soft_wrap=True, width=100_000).print(renderable)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 import torchvision
 from torch import nn
-from torchvision.models.feature_extraction import create_feature_extractor
+from torchvision.models import feature_extraction
+from torchvision.models.feature_extraction import NodePathTracer, create_feature_extractor
 
 from visiontk.backbones.base import Backbone
 from visiontk.backbones.registry import register_backbone
@@ -27,13 +28,43 @@ def _sequential_stride_nodes(features: nn.Sequential, prefix: str, in_channels: 
     return [last_at_stride[s] for s in sorted(last_at_stride) if s > 1]
 
 
+class _ScopeRecordingTracer(NodePathTracer):
+    """torchvision's tracer, also writing into each node the modules it was traced
+    inside: `node.meta["module_scopes"]` = ((qualified name, class name), ...),
+    outermost first.
+
+    The fx graph of a feature extractor is flat (leaf modules and functions), so
+    this is what lets a summary show blocks (a ResNet BasicBlock, an Inception
+    module) and place the residual sums and concatenations inside them.
+    """
+
+    def call_module(self, m, forward, args, kwargs):
+        stack = self.__dict__.setdefault("_scope_stack", [])
+        stack.append((self.path_of_module(m), type(m).__name__))
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        finally:
+            stack.pop()
+
+    def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, *rest):
+        proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, *rest)
+        proxy.node.meta["module_scopes"] = tuple(self.__dict__.get("_scope_stack", ()))
+        return proxy
+
+
 def _build(tv_name: str, nodes_fn, in_channels: int, **kwargs) -> Backbone:
     # Stems stay RGB whatever in_channels says: the Backbone wrapper repeats grey
     # input to 3 channels, which keeps pretrained RGB filters usable.
     model = torchvision.models.get_model(tv_name, weights=None, **kwargs)
     model.eval()
     nodes = nodes_fn(model)
-    body = create_feature_extractor(model, return_nodes={n: str(i) for i, n in enumerate(nodes)})
+    # create_feature_extractor instantiates the tracer class it finds in its module.
+    saved = feature_extraction.NodePathTracer
+    feature_extraction.NodePathTracer = _ScopeRecordingTracer
+    try:
+        body = create_feature_extractor(model, return_nodes={n: str(i) for i, n in enumerate(nodes)})
+    finally:
+        feature_extraction.NodePathTracer = saved
     return Backbone(tv_name, body, in_channels=3)
 
 

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from visiontk.commands.errors import handle_errors
-from visiontk.console import out_console
+from visiontk.console import print_listing
 from visiontk.outputs.json_text import dumps
 
 recipes_app = typer.Typer(help="Shipped recipes.", no_args_is_help=True)
@@ -32,7 +32,7 @@ def recipes_list():
         model = raw.get("model") or {}
         name = str(path.relative_to(RECIPES_DIR).with_suffix(""))
         table.add_row(name, str(raw.get("task", "?")), str(model.get("backbone", "tinycnn")), str(path))
-    out_console.print(table)
+    print_listing(table)
 
 
 @recipes_app.command("show")
@@ -51,18 +51,25 @@ def recipes_show(
 @backbones_app.command("list")
 @handle_errors
 def backbones_list(json_out: bool = typer.Option(False, "--json", help="One JSON object per backbone on stdout.")):
-    """Name, parameters, output strides and channels, and whether torchvision has ImageNet weights."""
+    """Name, parameters, output strides and channels, receptive field of the last feature map, ImageNet weights."""
+    import torch
+
+    from visiontk.backbones.receptive_field import format_size, output_fields
     from visiontk.backbones.registry import backbone_names, create_backbone, get_backbone_spec
 
     rows = []
     for name in backbone_names():
         spec = get_backbone_spec(name)
-        b = create_backbone(name)
+        # On the meta device: shapes and parameter counts without initialising weights.
+        with torch.device("meta"):
+            b = create_backbone(name)
+            rf = output_fields(b.eval(), torch.zeros(1, b.in_channels, 224, 224))[-1]
         rows.append({
             "name": name,
             "params": sum(p.numel() for p in b.parameters()),
             "strides": b.strides,
             "channels": b.out_channels,
+            "receptive_field": format_size(rf),
             "imagenet": spec.has_imagenet_weights,
             "description": spec.description,
         })
@@ -70,13 +77,31 @@ def backbones_list(json_out: bool = typer.Option(False, "--json", help="One JSON
         for r in rows:
             sys.stdout.write(dumps(r) + "\n")
         return
-    table = Table(show_header=True)
-    for col in ("backbone", "params", "strides", "channels", "ImageNet weights", "description"):
-        table.add_column(col, justify="right" if col == "params" else "left")
+    table = Table(show_header=True, caption="RF: receptive field of the last feature map at 224 px, in pixels "
+                                            "(global: a global pooling inside, e.g. squeeze-and-excitation)")
+    for col in ("backbone", "params", "strides", "channels", "RF", "ImageNet weights", "description"):
+        table.add_column(col, justify="right" if col in ("params", "RF") else "left")
     for r in rows:
         table.add_row(r["name"], f"{r['params'] / 1e6:.2f} M", str(r["strides"]), str(r["channels"]),
-                      "yes" if r["imagenet"] else "no", r["description"])
-    out_console.print(table)
+                      r["receptive_field"], "yes" if r["imagenet"] else "no", r["description"])
+    print_listing(table)
+
+
+@backbones_app.command("show")
+@handle_errors
+def backbones_show(
+    name: str = typer.Argument(..., help="A backbone name (see 'visiontk backbones list')."),
+    image_size: int = typer.Option(224, "--image-size", min=8, max=8192, help="Input side in pixels."),
+    depth: Optional[int] = typer.Option(None, "--depth", min=1, help="Rows for the modules down to this depth "
+                                        "(blocks) instead of one per layer; depth = dots in the name + 1."),
+    batch: int = typer.Option(32, "--batch", min=1, help="Batch size of the forward+backward memory estimate."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON document (layers and totals) on stdout."),
+):
+    """Per layer: output shape, parameters, mult-adds, stride, receptive field (size, jump, start); totals and memory."""
+    from visiontk.commands.summary_view import print_summary
+    from visiontk.engine.summary import summarize_backbone
+
+    print_summary(summarize_backbone(name, image_size, depth, batch), name, json_out)
 
 
 class SynthTask(str, Enum):
