@@ -27,3 +27,6 @@ def test_resume_gives_the_same_weights(tmp_path):
     assert [r["epoch"] for r in b["history"]] == [1, 2]
     lines = (tmp_path / "runs" / "classify" / "half" / "results.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in lines[1:]] == ["1", "2"]
+    # per_class.csv is rebuilt from last.pt too: the first epoch's rows come from the checkpoint.
+    per_class = (tmp_path / "runs" / "classify" / "half" / "per_class.csv").read_text().splitlines()
+    assert [line.split(",")[:2] for line in per_class[1:]] == [[e, c] for e in "12" for c in ("circle", "square", "triangle")]

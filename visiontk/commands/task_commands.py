@@ -50,7 +50,8 @@ def run_train(task: str, recipe: str, set: Optional[list[str]], device: str, pre
     run_dir = Path(result["run_dir"])
     if (run_dir / "best.pt").exists():
         info(f"done: best fitness {result['best_fitness']:.4f} at epoch {result['best_epoch']}")
-        info(f"outputs in {run_dir}/ (best.pt, last.pt, results.csv, recipe.yaml, plots/)")
+        per_class = " per_class.csv," if (run_dir / "per_class.csv").exists() else ""
+        info(f"outputs in {run_dir}/ (best.pt, last.pt, results.csv,{per_class} recipe.yaml, plots/)")
 
 
 def train_params(recipe_help: str = shared.RECIPE_HELP, resume_help: str = shared.RESUME_HELP) -> list:

@@ -37,6 +37,7 @@ from visiontk.engine.progress import ProgressBar
 from visiontk.engine.resources import cap_workers, check_batch_memory
 from visiontk.engine.seeding import reseed_augmentations, seed_everything, worker_init
 from visiontk.errors import JobError, UserError, VisionTKError
+from visiontk.metrics.report import MANY_CLASSES, defined, worst_and_best
 from visiontk.outputs.output_folder import next_run_dir
 from visiontk.recipe import Recipe, apply_overrides, dump_recipe
 from visiontk.stop_signals import describe, exit_code
@@ -79,6 +80,24 @@ def write_results_csv(rows: list[dict], path: Path) -> None:
     for r in rows:
         w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
     atomic_write_text(buf.getvalue(), path)
+
+
+def per_class_rows(epoch: int, classes: list[str], scores: dict[str, list]) -> list[dict]:
+    """per_class.csv's rows for one evaluation: epoch, class, then each per-class metric."""
+    return [{"epoch": epoch, "class": name, **{k: values[i] if defined(values[i]) else None for k, values in scores.items()}}
+            for i, name in enumerate(classes)]
+
+
+def epoch_line(epoch: int, epochs: int, row: dict, classes: list[str], per_class: dict[str, list]) -> str:
+    """'epoch 3/10 train/loss=0.41 val/miou=0.62 ...'. Past MANY_CLASSES classes, also the
+    worst and best few by the task's first per-class metric (its values are in per_class.csv)."""
+    line = " ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float) and k != "lr")
+    if len(classes) > MANY_CLASSES and per_class:
+        metric, values = next(iter(per_class.items()))
+        extremes = worst_and_best(dict(zip(classes, values)))
+        if extremes:
+            line += f" | {metric} {extremes}"
+    return f"epoch {epoch}/{epochs} {line}"
 
 
 class Trainer:
@@ -199,6 +218,7 @@ class Trainer:
             # Early stopping's counter: a resumed run stops at the epoch the uninterrupted one would.
             "bad_epochs": self.bad_epochs,
             "history": self.history,
+            "per_class_history": self.per_class_history,
             "stage": self.stage.index,
         }
         if with_optim:
@@ -237,6 +257,8 @@ class Trainer:
         dtype = amp_dtype(self.device, r.train.amp)
         self.scaler = torch.amp.GradScaler(self.device.type) if dtype == torch.float16 else None
         self.history: list[dict] = []
+        # One row per evaluated epoch and class: per_class.csv, rebuilt from last.pt on resume.
+        self.per_class_history: list[dict] = []
         self.best_fitness, self.best_epoch, start_epoch = -math.inf, 0, 0
         self.saved_epoch, self.bad_epochs = 0, 0
         if self.resume_ckpt is not None:
@@ -252,6 +274,7 @@ class Trainer:
             if self.scaler is not None and ck.get("scaler"):
                 self.scaler.load_state_dict(ck["scaler"])
             self.history = list(ck.get("history", []))
+            self.per_class_history = list(ck.get("per_class_history") or [])
             self.best_fitness = ck.get("best_fitness", -math.inf)
             self.best_epoch = ck.get("best_epoch", 0)
             # The counter restarts with each stage; last.pt from the end of a stage
@@ -265,7 +288,7 @@ class Trainer:
                 # history saved with the weights.
                 for tmp in self.run_dir.glob(".*.tmp"):
                     tmp.unlink(missing_ok=True)
-                write_results_csv(self.history, self.run_dir / "results.csv")
+                self._write_csvs()
             if start_epoch >= r.train.epochs:
                 info(f"{self.run_dir}: already trained {start_epoch} of {r.train.epochs} epochs; nothing to do")
             elif self._early_stop():
@@ -292,10 +315,14 @@ class Trainer:
                 last = epoch + 1 == r.train.epochs
                 stop = False
                 improved = False
+                per_class: dict[str, list] = {}
                 if (epoch + 1) % r.train.eval_every == 0 or last:
                     # Every rank evaluates its shard; after the metric's sync all hold the same numbers.
                     metrics = evaluate(task, unwrap(model), val_loader, self.device, classes)
                     row.update({f"val/{k}": v for k, v in task.metric_scalars(metrics).items()})
+                    per_class = task.per_class_scores(metrics, classes)
+                    if per_class:
+                        self.per_class_history += per_class_rows(epoch + 1, classes, per_class)
                     fitness = metrics["fitness"]
                     improved = fitness > self.best_fitness
                     if improved:
@@ -312,9 +339,8 @@ class Trainer:
                         atomic_save(self._checkpoint(epoch + 1, with_optim=False), self.run_dir / "best.pt")
                     atomic_save(self._checkpoint(epoch + 1), self.run_dir / "last.pt")
                     self.saved_epoch = epoch + 1
-                    write_results_csv(self.history, self.run_dir / "results.csv")
-                    summary = " ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float) and k != "lr")
-                    info(f"epoch {epoch + 1}/{r.train.epochs} {summary}")
+                    self._write_csvs()
+                    info(epoch_line(epoch + 1, r.train.epochs, row, classes, per_class))
                     stop = self._early_stop()
                     if stop:
                         info(f"early stop: no improvement for {r.train.patience} evaluations (best epoch {self.best_epoch})")
@@ -337,6 +363,11 @@ class Trainer:
             if r.output.plots:
                 self._plots(metrics)
         return result
+
+    def _write_csvs(self) -> None:
+        write_results_csv(self.history, self.run_dir / "results.csv")
+        if self.per_class_history:
+            write_results_csv(self.per_class_history, self.run_dir / "per_class.csv")
 
     def _early_stop(self) -> bool:
         # Early stopping ends the run, so it waits for the last stage.

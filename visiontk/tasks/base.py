@@ -154,6 +154,11 @@ class Task:
         """The scalar metrics that go into results.csv."""
         return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
+    def per_class_scores(self, metrics: dict, classes: list[str]) -> dict[str, list]:
+        """Per-class values for per_class.csv, metric name -> one value per class (None where
+        undefined); the first metric is the one the epoch line ranks classes by."""
+        return {}
+
     def write_eval_plots(self, metrics: dict, classes: list[str], plots_dir: Path, suffix: str = "") -> list[Path]:
         return []
 
