@@ -30,6 +30,7 @@ from visiontk.backbones.normalization import pin_normalization
 from visiontk.engine import distributed
 from visiontk.engine.device import amp_dtype
 from visiontk.engine.evaluator import eval_loader, evaluate
+from visiontk.engine.fit_to_data import fit_batch_size, step_schedule_note, warmup_iterations
 from visiontk.engine.performance import compile_model, use_channels_last
 from visiontk.engine.optim import build_optimizer, build_scheduler, param_groups
 from visiontk.engine.stages import apply_stage, describe_stage, keep_frozen_in_eval, plan_stages, stage_at, stage_param_groups
@@ -172,11 +173,9 @@ class Trainer:
         val_ds, _ = task.build_dataset(r, "val", train=False, classes=classes)
         if len(train_ds) == 0:
             raise UserError(f"{r.data.root}: the training split is empty")
-        bs = max(1, r.train.batch_size // self.world)
-        if bs > len(train_ds):
-            warn(f"train.batch_size {r.train.batch_size} is larger than the training set ({len(train_ds)} images); "
-                 f"using batches of {len(train_ds)}")
-            bs = len(train_ds)
+        bs, note = fit_batch_size("train.batch_size", max(1, r.train.batch_size // self.world), len(train_ds))
+        if note and self.is_main:
+            warn(note)
         h, w = r.image_size
         check_batch_memory("train.batch_size", bs, r.model.in_channels, h, w)
         pin = self.device.type == "cuda"
@@ -389,18 +388,30 @@ class Trainer:
         r = self.recipe
         self.stage = stage
         self.frozen = apply_stage(model, stage)
+        key = "train.warmup_epochs" if r.train.warmup_epochs is not None else "train.warmup_iters"
         if stage.config is None:
             groups = param_groups(model, r.train.weight_decay, r.train.lr)
-            cfg, epochs = r.train, r.train.epochs
+            cfg, epochs, where = r.train, r.train.epochs, "the run"
         else:
             c = stage.config
+            # A stage's own warmup_iters wins over the run's warmup (in iterations or epochs).
+            own = c.warmup_iters is not None
             cfg = r.train.model_copy(update={
                 "lr": c.lr or r.train.lr,
-                "warmup_iters": r.train.warmup_iters if c.warmup_iters is None else c.warmup_iters})
+                "warmup_iters": c.warmup_iters if own else r.train.warmup_iters,
+                "warmup_epochs": None if own else r.train.warmup_epochs})
+            key = f"stages[{stage.index}].warmup_iters" if own else key
             groups = stage_param_groups(model, stage, self.frozen, cfg.weight_decay, cfg.lr)
-            epochs = stage.end - stage.start
+            epochs, where = stage.end - stage.start, f"stage {stage.index + 1}"
             if self.is_main:
                 info(describe_stage(stage, self.frozen, len(self.stage_plan), cfg.lr))
+        # Fitted to the data set's size (engine/fit_to_data.py): epochs become iterations,
+        # and a warmup longer than half of them is cut, with a note.
+        warmup, note = warmup_iterations(cfg, key, self.iters_per_epoch, epochs, where)
+        for line in (note, step_schedule_note(cfg, epochs)):
+            if line and self.is_main:
+                info(line)
+        cfg = cfg.model_copy(update={"warmup_iters": warmup, "warmup_epochs": None})
         self.optimizer = build_optimizer(cfg, groups)
         self.scheduler = build_scheduler(cfg, self.optimizer, self.iters_per_epoch, epochs)
         if self.world > 1 and hasattr(self, "model"):
