@@ -27,6 +27,7 @@ from visiontk.console import info, warn
 from visiontk.engine.build import build_model, checkpoint_meta, count_parameters, state_dict_fp32, unwrap
 from visiontk.engine.checkpoint import FORMAT, VERSION, atomic_save, atomic_write_text, load_checkpoint
 from visiontk.backbones.normalization import pin_normalization
+from visiontk.backbones.pretrained import pretrained_file
 from visiontk.engine import distributed
 from visiontk.engine.device import amp_dtype
 from visiontk.engine.evaluator import eval_loader, evaluate
@@ -229,11 +230,15 @@ class Trainer:
     # -- the loop -------------------------------------------------------------
     def fit(self) -> dict:
         r, task = self.recipe, self.task
+        # Every check that can fail on the user's input comes before the run folder is
+        # made and before any DataLoader worker starts (they start with the first
+        # batch): the pretrained weights file (before the data is read), the data set,
+        # the batch's memory, the model and its weights, the loss options. A failed
+        # start leaves no folder behind (and the next try gets no -2 suffix).
+        if self.resume_ckpt is None:
+            pretrained_file(r.model.backbone, r.model.pretrained)
         # The weights' normalisation goes into recipe.yaml and every checkpoint.
         pin_normalization(r)
-        if self.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(dump_recipe(r), self.run_dir / "recipe.yaml")
         train_loader, val_loader, classes = self._loaders()
         self.classes = classes
         seed_everything(r.train.seed)
@@ -299,56 +304,64 @@ class Trainer:
         self.model = model
         loss_fn = task.build_loss(r, len(classes))
         if self.is_main:
+            self._make_run_dir()
             info(f"{r.task} {r.name}: {r.model.backbone}, {count_parameters(unwrap(model)) / 1e6:.3f} M parameters, "
                  f"{len(train_loader.dataset)} train / {len(val_loader.dataset)} val images, {len(classes)} classes, "
                  f"device {self.device}{f' x{self.world}' if self.world > 1 else ''}, run dir {self.run_dir}")
         metrics: dict = {}
         try:
-            for epoch in range(start_epoch, r.train.epochs):
-                if epoch >= self.stage.end:
-                    self._enter_stage(unwrap(self.model), stage_at(self.stage_plan, epoch))
-                    model, self.bad_epochs = self.model, 0
-                row = self._train_epoch(epoch, train_loader, loss_fn, dtype)
-                if self.stage.config is not None:
-                    row = {"epoch": row.pop("epoch"), "stage": self.stage.index + 1, **row}
-                last = epoch + 1 == r.train.epochs
-                stop = False
-                improved = False
-                per_class: dict[str, list] = {}
-                if (epoch + 1) % r.train.eval_every == 0 or last:
-                    # Every rank evaluates its shard; after the metric's sync all hold the same numbers.
-                    metrics = evaluate(task, unwrap(model), val_loader, self.device, classes)
-                    row.update({f"val/{k}": v for k, v in task.metric_scalars(metrics).items()})
-                    per_class = task.per_class_scores(metrics, classes)
-                    if per_class:
-                        self.per_class_history += per_class_rows(epoch + 1, classes, per_class)
-                    fitness = metrics["fitness"]
-                    improved = fitness > self.best_fitness
-                    if improved:
-                        self.best_fitness, self.best_epoch, self.bad_epochs = fitness, epoch + 1, 0
-                    else:
-                        self.bad_epochs += 1
-                if self.is_main:
-                    row["lr"] = self.optimizer.param_groups[0]["lr"]
-                    self.history.append(row)
-                    # best.pt first: a kill between the two writes leaves last.pt at the
-                    # previous epoch, so the resumed run redoes this epoch and rewrites
-                    # best.pt; never a last.pt whose best_epoch names weights not saved.
-                    if improved:
-                        atomic_save(self._checkpoint(epoch + 1, with_optim=False), self.run_dir / "best.pt")
-                    atomic_save(self._checkpoint(epoch + 1), self.run_dir / "last.pt")
-                    self.saved_epoch = epoch + 1
-                    self._write_csvs()
-                    info(epoch_line(epoch + 1, r.train.epochs, row, classes, per_class))
-                    stop = self._early_stop()
+            try:
+                for epoch in range(start_epoch, r.train.epochs):
+                    if epoch >= self.stage.end:
+                        self._enter_stage(unwrap(self.model), stage_at(self.stage_plan, epoch))
+                        model, self.bad_epochs = self.model, 0
+                    row = self._train_epoch(epoch, train_loader, loss_fn, dtype)
+                    if self.stage.config is not None:
+                        row = {"epoch": row.pop("epoch"), "stage": self.stage.index + 1, **row}
+                    last = epoch + 1 == r.train.epochs
+                    stop = False
+                    improved = False
+                    per_class: dict[str, list] = {}
+                    if (epoch + 1) % r.train.eval_every == 0 or last:
+                        # Every rank evaluates its shard; after the metric's sync all hold the same numbers.
+                        metrics = evaluate(task, unwrap(model), val_loader, self.device, classes)
+                        row.update({f"val/{k}": v for k, v in task.metric_scalars(metrics).items()})
+                        per_class = task.per_class_scores(metrics, classes)
+                        if per_class:
+                            self.per_class_history += per_class_rows(epoch + 1, classes, per_class)
+                        fitness = metrics["fitness"]
+                        improved = fitness > self.best_fitness
+                        if improved:
+                            self.best_fitness, self.best_epoch, self.bad_epochs = fitness, epoch + 1, 0
+                        else:
+                            self.bad_epochs += 1
+                    if self.is_main:
+                        row["lr"] = self.optimizer.param_groups[0]["lr"]
+                        self.history.append(row)
+                        # best.pt first: a kill between the two writes leaves last.pt at the
+                        # previous epoch, so the resumed run redoes this epoch and rewrites
+                        # best.pt; never a last.pt whose best_epoch names weights not saved.
+                        if improved:
+                            atomic_save(self._checkpoint(epoch + 1, with_optim=False), self.run_dir / "best.pt")
+                        atomic_save(self._checkpoint(epoch + 1), self.run_dir / "last.pt")
+                        self.saved_epoch = epoch + 1
+                        self._write_csvs()
+                        info(epoch_line(epoch + 1, r.train.epochs, row, classes, per_class))
+                        stop = self._early_stop()
+                        if stop:
+                            info(f"early stop: no improvement for {r.train.patience} evaluations (best epoch {self.best_epoch})")
+                    if self.world > 1:
+                        flag = torch.tensor([int(stop)])
+                        dist.broadcast(flag, 0)
+                        stop = bool(flag.item())
                     if stop:
-                        info(f"early stop: no improvement for {r.train.patience} evaluations (best epoch {self.best_epoch})")
-                if self.world > 1:
-                    flag = torch.tensor([int(stop)])
-                    dist.broadcast(flag, 0)
-                    stop = bool(flag.item())
-                if stop:
-                    break
+                        break
+            except Exception:
+                # Failed before the first epoch was saved (no training image readable, a
+                # batch BatchNorm cannot take, a loss gone NaN): nothing of the run is kept.
+                # (Ctrl-C is not an Exception: it keeps interrupted.pt.)
+                self._remove_unstarted_run()
+                raise
         except KeyboardInterrupt as e:  # also SIGTERM and SIGHUP (stop_signals.py)
             raise Interrupted(self._save_interrupted(describe(e)), exit_code(e)) from None
         finally:
@@ -362,6 +375,26 @@ class Trainer:
             if r.output.plots:
                 self._plots(metrics)
         return result
+
+    def _make_run_dir(self) -> None:
+        """The run folder and its recipe.yaml, once every check has passed; remembers the
+        folders it created, which a run failing before its first epoch removes."""
+        missing = [d for d in (self.run_dir, *self.run_dir.parents) if not d.exists()]
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.created_dirs = missing  # deepest first
+        atomic_write_text(dump_recipe(self.recipe), self.run_dir / "recipe.yaml")
+
+    def _remove_unstarted_run(self) -> None:
+        if not self.is_main or self.resume_ckpt is not None or self.saved_epoch or not getattr(self, "created_dirs", None):
+            return
+        (self.run_dir / "recipe.yaml").unlink(missing_ok=True)
+        for tmp in self.run_dir.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+        for d in self.created_dirs:
+            try:
+                d.rmdir()  # only when empty: never a file this run did not write
+            except OSError:
+                break
 
     def _write_csvs(self) -> None:
         write_results_csv(self.history, self.run_dir / "results.csv")
