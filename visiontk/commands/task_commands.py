@@ -72,7 +72,7 @@ def run_eval(task_name: str, options: object, checkpoint: str, data: Optional[st
         return  # under torchrun every rank has the whole split's metrics; rank 0 prints and writes them
     classes = ckpt["classes"]
     out_dir = Path(plots_dir) if plots_dir else Path(checkpoint).parent / "plots"
-    written = task.write_eval_plots(metrics, classes, out_dir, suffix=f"_{split}")
+    written = task.eval_plots(metrics, classes, out_dir, suffix=f"_{split}")
     if json_out:
         sys.stdout.write(dumps({"checkpoint": str(checkpoint), "split": split, "classes": classes, **metrics}) + "\n")
     else:

@@ -458,7 +458,7 @@ class Trainer:
         plots = self.run_dir / "plots"
         plot_training_curves(self.history, plots / "training_curves.png")
         if metrics:
-            self.task.write_eval_plots(metrics, self.classes, plots)
+            self.task.eval_plots(metrics, self.classes, plots)
 
     def _skip_batch(self, batch) -> bool:
         """A batch that unreadable (skipped) images left empty is skipped."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from rich.table import Table
 
-from visiontk.console import err_console
+from visiontk.console import print_table
 
 
 # Past this many classes the epoch line names only the worst and best few, and
@@ -64,6 +64,6 @@ def _table(title: str, rows: list[dict[str, object]], first_left: bool) -> Table
 
 
 def print_report(report: Report) -> None:
-    err_console.print(_table(report.title, [report.summary], first_left=False))
+    print_table(_table(report.title, [report.summary], first_left=False))
     if report.per_class:
-        err_console.print(_table("per class", report.per_class, first_left=True))
+        print_table(_table("per class", report.per_class, first_left=True))
