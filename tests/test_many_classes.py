@@ -113,7 +113,6 @@ def test_80_class_pr_curve_names_the_worst_and_best_outside_the_axes():
     fig = pr_curve_figure(result)
     ax = fig.axes[0]
     assert len(ax.lines) == 80 + 1 + 1  # every class, the legend's grey sample, the mean
-    fig.canvas.draw()
     legend = ax.get_legend()
     labels = [t.get_text() for t in legend.get_texts()]
     assert labels == ["74 other classes", "class0 0.012 (worst)", "class1 0.025 (worst)", "class2 0.037 (worst)",
@@ -135,26 +134,26 @@ def test_130_class_confusion_matrix_and_bars_stay_bounded_with_labels_that_do_no
 
     names = [f"category_{i:03d}" for i in range(130)]
     fig = confusion_matrix_figure(np.eye(130, dtype=int).tolist(), names)
-    fig.tight_layout()
-    fig.canvas.draw()
+    fig.tight_layout()  # (lays the text out; no need to draw the pixels)
+    renderer = fig.canvas.get_renderer()
     w, h = fig.canvas.get_width_height()
     assert w <= 2400 and h <= 2400  # 0.5 in a class would be 6700 px
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == names
-    assert _no_overlap([t.get_window_extent() for t in ax.get_yticklabels()], 1)
-    assert _no_overlap([t.get_window_extent() for t in ax.get_xticklabels()], 0)
+    assert _no_overlap([t.get_window_extent(renderer) for t in ax.get_yticklabels()], 1)
+    assert _no_overlap([t.get_window_extent(renderer) for t in ax.get_xticklabels()], 0)
     plt.close(fig)
 
     scores = {n: (i * 37 % 130) / 130 for i, n in enumerate(names)}
     scores["category_005"] = None  # absent from the split: listed last
     fig = per_class_bars_figure(scores, "iou")
     fig.tight_layout()
-    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
     ax = fig.axes[0]
     shown = [t.get_text() for t in ax.get_yticklabels()]
     ranked = sorted((n for n in names if scores[n] is not None), key=lambda n: -scores[n])
     assert shown == ranked + ["category_005"]
-    assert _no_overlap([t.get_window_extent() for t in ax.get_yticklabels()], 1)
+    assert _no_overlap([t.get_window_extent(renderer) for t in ax.get_yticklabels()], 1)
     assert fig.canvas.get_width_height()[1] <= 4800
     plt.close(fig)
 

@@ -67,3 +67,20 @@ def test_a_run_failing_in_its_first_epoch_removes_its_folder_and_the_next_is_not
     assert out.returncode == 0, out.stderr
     assert sorted(p.name for p in (runs / "classify").iterdir()) == ["t"]
     assert {"recipe.yaml", "last.pt", "results.csv"} <= {p.name for p in (runs / "classify" / "t").iterdir()}
+
+
+def test_the_run_folder_is_claimed_when_made_not_when_the_run_was_set_up(tmp_path):
+    """Checks may take a while (a large data set is read): a folder of the same name made
+    meanwhile by another run is never shared; this run takes the next free name."""
+    from visiontk.engine.trainer import Trainer
+    from visiontk.tasks.recipes import load_recipe
+
+    trainer = Trainer(load_recipe("classify/shapes", [f"data.root={tmp_path / 'data'}"]), device="cpu",
+                      project=str(tmp_path / "runs"), name="t")
+    assert trainer.run_dir == tmp_path / "runs" / "classify" / "t"
+    (tmp_path / "runs" / "classify" / "t").mkdir(parents=True)  # the other run
+    trainer._make_run_dir()
+    assert trainer.run_dir == tmp_path / "runs" / "classify" / "t-2"
+    assert (trainer.run_dir / "recipe.yaml").is_file() and not any((tmp_path / "runs" / "classify" / "t").iterdir())
+    trainer._remove_unstarted_run()  # removes its own folder only
+    assert sorted(p.name for p in (tmp_path / "runs" / "classify").iterdir()) == ["t"]

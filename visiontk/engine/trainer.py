@@ -123,11 +123,12 @@ class Trainer:
             self.run_dir = resume_path.parent
         else:
             project_dir = Path(project or recipe.output.project)
-            run_name = name or recipe.output.name or recipe.name
-            self.run_dir = next_run_dir(project_dir, recipe.task, run_name)
+            self.run_name = name or recipe.output.name or recipe.name
+            self.run_dir = next_run_dir(project_dir, recipe.task, self.run_name)
         self.recipe = recipe
         self.device = distributed.setup_device(device)
         self.is_main = self.rank == 0
+        self.saved_epoch = 0  # the last epoch whose last.pt is written
 
     def _resumed_recipe(self, path: Path, given: Recipe, overrides: list[str]) -> Recipe:
         """The run goes on with the recipe it started with (validated with the checkpoint),
@@ -379,9 +380,22 @@ class Trainer:
     def _make_run_dir(self) -> None:
         """The run folder and its recipe.yaml, once every check has passed; remembers the
         folders it created, which a run failing before its first epoch removes."""
-        missing = [d for d in (self.run_dir, *self.run_dir.parents) if not d.exists()]
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.created_dirs = missing  # deepest first
+        if self.resume_ckpt is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.created_dirs = []
+        else:
+            # Claimed now, not when the run was set up: reading a large data set takes a
+            # while, and another run of the same name may have taken the folder meanwhile.
+            task_dir = self.run_dir.parent
+            made = [d for d in (task_dir, *task_dir.parents) if not d.exists()]
+            task_dir.mkdir(parents=True, exist_ok=True)
+            while True:
+                try:
+                    self.run_dir.mkdir()
+                    break
+                except FileExistsError:
+                    self.run_dir = next_run_dir(task_dir.parent, task_dir.name, self.run_name)
+            self.created_dirs = [self.run_dir, *made]  # deepest first
         atomic_write_text(dump_recipe(self.recipe), self.run_dir / "recipe.yaml")
 
     def _remove_unstarted_run(self) -> None:
