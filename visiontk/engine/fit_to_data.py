@@ -14,6 +14,10 @@ fit is decided case by case:
 - both warmup keys given: refused by the recipe schema, naming both;
 - a step schedule whose step_size is more than the epochs: a note (nothing to
   scale; the rate stays constant, which may be what a short test run wants).
+
+The fitting is a function of the data set and the recipe only, so a resumed run
+fits exactly as the run it continues; one resumed with more epochs fits its
+warmup to the new total, as the cosine schedule is stretched to it.
 """
 from __future__ import annotations
 
