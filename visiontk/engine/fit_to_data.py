@@ -53,7 +53,7 @@ def warmup_iterations(cfg, key: str, iters_per_epoch: int, epochs: int,
     if wanted > cap:
         given = f"{key} {epochs_key:g} ({wanted} iterations)" if epochs_key is not None else f"{key} {wanted}"
         return cap, (f"note: {given} is more than half of the {total} iterations of {where} "
-                     f"({epochs} epochs x {iters_per_epoch}); warming up over {cap} iterations instead")
+                     f"({epochs} epoch{'s' if epochs != 1 else ''} x {iters_per_epoch}); warming up over {cap} iterations instead")
     return wanted, None
 
 
