@@ -57,12 +57,17 @@ def stderr_is_tty() -> bool:
 out_console = _EscapingConsole(highlight=False, soft_wrap=True)
 
 
-def print_listing(renderable) -> None:
-    """A table that is the command's result, on stdout: in a terminal it fits the
-    window; redirected or piped (not a terminal, where rich assumes 80 columns) it
-    prints in full, every cell whole."""
-    if out_console.is_terminal:
-        out_console.print(renderable)
-    else:
-        # A console's width caps every print's; this one's is wide enough for any row.
-        _EscapingConsole(highlight=False, soft_wrap=True, width=100_000).print(renderable)
+def print_table(table, console: Console | None = None) -> None:
+    """A rich table, whole. On a terminal rich fits it to the window; elsewhere (a CI log,
+    `2> log`, a pipe) there is no window, and fitting it to the 80 columns rich assumes
+    would cut cells ('efficientn…'): there it is printed at its natural width instead."""
+    from rich.measure import Measurement
+
+    console = console or err_console
+    if console.is_terminal:
+        console.print(table)
+        return
+    width = Measurement.get(console, console.options.update_width(1_000_000), table).maximum
+    wide = _EscapingConsole(file=console.file, width=max(width, console.width), highlight=False,
+                            soft_wrap=True, color_system=None)
+    wide.print(table)

@@ -211,24 +211,33 @@ def resolve_pretrained(backbone_name: str, pretrained: str) -> dict:
     return out
 
 
-def pretrained_state(backbone_name: str, pretrained: str) -> tuple[dict, str]:
-    """(state dict, source description) for `model.pretrained`; errors say where to put a missing file."""
+def pretrained_file(backbone_name: str, pretrained: str) -> Path | None:
+    """The weights file `model.pretrained` names (None: no weights), checked to exist without
+    reading it: a missing file is an error saying where to put it. Training asks this first,
+    before any data is read or run folder made."""
     ref = resolve_pretrained(backbone_name, pretrained)
+    if ref["kind"] == "none":
+        return None
     if ref["kind"] in ("file", "visiontk"):
         path = Path(ref["file"])
         if not path.is_file():
             raise UserError(f"model.pretrained: weights file {path} does not exist")
-        return load_state_dict_file(path), str(path)
+        return path
     if ref["kind"] == "package":
-        path = package_weights_file(get_backbone_spec(backbone_name), pretrained)
-        return load_state_dict_file(path), str(path)
+        return package_weights_file(get_backbone_spec(backbone_name), pretrained)
     file = Path(ref["file"])
     if not file.is_file():
         raise UserError(
             f"ImageNet weights for {backbone_name} ({ref['name']}) are not in the local cache: put {file.name} "
             f"into {file.parent} (it comes from {ref['url']}), or give model.pretrained a file path"
         )
-    return load_state_dict_file(file), str(file)
+    return file
+
+
+def pretrained_state(backbone_name: str, pretrained: str) -> tuple[dict, str]:
+    """(state dict, source description) for `model.pretrained`; errors say where to put a missing file."""
+    path = pretrained_file(backbone_name, pretrained)
+    return load_state_dict_file(path), str(path)
 
 
 def load_pretrained(backbone: Backbone, backbone_name: str, pretrained: str) -> dict:

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from visiontk.commands.errors import handle_errors
-from visiontk.console import print_listing
+from visiontk.console import out_console, print_table
 from visiontk.outputs.json_text import dumps
 
 recipes_app = typer.Typer(help="Shipped recipes.", no_args_is_help=True)
@@ -32,7 +33,7 @@ def recipes_list():
         model = raw.get("model") or {}
         name = str(path.relative_to(RECIPES_DIR).with_suffix(""))
         table.add_row(name, str(raw.get("task", "?")), str(model.get("backbone", "tinycnn")), str(path))
-    print_listing(table)
+    print_table(table, out_console)
 
 
 @recipes_app.command("show")
@@ -83,8 +84,9 @@ def backbones_list(json_out: bool = typer.Option(False, "--json", help="One JSON
         table.add_column(col, justify="right" if col in ("params", "RF") else "left")
     for r in rows:
         table.add_row(r["name"], f"{r['params'] / 1e6:.2f} M", str(r["strides"]), str(r["channels"]),
-                      r["receptive_field"], "yes" if r["imagenet"] else "no", r["description"])
-    print_listing(table)
+                      r["receptive_field"], "yes" if r["imagenet"] else "no",
+                      escape(r["description"]))  # 'visiontk[lite0]' is no markup
+    print_table(table, out_console)
 
 
 @backbones_app.command("show")

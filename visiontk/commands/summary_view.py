@@ -5,7 +5,7 @@ import sys
 
 from rich.table import Table
 
-from visiontk.console import print_listing
+from visiontk.console import out_console, print_table
 from visiontk.outputs.json_text import dumps
 
 
@@ -38,7 +38,7 @@ def print_summary(summary, title: str, json_out: bool) -> None:
         f"{format_bytes(m['param_grads'])}, input {format_bytes(m['input'])}; no optimizer state)"
         + ("\nRF *: paths merged here are not centred on the same pixel (Araujo et al. 2019: the field is their union)"
            if any(r.field is not None and not r.field.aligned for r in summary.rows) else ""))
-    print_listing(table)
+    print_table(table, out_console)
 
 
 def _pair_text(pair) -> str:

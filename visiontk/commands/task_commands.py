@@ -51,7 +51,8 @@ def run_train(task: str, recipe: str, set: Optional[list[str]], device: str, pre
     run_dir = Path(result["run_dir"])
     if launch_info()[1] == 0 and (run_dir / "best.pt").exists():  # under torchrun, rank 0 alone says it
         info(f"done: best fitness {result['best_fitness']:.4f} at epoch {result['best_epoch']}")
-        info(f"outputs in {run_dir}/ (best.pt, last.pt, results.csv, recipe.yaml, plots/)")
+        per_class = " per_class.csv," if (run_dir / "per_class.csv").exists() else ""
+        info(f"outputs in {run_dir}/ (best.pt, last.pt, results.csv,{per_class} recipe.yaml, plots/)")
 
 
 def train_params(recipe_help: str = shared.RECIPE_HELP, resume_help: str = shared.RESUME_HELP) -> list:
@@ -72,7 +73,7 @@ def run_eval(task_name: str, options: object, checkpoint: str, data: Optional[st
         return  # under torchrun every rank has the whole split's metrics; rank 0 prints and writes them
     classes = ckpt["classes"]
     out_dir = Path(plots_dir) if plots_dir else Path(checkpoint).parent / "plots"
-    written = task.write_eval_plots(metrics, classes, out_dir, suffix=f"_{split}")
+    written = task.eval_plots(metrics, classes, out_dir, suffix=f"_{split}")
     if json_out:
         sys.stdout.write(dumps({"checkpoint": str(checkpoint), "split": split, "classes": classes, **metrics}) + "\n")
     else:

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from visiontk.commands.errors import handle_errors
-from visiontk.console import info, out_console
+from visiontk.console import info, out_console, print_table
 from visiontk.outputs.json_text import dumps
 
 app = typer.Typer(help="Pretrained ImageNet weights: which exist, which are cached, are they intact.", no_args_is_help=True)
@@ -34,7 +34,7 @@ def list_(json_out: bool = typer.Option(False, "--json", help="One JSON object p
     for r in rows:
         table.add_row(r["backbone"], r["weights"] + (" (imagenet)" if r["default"] else ""), r["file"] or "-",
                       r["source"], "[green]yes[/green]" if r["present"] else "no")
-    out_console.print(table)
+    print_table(table, out_console)
     info(f"torchvision weights are read from {checkpoints_dir()} ($TORCH_HOME/hub/checkpoints); "
          f"nothing is downloaded at run time")
 
@@ -67,7 +67,7 @@ def check(files: Optional[List[Path]] = typer.Argument(None, help="Weights files
             colour = "green" if r["status"] == "ok" else "red" if r["status"].startswith(("corrupt", "unreadable")) else "yellow"
             table.add_row(r["file"], r["expected"] or "-", (r["sha256"] or "-")[:16] + "…",
                           f"[{colour}]{r['status']}[/{colour}]")
-        out_console.print(table)
+        print_table(table, out_console)
     bad = [r for r in rows if r["status"].startswith(("corrupt", "unreadable"))]
     if bad:
         raise JobError(f"{len(bad)} of {len(rows)} weights files failed the check (first: {bad[0]['file']}: {bad[0]['status']}); "

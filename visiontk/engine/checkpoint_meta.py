@@ -85,6 +85,8 @@ class CheckpointMeta(Section):
     best_epoch: Optional[Annotated[int, Field(ge=0)]] = None
     bad_epochs: Optional[Annotated[int, Field(ge=0)]] = None  # early stopping's count
     history: Optional[list[dict[str, typing.Union[int, float, str]]]] = None
+    # per_class.csv's rows (epoch, class, one value per per-class metric; None where undefined).
+    per_class_history: Optional[list[dict[str, typing.Optional[typing.Union[int, float, str]]]]] = None
 
 
 def validate_checkpoint(ckpt: dict, path: str | Path) -> Recipe:

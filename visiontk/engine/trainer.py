@@ -28,9 +28,11 @@ from visiontk.console import info, warn
 from visiontk.engine.build import build_model, checkpoint_meta, count_parameters, state_dict_fp32, unwrap
 from visiontk.engine.checkpoint import FORMAT, VERSION, atomic_save, atomic_write_text, load_checkpoint, weights_sha256
 from visiontk.backbones.normalization import pin_normalization
+from visiontk.backbones.pretrained import pretrained_file
 from visiontk.engine import distributed
 from visiontk.engine.device import amp_dtype, describe_precision
 from visiontk.engine.evaluator import eval_loader, evaluate
+from visiontk.engine.fit_to_data import fit_batch_size, step_schedule_note, warmup_iterations
 from visiontk.engine.performance import compile_model, use_channels_last
 from visiontk.engine.optim import build_optimizer, build_scheduler, param_groups
 from visiontk.engine.stages import apply_stage, describe_stage, keep_frozen_in_eval, plan_stages, stage_at, stage_param_groups
@@ -38,6 +40,7 @@ from visiontk.engine.progress import ProgressBar
 from visiontk.engine.resources import cap_workers, check_batch_memory
 from visiontk.engine.seeding import reseed_augmentations, seed_everything, worker_init
 from visiontk.errors import JobError, UserError, VisionTKError
+from visiontk.metrics.report import MANY_CLASSES, defined, worst_and_best
 from visiontk.outputs.output_folder import next_run_dir
 from visiontk.recipe import Recipe, apply_overrides, dump_recipe
 from visiontk.stop_signals import describe, exit_code
@@ -82,6 +85,24 @@ def write_results_csv(rows: list[dict], path: Path) -> None:
     atomic_write_text(buf.getvalue(), path)
 
 
+def per_class_rows(epoch: int, classes: list[str], scores: dict[str, list]) -> list[dict]:
+    """per_class.csv's rows for one evaluation: epoch, class, then each per-class metric."""
+    return [{"epoch": epoch, "class": name, **{k: values[i] if defined(values[i]) else None for k, values in scores.items()}}
+            for i, name in enumerate(classes)]
+
+
+def epoch_line(epoch: int, epochs: int, row: dict, classes: list[str], per_class: dict[str, list]) -> str:
+    """'epoch 3/10 train/loss=0.41 val/miou=0.62 ...'. Past MANY_CLASSES classes, also the
+    worst and best few by the task's first per-class metric (its values are in per_class.csv)."""
+    line = " ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float) and k != "lr")
+    if len(classes) > MANY_CLASSES and per_class:
+        metric, values = next(iter(per_class.items()))
+        extremes = worst_and_best(dict(zip(classes, values)))
+        if extremes:
+            line += f" | {metric} {extremes}"
+    return f"epoch {epoch}/{epochs} {line}"
+
+
 class Trainer:
     def __init__(self, recipe: Recipe, device: str = "auto", project: str | None = None, name: str | None = None,
                  resume: str | None = None, overrides: list[str] | None = None):
@@ -103,8 +124,8 @@ class Trainer:
             self.run_dir = resume_path.parent
         else:
             project_dir = Path(project or recipe.output.project)
-            run_name = name or recipe.output.name or recipe.name
-            self.run_dir = next_run_dir(project_dir, recipe.task, run_name)
+            self.run_name = name or recipe.output.name or recipe.name
+            self.run_dir = next_run_dir(project_dir, recipe.task, self.run_name)
         self.recipe = recipe
         self.device = distributed.setup_device(device)
         self.is_main = self.rank == 0
@@ -112,6 +133,7 @@ class Trainer:
             # Rank 0 names the run (runs/<task>/<name>-2 when taken); another rank, on another
             # node or later, could find that name taken by rank 0 itself and pick another.
             self.run_dir = Path(distributed.broadcast_object(str(self.run_dir)))
+        self.saved_epoch = 0  # the last epoch whose last.pt is written
 
     def _resumed_recipe(self, path: Path, given: Recipe, overrides: list[str]) -> Recipe:
         """The run goes on with the recipe it started with (validated with the checkpoint),
@@ -158,11 +180,9 @@ class Trainer:
         val_ds, _ = task.build_dataset(r, "val", train=False, classes=classes)
         if len(train_ds) == 0:
             raise UserError(f"{r.data.root}: the training split is empty")
-        bs = max(1, r.train.batch_size // self.world)
-        if bs > len(train_ds):
-            warn(f"train.batch_size {r.train.batch_size} is larger than the training set ({len(train_ds)} images); "
-                 f"using batches of {len(train_ds)}")
-            bs = len(train_ds)
+        bs, note = fit_batch_size("train.batch_size", max(1, r.train.batch_size // self.world), len(train_ds))
+        if note and self.is_main:
+            warn(note)
         h, w = r.image_size
         check_batch_memory("train.batch_size", bs, r.model.in_channels, h, w)
         pin = self.device.type == "cuda"
@@ -204,6 +224,7 @@ class Trainer:
             # Early stopping's counter: a resumed run stops at the epoch the uninterrupted one would.
             "bad_epochs": self.bad_epochs,
             "history": self.history,
+            "per_class_history": self.per_class_history,
             "stage": self.stage.index,
         }
         if with_optim:
@@ -215,11 +236,15 @@ class Trainer:
     # -- the loop -------------------------------------------------------------
     def fit(self) -> dict:
         r, task = self.recipe, self.task
+        # Every check that can fail on the user's input comes before the run folder is
+        # made and before any DataLoader worker starts (they start with the first
+        # batch): the pretrained weights file (before the data is read), the data set,
+        # the batch's memory, the model and its weights, the loss options. A failed
+        # start leaves no folder behind (and the next try gets no -2 suffix).
+        if self.resume_ckpt is None:
+            pretrained_file(r.model.backbone, r.model.pretrained)
         # The weights' normalisation goes into recipe.yaml and every checkpoint.
         pin_normalization(r)
-        if self.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(dump_recipe(r), self.run_dir / "recipe.yaml")
         train_loader, val_loader, classes = self._loaders()
         self.classes = classes
         seed_everything(r.train.seed)
@@ -242,6 +267,8 @@ class Trainer:
         dtype = amp_dtype(self.device, r.train.amp)
         self.scaler = torch.amp.GradScaler(self.device.type) if dtype == torch.float16 else None
         self.history: list[dict] = []
+        # One row per evaluated epoch and class: per_class.csv, rebuilt from last.pt on resume.
+        self.per_class_history: list[dict] = []
         self.best_fitness, self.best_epoch, start_epoch = -math.inf, 0, 0
         self.saved_epoch, self.bad_epochs = 0, 0
         if self.resume_ckpt is not None:
@@ -257,6 +284,7 @@ class Trainer:
             if self.scaler is not None and ck.get("scaler"):
                 self.scaler.load_state_dict(ck["scaler"])
             self.history = list(ck.get("history", []))
+            self.per_class_history = list(ck.get("per_class_history") or [])
             self.best_fitness = ck.get("best_fitness", -math.inf)
             self.best_epoch = ck.get("best_epoch", 0)
             # The counter restarts with each stage; last.pt from the end of a stage
@@ -270,7 +298,7 @@ class Trainer:
                 # history saved with the weights.
                 for tmp in self.run_dir.glob(".*.tmp"):
                     tmp.unlink(missing_ok=True)
-                write_results_csv(self.history, self.run_dir / "results.csv")
+                self._write_csvs()
             if start_epoch >= r.train.epochs:
                 info(f"{self.run_dir}: already trained {start_epoch} of {r.train.epochs} epochs; nothing to do")
             elif self._early_stop():
@@ -282,6 +310,7 @@ class Trainer:
         self.model = model
         loss_fn = task.build_loss(r, len(classes))
         if self.is_main:
+            self._make_run_dir()
             info(f"{r.task} {r.name}: {r.model.backbone}, {count_parameters(unwrap(model)) / 1e6:.3f} M parameters, "
                  f"{len(train_loader.dataset)} train / {len(val_loader.dataset)} val images, {len(classes)} classes, "
                  f"device {self.device}{f' x{self.world} ({dist.get_backend()})' if self.world > 1 else ''}, "
@@ -289,60 +318,70 @@ class Trainer:
                  f"{', pinned memory' if self.device.type == 'cuda' else ''}, run dir {self.run_dir}")
         metrics: dict = {}
         try:
-            for epoch in range(start_epoch, r.train.epochs):
-                if epoch >= self.stage.end:
-                    self._enter_stage(unwrap(self.model), stage_at(self.stage_plan, epoch))
-                    model, self.bad_epochs = self.model, 0
-                row = self._train_epoch(epoch, train_loader, loss_fn, dtype)
-                if self.stage.config is not None:
-                    row = {"epoch": row.pop("epoch"), "stage": self.stage.index + 1, **row}
-                last = epoch + 1 == r.train.epochs
-                stop = False
-                improved = False
-                if (epoch + 1) % r.train.eval_every == 0 or last:
-                    # Every rank evaluates its shard with rank 0's weights, BatchNorm statistics
-                    # included (each rank's last step updated them from its own batch); after the
-                    # metric's sync all hold the same numbers, those of the saved checkpoint.
+            try:
+                for epoch in range(start_epoch, r.train.epochs):
+                    if epoch >= self.stage.end:
+                        self._enter_stage(unwrap(self.model), stage_at(self.stage_plan, epoch))
+                        model, self.bad_epochs = self.model, 0
+                    row = self._train_epoch(epoch, train_loader, loss_fn, dtype)
+                    if self.stage.config is not None:
+                        row = {"epoch": row.pop("epoch"), "stage": self.stage.index + 1, **row}
+                    last = epoch + 1 == r.train.epochs
+                    stop = False
+                    improved = False
+                    per_class: dict[str, list] = {}
+                    if (epoch + 1) % r.train.eval_every == 0 or last:
+                        # Every rank evaluates its shard with rank 0's weights, BatchNorm statistics
+                        # included (each rank's last step updated them from its own batch); after the
+                        # metric's sync all hold the same numbers, those of the saved checkpoint.
+                        if self.world > 1:
+                            distributed.broadcast_buffers(unwrap(model))
+                        metrics = evaluate(task, unwrap(model), val_loader, self.device, classes)
+                        row.update({f"val/{k}": v for k, v in task.metric_scalars(metrics).items()})
+                        per_class = task.per_class_scores(metrics, classes)
+                        if per_class:
+                            self.per_class_history += per_class_rows(epoch + 1, classes, per_class)
+                        fitness = metrics["fitness"]
+                        improved = fitness > self.best_fitness
+                        if improved:
+                            self.best_fitness, self.best_epoch, self.bad_epochs = fitness, epoch + 1, 0
+                        else:
+                            self.bad_epochs += 1
+                    if self.is_main:
+                        row["lr"] = self.optimizer.param_groups[0]["lr"]
+                        self.history.append(row)
+                        # best.pt first: a kill between the two writes leaves last.pt at the
+                        # previous epoch, so the resumed run redoes this epoch and rewrites
+                        # best.pt; never a last.pt whose best_epoch names weights not saved.
+                        if improved:
+                            atomic_save(self._checkpoint(epoch + 1, with_optim=False), self.run_dir / "best.pt")
+                        atomic_save(self._checkpoint(epoch + 1), self.run_dir / "last.pt")
+                        self.saved_epoch = epoch + 1
+                        self._write_csvs()
+                        info(epoch_line(epoch + 1, r.train.epochs, row, classes, per_class))
+                        stop = self._early_stop()
+                        if stop:
+                            info(f"early stop: no improvement for {r.train.patience} evaluations (best epoch {self.best_epoch})")
                     if self.world > 1:
-                        distributed.broadcast_buffers(unwrap(model))
-                    metrics = evaluate(task, unwrap(model), val_loader, self.device, classes)
-                    row.update({f"val/{k}": v for k, v in task.metric_scalars(metrics).items()})
-                    fitness = metrics["fitness"]
-                    improved = fitness > self.best_fitness
-                    if improved:
-                        self.best_fitness, self.best_epoch, self.bad_epochs = fitness, epoch + 1, 0
-                    else:
-                        self.bad_epochs += 1
-                if self.is_main:
-                    row["lr"] = self.optimizer.param_groups[0]["lr"]
-                    self.history.append(row)
-                    # best.pt first: a kill between the two writes leaves last.pt at the
-                    # previous epoch, so the resumed run redoes this epoch and rewrites
-                    # best.pt; never a last.pt whose best_epoch names weights not saved.
-                    if improved:
-                        atomic_save(self._checkpoint(epoch + 1, with_optim=False), self.run_dir / "best.pt")
-                    atomic_save(self._checkpoint(epoch + 1), self.run_dir / "last.pt")
-                    self.saved_epoch = epoch + 1
-                    write_results_csv(self.history, self.run_dir / "results.csv")
-                    summary = " ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float) and k != "lr")
-                    info(f"epoch {epoch + 1}/{r.train.epochs} {summary}")
-                    stop = self._early_stop()
+                        flag = torch.tensor([int(stop)])
+                        dist.broadcast(flag, 0)
+                        stop = bool(flag.item())
                     if stop:
-                        info(f"early stop: no improvement for {r.train.patience} evaluations (best epoch {self.best_epoch})")
+                        break
                 if self.world > 1:
-                    flag = torch.tensor([int(stop)])
-                    dist.broadcast(flag, 0)
-                    stop = bool(flag.item())
-                if stop:
-                    break
-            if self.world > 1:
-                distributed.broadcast_buffers(unwrap(self.model))
-            if os.environ.get("VISIONTK_LOG_WEIGHTS_SHA256") == "1":
-                # Each rank's own word on its weights (the state saved in last.pt): equal on every
-                # rank when DDP kept them in step, on however many nodes.
-                node = os.environ.get("GROUP_RANK", "0")  # torchrun's node rank
-                info(f"rank {self.rank}/{self.world} (node {node}) on {socket.gethostname()}: weights sha256 "
-                     f"{weights_sha256(state_dict_fp32(self.model))}")
+                    distributed.broadcast_buffers(unwrap(self.model))
+                if os.environ.get("VISIONTK_LOG_WEIGHTS_SHA256") == "1":
+                    # Each rank's own word on its weights (the state saved in last.pt): equal on every
+                    # rank when DDP kept them in step, on however many nodes.
+                    node = os.environ.get("GROUP_RANK", "0")  # torchrun's node rank
+                    info(f"rank {self.rank}/{self.world} (node {node}) on {socket.gethostname()}: weights sha256 "
+                         f"{weights_sha256(state_dict_fp32(self.model))}")
+            except Exception:
+                # Failed before the first epoch was saved (no training image readable, a
+                # batch BatchNorm cannot take, a loss gone NaN): nothing of the run is kept.
+                # (Ctrl-C is not an Exception: it keeps interrupted.pt.)
+                self._remove_unstarted_run()
+                raise
         except KeyboardInterrupt as e:  # also SIGTERM and SIGHUP (stop_signals.py)
             raise Interrupted(self._save_interrupted(describe(e)), exit_code(e)) from None
         finally:
@@ -356,6 +395,44 @@ class Trainer:
             if r.output.plots:
                 self._plots(metrics)
         return result
+
+    def _make_run_dir(self) -> None:
+        """The run folder and its recipe.yaml, once every check has passed; remembers the
+        folders it created, which a run failing before its first epoch removes."""
+        if self.resume_ckpt is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.created_dirs = []
+        else:
+            # Claimed now, not when the run was set up: reading a large data set takes a
+            # while, and another run of the same name may have taken the folder meanwhile.
+            task_dir = self.run_dir.parent
+            made = [d for d in (task_dir, *task_dir.parents) if not d.exists()]
+            task_dir.mkdir(parents=True, exist_ok=True)
+            while True:
+                try:
+                    self.run_dir.mkdir()
+                    break
+                except FileExistsError:
+                    self.run_dir = next_run_dir(task_dir.parent, task_dir.name, self.run_name)
+            self.created_dirs = [self.run_dir, *made]  # deepest first
+        atomic_write_text(dump_recipe(self.recipe), self.run_dir / "recipe.yaml")
+
+    def _remove_unstarted_run(self) -> None:
+        if not self.is_main or self.resume_ckpt is not None or self.saved_epoch or not getattr(self, "created_dirs", None):
+            return
+        (self.run_dir / "recipe.yaml").unlink(missing_ok=True)
+        for tmp in self.run_dir.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+        for d in self.created_dirs:
+            try:
+                d.rmdir()  # only when empty: never a file this run did not write
+            except OSError:
+                break
+
+    def _write_csvs(self) -> None:
+        write_results_csv(self.history, self.run_dir / "results.csv")
+        if self.per_class_history:
+            write_results_csv(self.per_class_history, self.run_dir / "per_class.csv")
 
     def _early_stop(self) -> bool:
         # Early stopping ends the run, so it waits for the last stage.
@@ -377,18 +454,30 @@ class Trainer:
         r = self.recipe
         self.stage = stage
         self.frozen = apply_stage(model, stage)
+        key = "train.warmup_epochs" if r.train.warmup_epochs is not None else "train.warmup_iters"
         if stage.config is None:
             groups = param_groups(model, r.train.weight_decay, r.train.lr)
-            cfg, epochs = r.train, r.train.epochs
+            cfg, epochs, where = r.train, r.train.epochs, "the run"
         else:
             c = stage.config
+            # A stage's own warmup_iters wins over the run's warmup (in iterations or epochs).
+            own = c.warmup_iters is not None
             cfg = r.train.model_copy(update={
                 "lr": c.lr or r.train.lr,
-                "warmup_iters": r.train.warmup_iters if c.warmup_iters is None else c.warmup_iters})
+                "warmup_iters": c.warmup_iters if own else r.train.warmup_iters,
+                "warmup_epochs": None if own else r.train.warmup_epochs})
+            key = f"stages[{stage.index}].warmup_iters" if own else key
             groups = stage_param_groups(model, stage, self.frozen, cfg.weight_decay, cfg.lr)
-            epochs = stage.end - stage.start
+            epochs, where = stage.end - stage.start, f"stage {stage.index + 1}"
             if self.is_main:
                 info(describe_stage(stage, self.frozen, len(self.stage_plan), cfg.lr))
+        # Fitted to the data set's size (engine/fit_to_data.py): epochs become iterations,
+        # and a warmup longer than half of them is cut, with a note.
+        warmup, note = warmup_iterations(cfg, key, self.iters_per_epoch, epochs, where)
+        for line in (note, step_schedule_note(cfg, epochs)):
+            if line and self.is_main:
+                info(line)
+        cfg = cfg.model_copy(update={"warmup_iters": warmup, "warmup_epochs": None})
         self.optimizer = build_optimizer(cfg, groups)
         self.scheduler = build_scheduler(cfg, self.optimizer, self.iters_per_epoch, epochs)
         if self.world > 1 and hasattr(self, "model"):
@@ -402,7 +491,7 @@ class Trainer:
         plots = self.run_dir / "plots"
         plot_training_curves(self.history, plots / "training_curves.png")
         if metrics:
-            self.task.write_eval_plots(metrics, self.classes, plots)
+            self.task.eval_plots(metrics, self.classes, plots)
 
     def _skip_batch(self, batch) -> bool:
         """A batch that unreadable (skipped) images left empty is skipped."""

@@ -12,7 +12,7 @@ from typing import Annotated, Generic, Literal, Optional, TypeVar, Union
 
 from pydantic import Field, ValidationInfo, model_validator
 
-from visiontk.recipe.fields import AnyMapping, Expected, Fraction, Number, Section, rule, section
+from visiontk.recipe.fields import AnyMapping, Expected, Fraction, Number, Section, rule, rule_error, section
 
 HeadT = TypeVar("HeadT", bound=Section)
 LossT = TypeVar("LossT", bound=Section)
@@ -93,7 +93,12 @@ class TrainConfig(Section):
     schedule: Literal["none", "step", "cosine", "onecycle"] = "cosine"
     step_size: PositiveInt = 10
     gamma: Number = 0.1
+    # Linear warmup, in iterations or (adapting to the data set's size) in epochs,
+    # fractions allowed (0.5: half an epoch); give one of the two. A warmup longer
+    # than half of the run's (or stage's) iterations is cut to half with a note
+    # (engine/fit_to_data.py).
     warmup_iters: Count = 0
+    warmup_epochs: Optional[Annotated[Number, Field(ge=0)]] = None
     label_smoothing: Fraction = 0.0
     # auto: mixed precision on CUDA (bf16 where supported, else fp16), off on CPU;
     # true/false force it (true on the CPU means bf16 autocast); bf16 | fp16 | fp32
@@ -109,6 +114,14 @@ class TrainConfig(Section):
     seed: int = 0
     workers: Count = 0
     eval_every: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _one_warmup(self) -> "TrainConfig":
+        # warmup_iters 0 with warmup_epochs is what every saved recipe holds: both present.
+        if self.warmup_epochs is not None and self.warmup_iters > 0:
+            raise rule_error(f"and 'train.warmup_iters' ({self.warmup_iters}) both give the warmup; set one of them "
+                             f"(e.g. --set train.warmup_iters=0)", key="warmup_epochs", show_value=False)
+        return self
 
 
 class StageConfig(Section):

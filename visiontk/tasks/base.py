@@ -16,7 +16,7 @@ from torch import nn
 from visiontk.backbones.base import Backbone
 from visiontk.console import err_console
 from visiontk.metrics.base import Metric
-from visiontk.metrics.report import Report
+from visiontk.metrics.report import MANY_CLASSES, Report
 from visiontk.outputs.output_file import OutputFile
 from visiontk.outputs.plan import PredictionOutputs
 from visiontk.outputs.records import JsonlWriter
@@ -154,8 +154,27 @@ class Task:
         """The scalar metrics that go into results.csv."""
         return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
+    def per_class_scores(self, metrics: dict, classes: list[str]) -> dict[str, list]:
+        """Per-class values for per_class.csv, metric name -> one value per class (None where
+        undefined); the first metric is the one the epoch line ranks classes by."""
+        return {}
+
     def write_eval_plots(self, metrics: dict, classes: list[str], plots_dir: Path, suffix: str = "") -> list[Path]:
         return []
+
+    def eval_plots(self, metrics: dict, classes: list[str], plots_dir: Path, suffix: str = "") -> list[Path]:
+        """The task's plots and, past MANY_CLASSES classes (where a confusion matrix or a legend
+        is no longer read class by class), per_class_<metric>.png: the classes sorted by the
+        first of `per_class_scores`."""
+        written = self.write_eval_plots(metrics, classes, plots_dir, suffix)
+        scores = self.per_class_scores(metrics, classes) if len(classes) > MANY_CLASSES else {}
+        if scores:
+            from visiontk.viz.plots import plot_per_class_bars
+
+            metric, values = next(iter(scores.items()))
+            written.append(plot_per_class_bars(dict(zip(classes, values)), metric,
+                                               Path(plots_dir) / f"per_class_{metric}{suffix}.png"))
+        return written
 
     def stored_settings(self, ckpt: dict) -> dict:
         """The predict settings a checkpoint stored, over the task's own defaults

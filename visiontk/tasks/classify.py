@@ -97,6 +97,12 @@ class ClassifyTask(Task):
     def metric_scalars(self, metrics: dict) -> dict:
         return {k: metrics[k] for k in ("top1", "top5", "loss") if k in metrics}
 
+    def per_class_scores(self, metrics: dict, classes: list[str]) -> dict[str, list]:
+        # Recall is the class's own accuracy; a class without validation images has none.
+        support = metrics["support"]
+        return {"recall": [r if support[i] else None for i, r in enumerate(metrics["recall"])],
+                "precision": list(metrics["precision"]), "images": list(support)}
+
     def write_eval_plots(self, metrics, classes, plots_dir: Path, suffix: str = "") -> list[Path]:
         from visiontk.viz.plots import plot_confusion_matrix
 

@@ -37,18 +37,48 @@ def plot_training_curves(rows: list[dict], path: Path) -> Path:
     return path
 
 
+# The largest side of a per-class figure, in inches (at 100 dpi): a 130-class
+# confusion matrix at 0.5 in a class would be 6700 px wide.
+MAX_FIGURE_INCHES = 24.0
+
+
+def class_font_size(n: int, inches: float) -> float:
+    """A tick-label size (points) that fits `n` labels along `inches`: 8 pt while they fit, smaller
+    (down to 3 pt) when they would overlap."""
+    return max(3.0, min(8.0, 0.8 * inches * 72 / max(n, 1)))
+
+
 def plot_confusion_matrix(matrix: list[list[int]], classes: list[str], path: Path) -> Path:
-    """Rows: true class; columns: predicted. Cells normalised per true class, counts printed."""
+    return _save(confusion_matrix_figure(matrix, classes), path)
+
+
+def plot_per_class_bars(scores: dict[str, float | None], metric: str, path: Path) -> Path:
+    return _save(per_class_bars_figure(scores, metric), path)
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def confusion_matrix_figure(matrix: list[list[int]], classes: list[str]):
+    """Rows: true class; columns: predicted. Cells normalised per true class, counts printed
+    up to 30 classes. The figure grows with the classes up to MAX_FIGURE_INCHES, and the
+    labels shrink to fit beyond that (80, 130 classes)."""
     import numpy as np
 
     cm = np.asarray(matrix, dtype=float)
     norm = cm / np.clip(cm.sum(1, keepdims=True), 1, None)
     n = len(classes)
-    size = max(4.0, 0.5 * n + 2)
+    size = min(MAX_FIGURE_INCHES, max(4.0, 0.5 * n + 2))
+    font = class_font_size(n, size - 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n), classes, fontsize=8)
+    ax.set_xticks(range(n), classes, rotation=90 if n > 30 else 45, ha="center" if n > 30 else "right", fontsize=font)
+    ax.set_yticks(range(n), classes, fontsize=font)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if n <= 30:
@@ -56,8 +86,33 @@ def plot_confusion_matrix(matrix: list[list[int]], classes: list[str], path: Pat
             for j in range(n):
                 ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
                         color="white" if norm[i, j] > 0.5 else "black")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def per_class_bars_figure(scores: dict[str, float | None], metric: str):
+    """One horizontal bar per class, sorted from the best down, its value at its end: the view
+    of many classes (80, 130) that stays legible. Classes without a value (absent from the
+    split) are listed at the bottom as '-'."""
+    import math
+
+    defined = sorted(((v, k) for k, v in scores.items() if isinstance(v, (int, float)) and not math.isnan(v)),
+                     key=lambda t: -t[0])
+    missing = [k for k, v in scores.items() if not (isinstance(v, (int, float)) and not math.isnan(v))]
+    names = [k for _, k in defined] + missing
+    values = [v for v, _ in defined] + [0.0] * len(missing)
+    n = len(names)
+    height = min(MAX_FIGURE_INCHES * 2, max(3.0, 0.16 * n + 1.2))
+    font = class_font_size(n, height - 1.2)
+    fig, ax = plt.subplots(figsize=(7, height))
+    ys = list(range(n))
+    ax.barh(ys, values, color="tab:blue", height=0.8)
+    for y, v, name in zip(ys, values, names):
+        ax.text(min(v, 1.0) + 0.01, y, "-" if name in missing else f"{v:.3f}", va="center", fontsize=font)
+    ax.set_yticks(ys, names, fontsize=font)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.1)
+    ax.set_ylim(n - 0.5, -0.5)
+    ax.set_xlabel(metric)
+    ax.set_title(f"{metric} per class ({len(defined)} of {n} with a value)", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    return fig

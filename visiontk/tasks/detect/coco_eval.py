@@ -141,32 +141,58 @@ def evaluate_coco(gts: Sequence[Mapping], dets: Sequence[Mapping], class_names: 
     }
 
 
+# Up to this many classes every curve has its legend entry; beyond, the legend would
+# cover the plot (80 COCO classes): grey curves, the mean curve, and the worst and best few named.
+LEGEND_CLASSES = 10
+HIGHLIGHT = 3
+
+
 def plot_pr_curve(result: Mapping, path: str | Path) -> Path:
-    """Write precision vs recall at IoU .5, one line per class with ground truth, as a PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pr_curve_figure(result).savefig(path, format="png")
+    return path
+
+
+def pr_curve_figure(result: Mapping):
+    """Precision vs recall at IoU .5: one line per class with ground truth,
+    named in the legend up to LEGEND_CLASSES classes. With more, every class is a thin grey
+    line, the mean over the classes is drawn bold, and the HIGHLIGHT worst and best classes
+    are coloured and named, the legend outside the axes."""
     # Figure + Agg canvas directly: no pyplot global state, no backend switch
     # for the rest of the process, works without a display.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     recall = np.asarray(result["recall_thresholds"])
-    fig = Figure(figsize=(6, 5), dpi=100)
+    curves = {name: np.clip(curve, 0, 1) for name, curve in result["pr_curve50"].items() if curve is not None}
+    ap = result["per_class_ap50"]
+    many = len(curves) > LEGEND_CLASSES
+    fig = Figure(figsize=(9, 5) if many else (6, 5), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    plotted = 0
-    for name, curve in result["pr_curve50"].items():
-        if curve is None:
-            continue
-        ap = result["per_class_ap50"][name]
-        ax.plot(recall, np.clip(curve, 0, 1), label=f"{name} {ap:.3f}", linewidth=1.2)
-        plotted += 1
+    if many:
+        ranked = sorted(curves, key=lambda name: ap[name])
+        named = ranked[:HIGHLIGHT] + ranked[::-1][:HIGHLIGHT]
+        for name, curve in curves.items():
+            if name not in named:
+                ax.plot(recall, curve, color="grey", alpha=0.3, linewidth=0.6)
+        ax.plot([], [], color="grey", alpha=0.5, linewidth=0.6, label=f"{len(curves) - len(named)} other classes")
+        for name in dict.fromkeys(named):
+            tag = "worst" if name in ranked[:HIGHLIGHT] else "best"
+            ax.plot(recall, curves[name], linewidth=1.2, label=f"{name} {ap[name]:.3f} ({tag})")
+        ax.plot(recall, np.mean(list(curves.values()), axis=0), color="black", linewidth=2.5,
+                label=f"all {len(curves)} classes (mean)")
+    else:
+        for name, curve in curves.items():
+            ax.plot(recall, curve, label=f"{name} {ap[name]:.3f}", linewidth=1.2)
     m50 = result.get("map50", float("nan"))
     title = "Precision-recall @ IoU 0.5" + ("" if math.isnan(m50) else f" (mAP@.5 {m50:.3f})")
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
     ax.grid(True, alpha=0.3)
-    if plotted:
+    if many:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, borderaxespad=0)
+    elif curves:
         ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    return path
+    return fig

@@ -246,6 +246,9 @@ class DetectTask(Task):
     def metric_scalars(self, metrics: dict) -> dict:
         return {k: metrics[k] for k in ("map", "map50", "map75") if metrics.get(k) is not None}
 
+    def per_class_scores(self, metrics: dict, classes: list[str]) -> dict[str, list]:
+        return {"ap50": [metrics["per_class_ap50"].get(name) for name in classes], "boxes": list(metrics["support"])}
+
     def write_eval_plots(self, metrics, classes, plots_dir: Path, suffix: str = "") -> list[Path]:
         from visiontk.tasks.detect.coco_eval import plot_pr_curve
 

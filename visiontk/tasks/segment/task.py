@@ -21,6 +21,7 @@ from visiontk.data.formats.masks import IGNORE_INDEX
 from visiontk.data.transforms import build_augmentations
 from visiontk.backbones.normalization import recipe_preprocess
 from visiontk.errors import UserError
+from visiontk.metrics.report import MANY_CLASSES
 from visiontk.outputs.output_folder import OutputFolder, next_run_dir
 from visiontk.outputs.plan import PredictionOutputs
 from visiontk.outputs.records import JsonlWriter
@@ -170,8 +171,15 @@ class SegmentTask(Task):
 
     def metric_scalars(self, metrics: dict) -> dict:
         out = {k: metrics[k] for k in ("miou", "pixel_accuracy", "mean_dice") if k in metrics}
-        out.update({f"iou/{name}": v for name, v in metrics.get("iou", {}).items() if v is not None})
+        # Up to MANY_CLASSES classes their IoUs stay in results.csv (and on the epoch
+        # line) as they always were; beyond, they are in per_class.csv only.
+        if len(metrics.get("iou", {})) <= MANY_CLASSES:
+            out.update({f"iou/{name}": v for name, v in metrics.get("iou", {}).items() if v is not None})
         return out
+
+    def per_class_scores(self, metrics: dict, classes: list[str]) -> dict[str, list]:
+        return {"iou": [metrics["iou"].get(name) for name in classes],
+                "dice": [metrics["dice"].get(name) for name in classes]}
 
     def write_eval_plots(self, metrics, classes, plots_dir: Path, suffix: str = "") -> list[Path]:
         from visiontk.viz.plots import plot_confusion_matrix
