@@ -32,6 +32,10 @@ class ModelConfig(Section, Generic[HeadT]):
     backbone: str = "tinycnn"
     # Options passed to the backbone builder (e.g. width for tinycnn).
     backbone_options: AnyMapping = Field(default_factory=dict)
+    # Stride of the deepest feature (ResNet family): 16 or 8 turn the last
+    # stages' stride 2 into dilation (torchvision's replace_stride_with_dilation);
+    # None: the backbone's own (32). A rule, not a Literal: see in_channels.
+    output_stride: Optional[Annotated[int, rule(lambda s: s in (8, 16, 32), "must be 8, 16 or 32")]] = None
     # none | imagenet | a torchvision weights name (IMAGENET1K_V2) | a file path
     pretrained: str = "none"
     # A rule, not Literal[1, 3]: a Literal would take `true` for 1.
