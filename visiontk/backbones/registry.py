@@ -67,8 +67,6 @@ def create_backbone(name: str, in_channels: int = 3, output_stride: int | None =
     """`output_stride` (None: the backbone's own) is the stride of its deepest feature;
     only backbones that list it in `output_strides` can change it."""
     spec = get_backbone_spec(name)
-    if "output_stride" in options:
-        raise UserError("model.backbone_options.output_stride: set model.output_stride instead")
     if output_stride is not None:
         if output_stride not in spec.output_strides:
             able = ", ".join(n for n in sorted(_REGISTRY) if _REGISTRY[n].output_strides)
