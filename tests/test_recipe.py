@@ -105,7 +105,7 @@ STORED = Path(__file__).parent / "data" / "stored_recipes"
 # Keys added since those files were stored, with the value a recipe without them
 # gets (the preprocessing of data/preprocess.py: the one checkpoints without a
 # `preprocess` entry are rebuilt with).
-ADDED_SINCE = {"data": {"resize": "bilinear", "jpeg_draft": True}}
+ADDED_SINCE = {"data": {"resize": "bilinear", "jpeg_draft": True}, "model": {"output_stride": None}}
 
 
 # data.options keys added since, per data.format (mask folders: the class-map yaml).
@@ -134,7 +134,7 @@ def test_recipes_stored_in_earlier_checkpoints_still_validate(path):
     assert recipe.to_dict() == with_added_keys(stored)
     assert yaml.safe_load(dump_recipe(recipe)) == with_added_keys(stored)
     # Stored with those keys (checkpoints since), other values included: back key for key.
-    newer = {**stored, "data": {**with_added_keys(stored)["data"], "resize": "area_from_2x", "jpeg_draft": False}}
+    newer = {**with_added_keys(stored), "data": {**with_added_keys(stored)["data"], "resize": "area_from_2x", "jpeg_draft": False}}
     assert recipe_from_dict(copy.deepcopy(newer), source=str(path)).to_dict() == newer
     assert pickle.loads(pickle.dumps(recipe)) == recipe  # as dataclasses did (spawned worker processes)
 
