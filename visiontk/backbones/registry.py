@@ -68,11 +68,11 @@ def create_backbone(name: str, in_channels: int = 3, output_stride: int | None =
     only backbones that list it in `output_strides` can change it."""
     spec = get_backbone_spec(name)
     if output_stride is not None:
-        if output_stride not in spec.output_strides:
+        if not spec.output_strides:
             able = ", ".join(n for n in sorted(_REGISTRY) if _REGISTRY[n].output_strides)
-            raise UserError(f"model.output_stride: backbone '{name}' has fixed strides; "
-                            f"output_stride works with {able}" if not spec.output_strides else
-                            f"model.output_stride: backbone '{name}' takes "
+            raise UserError(f"model.output_stride: backbone '{name}' has fixed strides; output_stride works with {able}")
+        if output_stride not in spec.output_strides:
+            raise UserError(f"model.output_stride: backbone '{name}' takes "
                             f"{' | '.join(map(str, spec.output_strides))}, got {output_stride}")
         options["output_stride"] = output_stride
     try:
