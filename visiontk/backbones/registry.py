@@ -74,8 +74,8 @@ def create_backbone(name: str, in_channels: int = 3, output_stride: int | None =
         if output_stride not in spec.output_strides:
             raise UserError(f"model.output_stride: backbone '{name}' takes "
                             f"{' | '.join(map(str, spec.output_strides))}, got {output_stride}")
-        options["output_stride"] = output_stride
+    stride = {} if output_stride is None else {"output_stride": output_stride}
     try:
-        return spec.builder(in_channels=in_channels, **options)
+        return spec.builder(in_channels=in_channels, **stride, **options)
     except TypeError as e:
         raise UserError(f"model.backbone_options: bad options {options} for backbone '{name}' ({e})") from None
