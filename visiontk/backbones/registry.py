@@ -21,6 +21,9 @@ class BackboneSpec:
     # ImageNet weights shipped by a pip package instead of torchvision: module,
     # pip name, extra, locate() -> file, input_size, classifier key prefix.
     package_weights: dict | None = None
+    # The values `output_stride` may take (model.output_stride); empty: the
+    # backbone's strides are fixed.
+    output_strides: tuple[int, ...] = ()
 
     @property
     def has_imagenet_weights(self) -> bool:
@@ -60,9 +63,19 @@ def get_backbone_spec(name: str) -> BackboneSpec:
     return _REGISTRY[name]
 
 
-def create_backbone(name: str, in_channels: int = 3, **options) -> Backbone:
+def create_backbone(name: str, in_channels: int = 3, output_stride: int | None = None, **options) -> Backbone:
+    """`output_stride` (None: the backbone's own) is the stride of its deepest feature;
+    only backbones that list it in `output_strides` can change it."""
     spec = get_backbone_spec(name)
+    if output_stride is not None:
+        if not spec.output_strides:
+            able = ", ".join(n for n in sorted(_REGISTRY) if _REGISTRY[n].output_strides)
+            raise UserError(f"model.output_stride: backbone '{name}' has fixed strides; output_stride works with {able}")
+        if output_stride not in spec.output_strides:
+            raise UserError(f"model.output_stride: backbone '{name}' takes "
+                            f"{' | '.join(map(str, spec.output_strides))}, got {output_stride}")
+    stride = {} if output_stride is None else {"output_stride": output_stride}
     try:
-        return spec.builder(in_channels=in_channels, **options)
+        return spec.builder(in_channels=in_channels, **stride, **options)
     except TypeError as e:
         raise UserError(f"model.backbone_options: bad options {options} for backbone '{name}' ({e})") from None

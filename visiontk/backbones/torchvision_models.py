@@ -3,6 +3,12 @@
 Features are taken with torchvision's own `create_feature_extractor` at the
 last node of each stride (2, 4, 8, 16, 32), so a torchvision state dict loads
 into `backbone.body` with the classifier keys simply unused.
+
+The ResNet family takes `output_stride` 8 or 16: the stride 2 of the last one
+or two stages becomes a dilation (atrous convolution), as torchvision's
+`replace_stride_with_dilation` does, so the deepest features keep stride 8 or
+16 and the strides read e.g. [2, 4, 8, 8, 8]. Dilation changes no parameter
+shape: the same weights load.
 """
 from __future__ import annotations
 
@@ -52,11 +58,13 @@ class _ScopeRecordingTracer(NodePathTracer):
         return proxy
 
 
-def _build(tv_name: str, nodes_fn, in_channels: int, **kwargs) -> Backbone:
+def _build(tv_name: str, nodes_fn, in_channels: int, prepare=None, **kwargs) -> Backbone:
     # Stems stay RGB whatever in_channels says: the Backbone wrapper repeats grey
     # input to 3 channels, which keeps pretrained RGB filters usable.
     model = torchvision.models.get_model(tv_name, weights=None, **kwargs)
     model.eval()
+    if prepare is not None:
+        prepare(model)
     nodes = nodes_fn(model)
     # create_feature_extractor instantiates the tracer class it finds in its module.
     saved = feature_extraction.NodePathTracer
@@ -88,15 +96,65 @@ def _register(tv_name: str, nodes_fn, description: str, **build_kwargs):
     return builder
 
 
+# output_stride -> which of layer2, layer3, layer4 trade their stride 2 for a dilation.
+RESNET_OUTPUT_STRIDES = {32: (False, False, False), 16: (False, False, True), 8: (False, True, True)}
+
+
+def dilate_resnet(model: nn.Module, replace_stride_with_dilation: tuple[bool, bool, bool]) -> nn.Module:
+    """Turn the stride 2 of layer2..layer4 into dilations, in place, as torchvision's
+    `replace_stride_with_dilation` builds it: in a dilated stage the formerly strided
+    3x3 convolution keeps the dilation reached so far, every 3x3 convolution after
+    it gets that dilation x 2, and the 1x1 shortcut no longer subsamples.
+
+    Done here on a built model, not through torchvision's argument, because
+    torchvision's BasicBlock (resnet18/34) refuses a dilation > 1. The result is
+    the "a trous" form of the same network: sampled every d pixels, a dilated
+    feature equals the undilated one (tests/test_dilation.py checks both).
+    """
+    dilation = 1
+    for layer, dilate in zip((model.layer2, model.layer3, model.layer4), replace_stride_with_dilation):
+        if not dilate:
+            continue
+        previous, dilation = dilation, dilation * 2
+        for i, block in enumerate(layer):
+            after_stride = i > 0
+            for name in ("conv1", "conv2", "conv3"):
+                conv = getattr(block, name, None)
+                if conv is None or conv.kernel_size == (1, 1):
+                    continue
+                if conv.stride != (1, 1):
+                    conv.stride = (1, 1)
+                    d = previous
+                    after_stride = True
+                else:
+                    d = dilation if after_stride else previous
+                conv.dilation = (d, d)
+                conv.padding = (d * (conv.kernel_size[0] // 2), d * (conv.kernel_size[1] // 2))
+            if block.downsample is not None:
+                block.downsample[0].stride = (1, 1)
+            block.stride = 1
+    return model
+
+
+def _register_resnet(tv_name: str, description: str):
+    @register_backbone(tv_name, description=description, torchvision_name=tv_name,
+                       output_strides=tuple(sorted(RESNET_OUTPUT_STRIDES)))
+    def builder(in_channels: int = 3, output_stride: int = 32):
+        replace = RESNET_OUTPUT_STRIDES[output_stride]
+        return _build(tv_name, _resnet_nodes, in_channels, prepare=lambda m: dilate_resnet(m, replace))
+
+    return builder
+
+
 _register("vgg11_bn", _features_nodes, "VGG-11 with batch norm (Simonyan 2014)")
 _register("vgg16_bn", _features_nodes, "VGG-16 with batch norm (Simonyan 2014)")
 # aux heads are a training-time device of the classifier; as a backbone they are
 # dead weight. transform_input stays off: normalisation is the data pipeline's job.
 _register("googlenet", _googlenet_nodes, "GoogLeNet / Inception v1 (Szegedy 2014)", aux_logits=False, init_weights=True)
-_register("resnet18", _resnet_nodes, "ResNet-18 (He 2015)")
-_register("resnet34", _resnet_nodes, "ResNet-34 (He 2015)")
-_register("resnet50", _resnet_nodes, "ResNet-50 (He 2015)")
-_register("resnext50_32x4d", _resnet_nodes, "ResNeXt-50 32x4d (Xie 2016)")
+_register_resnet("resnet18", "ResNet-18 (He 2015); output_stride 8/16/32")
+_register_resnet("resnet34", "ResNet-34 (He 2015); output_stride 8/16/32")
+_register_resnet("resnet50", "ResNet-50 (He 2015); output_stride 8/16/32")
+_register_resnet("resnext50_32x4d", "ResNeXt-50 32x4d (Xie 2016); output_stride 8/16/32")
 _register("mobilenet_v2", _features_nodes, "MobileNetV2 (Sandler 2018)")
 _register("mobilenet_v3_small", _features_nodes, "MobileNetV3-Small (Howard 2019)")
 _register("mobilenet_v3_large", _features_nodes, "MobileNetV3-Large (Howard 2019)")

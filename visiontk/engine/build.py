@@ -16,7 +16,7 @@ from visiontk.tasks.registry import get_task
 def build_model(recipe: Recipe, num_classes: int, load_weights: bool = True, classes: list[str] | None = None) -> nn.Module:
     task = get_task(recipe.task)
     m = recipe.model
-    backbone = create_backbone(m.backbone, in_channels=m.in_channels, **m.backbone_options)
+    backbone = create_backbone(m.backbone, in_channels=m.in_channels, output_stride=m.output_stride, **m.backbone_options)
     ref = None
     if load_weights and m.pretrained not in ("", "none"):
         ref = load_pretrained(backbone, m.backbone, m.pretrained)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Generic, Literal, Optional, TypeVar, Union
 
-from pydantic import Field, ValidationInfo, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 
 from visiontk.recipe.fields import AnyMapping, Expected, Fraction, Number, Section, rule, rule_error, section
 
@@ -28,10 +28,21 @@ def _one_or_three(values: list) -> bool:
     return len(values) in (1, 3)
 
 
+def _no_output_stride(options: dict) -> dict:
+    # One place for it: model.output_stride (bounded, and what build_model passes on).
+    if "output_stride" in options:
+        raise rule_error("belongs in model.output_stride", key="output_stride", show_value=False)
+    return options
+
+
 class ModelConfig(Section, Generic[HeadT]):
     backbone: str = "tinycnn"
     # Options passed to the backbone builder (e.g. width for tinycnn).
-    backbone_options: AnyMapping = Field(default_factory=dict)
+    backbone_options: Annotated[AnyMapping, AfterValidator(_no_output_stride)] = Field(default_factory=dict)
+    # Stride of the deepest feature (ResNet family): 16 or 8 turn the last
+    # stages' stride 2 into dilation (torchvision's replace_stride_with_dilation);
+    # None: the backbone's own (32). A rule, not a Literal: see in_channels.
+    output_stride: Optional[Annotated[int, rule(lambda s: s in (8, 16, 32), "must be 8, 16 or 32")]] = None
     # none | imagenet | a torchvision weights name (IMAGENET1K_V2) | a file path
     pretrained: str = "none"
     # A rule, not Literal[1, 3]: a Literal would take `true` for 1.

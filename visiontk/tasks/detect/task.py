@@ -51,7 +51,9 @@ EVAL_CONF = 0.001
 
 
 class DetectHeadOptions(Section):
-    S: Annotated[int, Field(ge=1)] = 7  # grid side
+    # Grid side; auto: the side of the head's feature map at the recipe's input
+    # size (ceil(size / stride): it follows model.output_stride), so nothing is pooled.
+    S: Union[Annotated[int, Field(ge=1)], Literal["auto"]] = 7
     B: Annotated[int, Field(ge=1)] = 2  # boxes per cell
     width: Annotated[int, Field(ge=1)] = 256  # channels of the head's 3x3 convolutions
     depth: Annotated[int, Field(ge=0)] = 2  # number of 3x3 conv-BN-LeakyReLU blocks
@@ -182,6 +184,9 @@ class DetectTask(Task):
         S, choice = recipe.model.head.S, recipe.model.head.feature
         size = recipe.image_size[0]
         listing = ", ".join(f"{i}: {h}x{w}" for i, (h, w) in enumerate(sizes))
+        if S == "auto":
+            # The grid is the map itself: any feature fits, the deepest by default.
+            S = 1
         if choice == "auto":
             fits = [i for i, (h, w) in enumerate(sizes) if min(h, w) >= S]
             if not fits:
@@ -198,8 +203,11 @@ class DetectTask(Task):
 
     def build_head(self, recipe, backbone, num_classes: int) -> nn.Module:
         h = recipe.model.head
-        index = self._feature_index(recipe, self._feature_sizes(backbone, recipe))
-        return GridHead(backbone.out_channels[index], index, C=num_classes, S=h.S, B=h.B, width=h.width,
+        sizes = self._feature_sizes(backbone, recipe)
+        index = self._feature_index(recipe, sizes)
+        # S auto: the map's own side (square input), ceil(size / stride) as grid_size_for says.
+        S = min(sizes[index]) if h.S == "auto" else h.S
+        return GridHead(backbone.out_channels[index], index, C=num_classes, S=S, B=h.B, width=h.width,
                         depth=h.depth, dropout=h.dropout, conf_prior=h.conf_prior)
 
     def build_model(self, recipe, backbone, num_classes: int) -> nn.Module:
@@ -212,10 +220,13 @@ class DetectTask(Task):
 
     def build_loss(self, recipe, num_classes: int):
         h, o = recipe.model.head, recipe.loss
-        criterion = YoloV1Loss(h.S, h.B, num_classes, o.lambda_coord, o.lambda_noobj, o.obj_target)
+        criterion = YoloV1Loss(1 if h.S == "auto" else h.S, h.B, num_classes, o.lambda_coord, o.lambda_noobj,
+                               o.obj_target)
 
         def loss_fn(outputs: Tensor, targets: list[dict]):
             outputs = outputs.float()
+            if h.S == "auto":
+                criterion.S = outputs.shape[1]  # the grid the head was built with
             # Encoded to the grid the head actually produced.
             grid = encode_batch([(t["boxes"], t["labels"]) for t in targets], outputs.shape[1], num_classes)
             return criterion(outputs, grid.to(outputs.device))

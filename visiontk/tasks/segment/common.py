@@ -29,10 +29,23 @@ def check_contract(in_channels: list[int], strides: list[int]) -> None:
         raise UserError(
             f"backbone contract: {len(in_channels)} out_channels for {len(strides)} strides"
         )
-    if any(b <= a for a, b in zip(strides, strides[1:])):
-        raise UserError(f"backbone strides must be strictly increasing, got {strides}")
+    # Equal neighbours are allowed: a dilated backbone (model.output_stride)
+    # keeps its last stages at one stride, e.g. [2, 4, 8, 8, 8].
+    if any(b < a for a, b in zip(strides, strides[1:])):
+        raise UserError(f"backbone strides must not decrease, got {strides}")
     if any(s < 1 or s & (s - 1) for s in strides):
         raise UserError(f"backbone strides must be powers of 2, got {strides}")
+
+
+def deepest_at(strides: list[int], stride: int) -> int | None:
+    """Index of the deepest feature at `stride` (the last one computed), None if there is none.
+
+    With a dilated backbone several features share a stride; the last of them
+    has seen all the layers before it, as the skip of a stride level is the
+    encoder's output at that level in a plain backbone.
+    """
+    at = [i for i, s in enumerate(strides) if s == stride]
+    return at[-1] if at else None
 
 
 def label_map(logits: torch.Tensor, dim: int) -> torch.Tensor:

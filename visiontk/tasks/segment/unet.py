@@ -19,7 +19,7 @@ from torch import nn
 from visiontk.backbones.unet import UNetEncoder, double_conv
 from visiontk.errors import UserError
 
-from .common import check_contract, match_size
+from .common import check_contract, deepest_at, match_size
 
 UPSAMPLE_MODES = ("transpose", "bilinear")
 
@@ -67,8 +67,11 @@ class UNetDecoder(nn.Module):
 
     Starts at the deepest feature and goes up one ×2 stage at a time until the
     shallowest feature's stride, concatenating the feature of the same stride
-    where the backbone has one. ``decoder_channels`` gives each stage's width
-    (one entry per stage, deepest first); by default each stage has the width
+    where the backbone has one. Where several features share a stride (a
+    dilated backbone: strides [2, 4, 8, 8, 8]) the deepest of them is the one
+    used, as a plain U-Net takes each level's last feature: the decoder starts
+    from layer4 at stride 8, and no stage upsamples by 1.
+    ``decoder_channels`` gives each stage's width (one entry per stage, deepest first); by default each stage has the width
     of the skip feature it meets (the encoder mirrored), or half the previous
     stage's width where there is no skip.
 
@@ -93,12 +96,12 @@ class UNetDecoder(nn.Module):
         n_stages = int(math.log2(deepest // shallowest))
         # Target stride of each stage, deepest first.
         self.stage_strides = [deepest >> (i + 1) for i in range(n_stages)]
-        skip_channels = [
-            in_channels[strides.index(s)] if s in strides else 0 for s in self.stage_strides
-        ]
+        self.deepest_index = deepest_at(strides, deepest)
+        self.skip_indices = [deepest_at(strides, s) for s in self.stage_strides]
+        skip_channels = [0 if i is None else in_channels[i] for i in self.skip_indices]
         if decoder_channels is None:
             decoder_channels = []
-            prev = in_channels[strides.index(deepest)]
+            prev = in_channels[self.deepest_index]
             for skip_ch in skip_channels:
                 prev = skip_ch if skip_ch else max(prev // 2, 8)
                 decoder_channels.append(prev)
@@ -107,8 +110,6 @@ class UNetDecoder(nn.Module):
                 f"decoder_channels needs {n_stages} entries (one per ×2 stage from stride "
                 f"{deepest} to {shallowest}), got {len(decoder_channels)}"
             )
-        self.deepest_index = strides.index(deepest)
-        self.skip_indices = [strides.index(s) if s in strides else None for s in self.stage_strides]
         self.output_stride = shallowest
         self.required_stride = deepest
         self.num_classes = num_classes
