@@ -160,7 +160,15 @@ class Task:
         return {}
 
     def write_eval_plots(self, metrics: dict, classes: list[str], plots_dir: Path, suffix: str = "") -> list[Path]:
-        return []
+        """The task's own plots; by default the confusion matrix where the metric keeps one
+        (classify, segment). Detection draws its PR curves instead."""
+        if "confusion_matrix" not in metrics:
+            return []
+        from visiontk.viz.plots import plot_confusion_matrix
+
+        path = Path(plots_dir) / f"confusion_matrix{suffix}.png"
+        plot_confusion_matrix(metrics["confusion_matrix"], classes, path)
+        return [path]
 
     def eval_plots(self, metrics: dict, classes: list[str], plots_dir: Path, suffix: str = "") -> list[Path]:
         """The task's plots and, past MANY_CLASSES classes (where a confusion matrix or a legend

@@ -103,13 +103,6 @@ class ClassifyTask(Task):
         return {"recall": [r if support[i] else None for i, r in enumerate(metrics["recall"])],
                 "precision": list(metrics["precision"]), "images": list(support)}
 
-    def write_eval_plots(self, metrics, classes, plots_dir: Path, suffix: str = "") -> list[Path]:
-        from visiontk.viz.plots import plot_confusion_matrix
-
-        path = plots_dir / f"confusion_matrix{suffix}.png"
-        plot_confusion_matrix(metrics["confusion_matrix"], classes, path)
-        return [path]
-
     def report(self, metrics: dict, classes: list[str]):
         return classification_report(metrics, classes)
 

@@ -181,13 +181,6 @@ class SegmentTask(Task):
         return {"iou": [metrics["iou"].get(name) for name in classes],
                 "dice": [metrics["dice"].get(name) for name in classes]}
 
-    def write_eval_plots(self, metrics, classes, plots_dir: Path, suffix: str = "") -> list[Path]:
-        from visiontk.viz.plots import plot_confusion_matrix
-
-        path = plots_dir / f"confusion_matrix{suffix}.png"
-        plot_confusion_matrix(metrics["confusion_matrix"], classes, path)
-        return [path]
-
     def report(self, metrics: dict, classes: list[str]):
         return segmentation_report(metrics, classes)
 
