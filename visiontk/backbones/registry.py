@@ -41,7 +41,7 @@ def register_backbone(name: str, description: str = "", torchvision_name: str | 
 def _ensure_loaded() -> None:
     # Importing the modules runs their @register_backbone decorators.
     from visiontk.backbones import classic, efficientnet_lite, torchvision_models  # noqa: F401
-    from visiontk.backbones import unet  # noqa: F401
+    from visiontk.backbones import signal1d, unet  # noqa: F401
 
 
 def backbone_names() -> list[str]:
@@ -60,8 +60,15 @@ def get_backbone_spec(name: str) -> BackboneSpec:
     return _REGISTRY[name]
 
 
-def create_backbone(name: str, in_channels: int = 3, **options) -> Backbone:
+def create_backbone(name: str, in_channels: int = 3, data_inputs: dict | None = None, **options) -> Backbone:
+    """`data_inputs`: what the data tells a backbone (a signal's length, a text vocabulary:
+    the preprocess's `backbone_inputs()`), passed to the builders that take them."""
     spec = get_backbone_spec(name)
+    if data_inputs:
+        import inspect
+
+        accepted = inspect.signature(spec.builder).parameters
+        options = {**{k: v for k, v in data_inputs.items() if k in accepted}, **options}
     try:
         return spec.builder(in_channels=in_channels, **options)
     except TypeError as e:

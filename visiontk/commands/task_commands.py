@@ -95,10 +95,12 @@ def run_predict(task_name: str, options: object, checkpoint: str, sources: list[
     outputs.refuse_inputs(sources, checkpoint)
     predictor = Predictor(checkpoint, task_name, device=device, batch_size=batch_size, workers=workers, options=options,
                           precision=precision, compile=compile, loader=loader)
-    stats = outputs.write(predictor.run, iter_sources(sources), sources)
+    # What SOURCE holds (image files and paths on stdin; or signal files and stdin
+    # lines of numbers, sentences) is the model's input modality's.
+    stats = outputs.write(predictor.run, iter_sources(sources, rule=predictor.preprocess.sources), sources)
     if stats["images"] == 0:
         # Nothing was predicted: an empty folder, a pattern or list matching nothing.
-        raise UserError(f"no images to predict in {', '.join(sources)}")
+        raise UserError(f"no {predictor.preprocess.sources.noun} to predict in {', '.join(sources)}")
     fail_on_unreadable(stats)
     info(f"predicted {stats['images']} images")
 

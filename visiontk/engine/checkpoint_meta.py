@@ -14,11 +14,12 @@ import dataclasses
 import math
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from visiontk.data.preprocess import Preprocess
+from visiontk.data.signals import MAX_LENGTH as MAX_SIGNAL_LENGTH
 from visiontk.errors import UserError
 from visiontk.recipe import Recipe, Section
 from visiontk.recipe.fields import STRICT_VALUES
@@ -62,6 +63,29 @@ class PreprocessMeta(Section):
     jpeg_draft: _recipe_type(DataConfig, "jpeg_draft") = True
 
 
+class SignalPreprocessMeta(Section):
+    """data/signals.py's `SignalPreprocess.to_dict()`."""
+
+    kind: Literal["signal"]
+    length: Annotated[int, Field(ge=2, le=MAX_SIGNAL_LENGTH)]
+    channels: Annotated[int, Field(ge=1, le=64)] = 1
+    mean: Annotated[list[float], Field(min_length=1, max_length=64)]
+    std: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1, max_length=64)]
+
+
+def _preprocess_kind(value: Any) -> str:
+    kind = value.get("kind", "image") if isinstance(value, dict) else getattr(value, "kind", "image")
+    return kind if isinstance(kind, str) else "image"
+
+
+# The stored preprocessing of each input modality (data/modality.py), told apart by `kind`
+# (absent: an image's, as every checkpoint before signals and text had).
+AnyPreprocessMeta = Annotated[
+    Union[Annotated[PreprocessMeta, Tag("image")], Annotated[SignalPreprocessMeta, Tag("signal")]],
+    Discriminator(_preprocess_kind),
+]
+
+
 class CheckpointMeta(Section):
     # The weights and optimizer state are not metadata: other keys are left to their readers.
     model_config = ConfigDict(extra="ignore", **STRICT_VALUES)
@@ -70,7 +94,7 @@ class CheckpointMeta(Section):
     backbone: Optional[str] = None
     classes: Annotated[list[ClassName], Field(min_length=1, max_length=MAX_CLASSES)]
     recipe: dict
-    preprocess: Optional[PreprocessMeta] = None
+    preprocess: Optional[AnyPreprocessMeta] = None
     # Checkpoints written before `preprocess` existed say it with these.
     input_size: Optional[ImageSize] = None
     in_channels: Optional[Channels] = None
