@@ -41,7 +41,7 @@ def register_backbone(name: str, description: str = "", torchvision_name: str | 
 def _ensure_loaded() -> None:
     # Importing the modules runs their @register_backbone decorators.
     from visiontk.backbones import classic, efficientnet_lite, torchvision_models  # noqa: F401
-    from visiontk.backbones import signal1d, unet  # noqa: F401
+    from visiontk.backbones import signal1d, text1d, unet  # noqa: F401
 
 
 def backbone_names() -> list[str]:

@@ -20,8 +20,9 @@ from pydantic import ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from visiontk.data.preprocess import Preprocess
 from visiontk.data.signals import MAX_LENGTH as MAX_SIGNAL_LENGTH
+from visiontk.data.text import MAX_LEN as MAX_TEXT_LEN, MAX_VOCAB, PAD as TEXT_PAD, UNK as TEXT_UNK
 from visiontk.errors import UserError
-from visiontk.recipe import Recipe, Section
+from visiontk.recipe import Recipe, Section, rule
 from visiontk.recipe.fields import STRICT_VALUES
 from visiontk.recipe.messages import validation_error
 from visiontk.recipe.schema import DataConfig, ModelConfig
@@ -73,6 +74,23 @@ class SignalPreprocessMeta(Section):
     std: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1, max_length=64)]
 
 
+def _vocabulary(tokens: list[str]) -> bool:
+    return len(tokens) >= 2 and tokens[:2] == [TEXT_PAD, TEXT_UNK] and len(set(tokens)) == len(tokens)
+
+
+class TextPreprocessMeta(Section):
+    """data/text.py's `TextPreprocess.to_dict()`: the vocabulary built at training."""
+
+    kind: Literal["text"]
+    vocab: Annotated[list[Annotated[str, Field(max_length=MAX_NAME)]], Field(max_length=MAX_VOCAB),
+                     rule(_vocabulary, f"must start with {TEXT_PAD}, {TEXT_UNK} and repeat no token")]
+    max_len: Annotated[int, Field(ge=1, le=MAX_TEXT_LEN)]
+    lowercase: bool = True
+    min_freq: Annotated[int, Field(ge=1)] = 1
+    pad: Literal["<pad>"] = "<pad>"
+    unk: Literal["<unk>"] = "<unk>"
+
+
 def _preprocess_kind(value: Any) -> str:
     kind = value.get("kind", "image") if isinstance(value, dict) else getattr(value, "kind", "image")
     return kind if isinstance(kind, str) else "image"
@@ -81,7 +99,8 @@ def _preprocess_kind(value: Any) -> str:
 # The stored preprocessing of each input modality (data/modality.py), told apart by `kind`
 # (absent: an image's, as every checkpoint before signals and text had).
 AnyPreprocessMeta = Annotated[
-    Union[Annotated[PreprocessMeta, Tag("image")], Annotated[SignalPreprocessMeta, Tag("signal")]],
+    Union[Annotated[PreprocessMeta, Tag("image")], Annotated[SignalPreprocessMeta, Tag("signal")],
+          Annotated[TextPreprocessMeta, Tag("text")]],
     Discriminator(_preprocess_kind),
 ]
 

@@ -77,7 +77,7 @@ class ClassifyTask(Task):
     name = "classify"
     head_schema = ClassifyHeadOptions
     loss_schema = ClassifyLossOptions
-    data_formats = ("imagefolder", "signals")
+    data_formats = ("imagefolder", "signals", "text")
     predict_defaults = {"topk": 5}
     predict_options = ClassifyPredictOptions
 
@@ -165,7 +165,8 @@ class ClassifyTask(Task):
         probs, idx = F.softmax(outputs.float(), dim=1).topk(k, dim=1)
         for meta, p, i in zip(metas, probs.tolist(), idx.tolist()):
             yield {
-                "path": meta["path"],
+                # The input's names (data/modality.py `item_meta`): its path, and a stdin sentence's text.
+                **{key: meta[key] for key in ("path", "text") if key in meta},
                 "label": classes[i[0]],
                 "prob": round(p[0], 6),
                 "topk": [{"label": classes[j], "prob": round(q, 6)} for j, q in zip(i, p)],
