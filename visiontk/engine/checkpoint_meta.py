@@ -14,9 +14,9 @@ import dataclasses
 import math
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, create_model
 
 from visiontk.data.preprocess import Preprocess
 from visiontk.data.signals import MAX_LENGTH as MAX_SIGNAL_LENGTH
@@ -92,17 +92,32 @@ class TextPreprocessMeta(Section):
 
 
 def _preprocess_kind(value: Any) -> str:
-    kind = value.get("kind", "image") if isinstance(value, dict) else getattr(value, "kind", "image")
+    kind = value.get("kind", "image") if isinstance(value, dict) else "image"
     return kind if isinstance(kind, str) else "image"
 
 
-# The stored preprocessing of each input modality (data/modality.py), told apart by `kind`
-# (absent: an image's, as every checkpoint before signals and text had).
-AnyPreprocessMeta = Annotated[
-    Union[Annotated[PreprocessMeta, Tag("image")], Annotated[SignalPreprocessMeta, Tag("signal")],
-          Annotated[TextPreprocessMeta, Tag("text")]],
-    Discriminator(_preprocess_kind),
-]
+# The stored preprocessing of each input modality (data/modality.py), told apart by
+# `kind` (absent: an image's, as in every checkpoint before signals and text); each
+# validated under the key `preprocess`, so that errors name 'preprocess.<key>'.
+_PREPROCESS_META = {
+    kind: create_model(f"{model.__name__}Holder", __base__=Section, preprocess=(model, ...))
+    for kind, model in (("image", PreprocessMeta), ("signal", SignalPreprocessMeta), ("text", TextPreprocessMeta))
+}
+
+
+def _check_preprocess(ckpt: dict, source: str) -> None:
+    stored = ckpt.get("preprocess")
+    if stored is None:
+        return
+    kind = _preprocess_kind(stored)
+    holder = _PREPROCESS_META.get(kind)
+    if holder is None:
+        raise UserError(f"{source}: 'preprocess.kind' must be one of {', '.join(_PREPROCESS_META)}, got {kind!r}")
+    raw = {"preprocess": stored}
+    try:
+        holder.model_validate(raw)
+    except ValidationError as e:
+        raise validation_error(e, holder, raw, source) from None
 
 
 class CheckpointMeta(Section):
@@ -113,7 +128,8 @@ class CheckpointMeta(Section):
     backbone: Optional[str] = None
     classes: Annotated[list[ClassName], Field(min_length=1, max_length=MAX_CLASSES)]
     recipe: dict
-    preprocess: Optional[AnyPreprocessMeta] = None
+    # Validated by its kind's model (_check_preprocess).
+    preprocess: Optional[dict] = None
     # Checkpoints written before `preprocess` existed say it with these.
     input_size: Optional[ImageSize] = None
     in_channels: Optional[Channels] = None
@@ -140,6 +156,7 @@ def validate_checkpoint(ckpt: dict, path: str | Path) -> Recipe:
         CheckpointMeta.model_validate(ckpt)
     except ValidationError as e:
         raise validation_error(e, CheckpointMeta, ckpt, source) from None
+    _check_preprocess(ckpt, source)
     recipe = recipe_from_dict(ckpt["recipe"], source=f"{source} (recipe)")
     if recipe.task != ckpt["task"]:
         raise UserError(f"{source}: 'recipe.task' is '{recipe.task}' but the checkpoint's task is '{ckpt['task']}'")
