@@ -21,6 +21,8 @@ class BackboneSpec:
     # ImageNet weights shipped by a pip package instead of torchvision: module,
     # pip name, extra, locate() -> file, input_size, classifier key prefix.
     package_weights: dict | None = None
+    # The channels it is built for when no recipe says (`backbones list`): 1 for signals and text.
+    in_channels: int = 3
 
     @property
     def has_imagenet_weights(self) -> bool:
@@ -60,10 +62,12 @@ def get_backbone_spec(name: str) -> BackboneSpec:
     return _REGISTRY[name]
 
 
-def create_backbone(name: str, in_channels: int = 3, data_inputs: dict | None = None, **options) -> Backbone:
+def create_backbone(name: str, in_channels: int | None = None, data_inputs: dict | None = None, **options) -> Backbone:
     """`data_inputs`: what the data tells a backbone (a signal's length, a text vocabulary:
     the preprocess's `backbone_inputs()`), passed to the builders that take them."""
     spec = get_backbone_spec(name)
+    if in_channels is None:
+        in_channels = spec.in_channels
     if data_inputs:
         import inspect
 

@@ -54,7 +54,7 @@ def _per_layer(dilation: int | Sequence[int], n: int, what: str) -> list[int]:
 
 
 @register_backbone("conv1d_mnist1d", description="the course's MNIST-1D CNN: 3 x Conv1d(15, k3, s2) + ReLU (1-D)",
-                   mean=SIGNAL_MEAN, std=SIGNAL_STD)
+                   mean=SIGNAL_MEAN, std=SIGNAL_STD, in_channels=1)
 def conv1d_mnist1d(in_channels: int = 1, channels: int = 15, dilation: int | list[int] = 1) -> Backbone:
     """Three unpadded Conv1d (kernel 3, stride 2), each followed by ReLU: 40 samples -> 19 -> 9 -> 4.
 
@@ -82,7 +82,7 @@ class _Dense(nn.Sequential):
 
 @register_backbone("mlp", description="fully-connected baseline on the flattened signal; 150,185 parameters "
                                       "with the linear head at 40 samples, 10 classes (1-D)",
-                   mean=SIGNAL_MEAN, std=SIGNAL_STD)
+                   mean=SIGNAL_MEAN, std=SIGNAL_STD, in_channels=1)
 def mlp(in_channels: int = 1, length: int = 40, widths: Sequence[int] = (360, 365)) -> Backbone:
     """Linear + ReLU layers on the C x length values (the length comes from the data).
 
@@ -122,7 +122,7 @@ class BasicBlock1d(nn.Module):
 
 
 @register_backbone("resnet1d", description="1-D ResNet: stem + 4 stages of basic blocks, stride 1, 2, 4, 8 (1-D)",
-                   mean=SIGNAL_MEAN, std=SIGNAL_STD)
+                   mean=SIGNAL_MEAN, std=SIGNAL_STD, in_channels=1)
 def resnet1d(in_channels: int = 1, width: int = 32, blocks: Sequence[int] = (2, 2, 2, 2),
              dilation: int | list[int] = 1) -> Backbone:
     """Channels w, 2w, 4w, 8w; the first stage keeps the length, each next one halves it.

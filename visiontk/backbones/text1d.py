@@ -117,7 +117,7 @@ class KimConvs(nn.Module):
 
 @register_backbone("kim_cnn", description="Kim (2014) sentence CNN: embeddings, convolutions of widths 3/4/5 "
                                           "over time (text; with head pool: max, dropout 0.5)",
-                   mean=(0.0,), std=(1.0,))
+                   mean=(0.0,), std=(1.0,), in_channels=1)
 def kim_cnn(in_channels: int = 1, vocab: Sequence[str] = _PLACEHOLDER_VOCAB, embed_dim: int = 128,
             filters: int = 100, widths: Sequence[int] = (3, 4, 5)) -> Backbone:
     widths = list(widths)
@@ -130,7 +130,7 @@ def kim_cnn(in_channels: int = 1, vocab: Sequence[str] = _PLACEHOLDER_VOCAB, emb
 
 @register_backbone("text_bow", description="bag of words: the token embeddings alone, no order "
                                            "(text; the baseline of kim_cnn)",
-                   mean=(0.0,), std=(1.0,))
+                   mean=(0.0,), std=(1.0,), in_channels=1)
 def text_bow(in_channels: int = 1, vocab: Sequence[str] = _PLACEHOLDER_VOCAB, embed_dim: int = 128) -> Backbone:
     embedding = _embedding(vocab, embed_dim)
     return TextBackbone("text_bow", nn.Sequential(embedding, _Transpose()), vocab)

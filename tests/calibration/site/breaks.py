@@ -115,10 +115,17 @@ def _bf16_noop() -> None:
 def _kim_order_lost() -> None:
     from visiontk.backbones.registry import get_backbone_spec
 
+    import functools
+
     # Every Kim filter one word wide: the CNN becomes a bag of words.
     spec = get_backbone_spec("kim_cnn")
     build = spec.builder
-    spec.builder = lambda **kw: build(**{**kw, "widths": [1, 1, 1]})
+
+    @functools.wraps(build)  # the same signature: the builder still gets the vocabulary
+    def one_word_wide(**kw):
+        return build(**{**kw, "widths": [1, 1, 1]})
+
+    spec.builder = one_word_wide
 
 
 BREAKS = {
