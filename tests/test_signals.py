@@ -124,10 +124,13 @@ def test_mnist1d_synth_is_offline_and_standard(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def trained_signals(tmp_path_factory):
+    from visiontk.data.synth_signals import synth_signals
+
     root = tmp_path_factory.mktemp("signals")
+    synth_signals(root / "mnist1d", n=200)  # here: the mnist1d package is imported once for the module
     runs = root / "runs"
     r = run_cli("classify", "train", "classify/mnist1d-cnn", "--set", f"data.root={root / 'mnist1d'}",
-                "--set", "data.synthetic.n=300", "--set", "train.epochs=2", "--project", str(runs), "--name", "cnn")
+                "--set", "train.epochs=1", "--project", str(runs), "--name", "cnn")
     assert r.returncode == 0, r.stderr
     return root, runs / "classify" / "cnn" / "best.pt"
 
@@ -148,7 +151,7 @@ def test_signals_cli_end_to_end(trained_signals, tmp_path):
     r = run_cli("classify", "eval", str(ckpt), "--json")
     assert r.returncode == 0, r.stderr
     metrics = json.loads(r.stdout)
-    assert metrics["count"] == 60 and 0.0 <= metrics["top1"] <= 1.0
+    assert metrics["count"] == 40 and 0.0 <= metrics["top1"] <= 1.0
 
     out = tmp_path / "m.torchscript.pt"
     r = run_cli("export", str(ckpt), "--format", "torchscript", "--out", str(out))
