@@ -79,6 +79,7 @@ class ImageModality:
 
     name = "image"
     preprocess_type = Preprocess
+    synthetic_set = "shapes"
 
     def recipe_preprocess(self, recipe, mean: list[float], std: list[float]) -> Preprocess:
         return Preprocess(size=recipe.image_size, channels=recipe.model.in_channels, mean=mean, std=std,
@@ -86,6 +87,11 @@ class ImageModality:
 
     def has_training_data(self, recipe) -> bool:
         return (Path(recipe.data.root) / recipe.data.train).is_dir()
+
+    def synthesize(self, root: Path, synthetic) -> None:
+        from visiontk.data.synth import synth_classify
+
+        synth_classify(root, n=synthetic.n, size=synthetic.size, seed=synthetic.seed)
 
     def classification_data(self, recipe, split: str, train: bool, classes, root, preprocess: Preprocess,
                             augment: list) -> tuple[Dataset, list[str]]:

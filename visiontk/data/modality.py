@@ -4,8 +4,9 @@ Everything that depends on what the model reads goes through two objects
 instead of `if` chains through the code:
 
 - a **Modality** (this module's registry), chosen by `data.format`: it builds
-  the training / evaluation data of a classification recipe, the recipe's
-  preprocessing, and the synthetic set;
+  the training / evaluation data of a classification recipe
+  (`classification_data`), the recipe's preprocessing (`recipe_preprocess`),
+  and the synthetic set (`has_training_data`, `synthesize`, `synthetic_set`);
 - its **preprocess** object, chosen by the `kind` of a checkpoint's stored
   `preprocess` (absent: image). `data/preprocess.py`'s `Preprocess` is the
   image one; `data/signals.py` and `data/text.py` hold the others. They share

@@ -371,6 +371,8 @@ class SignalModality:
             channels, length = training_shape(recipe)
         return SignalPreprocess(length=length, channels=channels, mean=tuple(mean), std=tuple(std))
 
+    synthetic_set = "MNIST-1D"
+
     def has_training_data(self, recipe) -> bool:
         return split_file(recipe, "train")[0].is_file()
 

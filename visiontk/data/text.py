@@ -264,6 +264,8 @@ class TextModality:
         o = recipe.data.options
         return TextPreprocess(training_vocabulary(recipe), o.max_len, o.lowercase, o.min_freq)
 
+    synthetic_set = "sentences"
+
     def has_training_data(self, recipe) -> bool:
         return split_file(recipe, "train").is_file()
 

@@ -104,14 +104,13 @@ class ClassifyTask(Task):
         return modality(recipe.data.format).has_training_data(recipe)
 
     def prepare_data(self, recipe) -> None:
-        kind = modality(recipe.data.format)
-        s = recipe.data.synthetic
-        if kind.name == IMAGE or s is None or kind.has_training_data(recipe):
-            return super().prepare_data(recipe)
-        from visiontk.console import err_console
+        kind, s = modality(recipe.data.format), recipe.data.synthetic
+        if s is not None and not kind.has_training_data(recipe):
+            from visiontk.console import err_console
 
-        err_console.print(f"generating the synthetic {kind.name} set into {recipe.data.root}", highlight=False)
-        kind.synthesize(Path(recipe.data.root), s)
+            err_console.print(f"generating the synthetic {kind.synthetic_set} set into {recipe.data.root}",
+                              highlight=False)
+            kind.synthesize(Path(recipe.data.root), s)
 
     def build_dataset(self, recipe, split: str, train: bool, classes=None, root=None, preprocess=None):
         data = recipe.data
