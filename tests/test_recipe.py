@@ -175,7 +175,7 @@ def test_a_format_has_one_options_model_and_a_task_its_own_only_where_it_reads_i
     for name, model in detect.items():  # the format's own options, and min_visibility
         assert issubclass(model, format_options(name))
         assert set(model.model_fields) - set(format_options(name).model_fields) == {"min_visibility"}
-    assert list(get_task("classify").data_options()) == ["imagefolder"]
+    assert list(get_task("classify").data_options()) == ["imagefolder", "signals", "text"]
 
 
 def test_the_core_imports_no_task_engine_or_command():

@@ -34,9 +34,23 @@ class Backbone(nn.Module):
         self.train(was_training)
         return [f.shape[1] for f in feats], [size // f.shape[-1] for f in feats]
 
+    # What one input is: (C, H, W) for images, (C, L) for signals; set by whoever
+    # builds the model from data (engine/build.py), for heads whose size depends
+    # on it (a flattening classifier). None: any size.
+    input_shape: tuple[int, ...] | None = None
+
     @property
     def max_stride(self) -> int:
         return self.strides[-1]
+
+    @torch.no_grad()
+    def feature_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(C, ...spatial) of the deepest feature for one input of `input_shape`."""
+        was_training = self.training
+        self.eval()
+        feats = self.forward(torch.zeros(1, *input_shape))
+        self.train(was_training)
+        return tuple(feats[-1].shape[1:])
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         # Accept 1- and 3-channel input whatever the stem was built for: grey

@@ -9,6 +9,7 @@ own default applies.
 from __future__ import annotations
 
 from visiontk.backbones.registry import get_backbone_spec
+from visiontk.data.modality import modality
 from visiontk.data.preprocess import Preprocess
 
 
@@ -43,7 +44,7 @@ def pin_normalization(recipe) -> None:
 
 
 def recipe_preprocess(recipe) -> Preprocess:
-    """What a run trains and evaluates with, and what its checkpoints carry."""
+    """What a run trains and evaluates with, and what its checkpoints carry: the
+    preprocess of the recipe's input modality (data/modality.py; a `Preprocess` for images)."""
     norm = resolve_normalization(recipe)
-    return Preprocess(size=recipe.image_size, channels=recipe.model.in_channels, mean=norm["mean"], std=norm["std"],
-                      resize=recipe.data.resize, jpeg_draft=recipe.data.jpeg_draft)
+    return modality(recipe.data.format).recipe_preprocess(recipe, norm["mean"], norm["std"])

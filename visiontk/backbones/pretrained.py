@@ -242,7 +242,13 @@ def pretrained_state(backbone_name: str, pretrained: str) -> tuple[dict, str]:
 
 def load_pretrained(backbone: Backbone, backbone_name: str, pretrained: str) -> dict:
     """Load weights into `backbone`; return where they came from (see `resolve_pretrained`),
-    with the file's full state dict under 'state' for visiontk checkpoints (their head may fit too)."""
+    with the file's full state dict under 'state' for visiontk checkpoints (their head may fit too).
+
+    A backbone over words (backbones/text1d.py) reads a word2vec / GloVe text file instead."""
+    if hasattr(backbone, "load_word_vectors") and Path(pretrained).suffix.lower() in (".txt", ".vec"):
+        if not Path(pretrained).is_file():
+            raise UserError(f"model.pretrained: word-vectors file {pretrained} does not exist")
+        return backbone.load_word_vectors(Path(pretrained))
     ref = resolve_pretrained(backbone_name, pretrained)
     if ref["kind"] == "none":
         return ref

@@ -24,6 +24,8 @@ class BackboneSpec:
     # The values `output_stride` may take (model.output_stride); empty: the
     # backbone's strides are fixed.
     output_strides: tuple[int, ...] = ()
+    # The channels it is built for when no recipe says (`backbones list`): 1 for signals and text.
+    in_channels: int = 3
 
     @property
     def has_imagenet_weights(self) -> bool:
@@ -44,7 +46,7 @@ def register_backbone(name: str, description: str = "", torchvision_name: str | 
 def _ensure_loaded() -> None:
     # Importing the modules runs their @register_backbone decorators.
     from visiontk.backbones import classic, efficientnet_lite, torchvision_models  # noqa: F401
-    from visiontk.backbones import unet  # noqa: F401
+    from visiontk.backbones import signal1d, text1d, unet  # noqa: F401
 
 
 def backbone_names() -> list[str]:
@@ -63,10 +65,15 @@ def get_backbone_spec(name: str) -> BackboneSpec:
     return _REGISTRY[name]
 
 
-def create_backbone(name: str, in_channels: int = 3, output_stride: int | None = None, **options) -> Backbone:
+def create_backbone(name: str, in_channels: int | None = None, output_stride: int | None = None,
+                    data_inputs: dict | None = None, **options) -> Backbone:
     """`output_stride` (None: the backbone's own) is the stride of its deepest feature;
-    only backbones that list it in `output_strides` can change it."""
+    only backbones that list it in `output_strides` can change it. `data_inputs`: what the
+    data tells a backbone (a signal's length, a text vocabulary: the preprocess's
+    `backbone_inputs()`), passed to the builders that take them."""
     spec = get_backbone_spec(name)
+    if in_channels is None:
+        in_channels = spec.in_channels
     if output_stride is not None:
         if not spec.output_strides:
             able = ", ".join(n for n in sorted(_REGISTRY) if _REGISTRY[n].output_strides)
@@ -75,6 +82,11 @@ def create_backbone(name: str, in_channels: int = 3, output_stride: int | None =
             raise UserError(f"model.output_stride: backbone '{name}' takes "
                             f"{' | '.join(map(str, spec.output_strides))}, got {output_stride}")
     stride = {} if output_stride is None else {"output_stride": output_stride}
+    if data_inputs:
+        import inspect
+
+        accepted = inspect.signature(spec.builder).parameters
+        options = {**{k: v for k, v in data_inputs.items() if k in accepted}, **options}
     try:
         return spec.builder(in_channels=in_channels, **stride, **options)
     except TypeError as e:

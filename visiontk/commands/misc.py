@@ -110,22 +110,35 @@ class SynthTask(str, Enum):
     classify = "classify"
     detect = "detect"
     segment = "segment"
+    signals = "signals"
+    text = "text"
 
 
 @data_app.command("synth")
 @handle_errors
 def data_synth(
-    task: SynthTask = typer.Option(..., help="classify (ImageFolder), detect (COCO json + YOLO txt) or segment (image + mask PNG)."),
+    task: SynthTask = typer.Option(..., help="classify (ImageFolder), detect (COCO json + YOLO txt), segment (image + "
+                                             "mask PNG), signals (MNIST-1D, train.npz + val.npz) or text (sentences "
+                                             "whose label depends on word order, train.tsv + val.tsv)."),
     out: Path = typer.Option(..., help="Output folder."),
-    n: Optional[int] = typer.Option(None, help="Number of images (train + val)."),
-    size: Optional[int] = typer.Option(None, help="Image side in pixels."),
-    seed: int = typer.Option(0),
+    n: Optional[int] = typer.Option(None, help="Number of images, signals or sentences (train + val)."),
+    size: Optional[int] = typer.Option(None, help="Image side in pixels (images only)."),
+    seed: Optional[int] = typer.Option(None, help="Generator seed (default 0; MNIST-1D's 42 for signals)."),
 ):
-    """Write a deterministic synthetic shapes data set in real on-disk formats."""
+    """Write a deterministic synthetic data set in real on-disk formats."""
     from visiontk.data import synth
+    from visiontk.errors import UserError
 
-    fn = {"classify": synth.synth_classify, "detect": synth.synth_detect, "segment": synth.synth_segment}[task.value]
-    kwargs = {"seed": seed}
+    if task.value in ("signals", "text"):
+        from visiontk.data.synth_signals import synth_signals
+        from visiontk.data.synth_text import synth_text
+
+        if size is not None:
+            raise UserError(f"--size: is for images, not --task {task.value}")
+        fn = {"signals": synth_signals, "text": synth_text}[task.value]
+    else:
+        fn = {"classify": synth.synth_classify, "detect": synth.synth_detect, "segment": synth.synth_segment}[task.value]
+    kwargs = {} if seed is None else {"seed": seed}
     if n is not None:
         kwargs["n"] = n
     if size is not None:

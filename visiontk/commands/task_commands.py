@@ -111,7 +111,7 @@ def run_predict(task_name: str, options: object, checkpoint: str, sources: list[
     world = distributed.launch_info()[0]
     if stats["images"] == 0 and not stats.get("inputs"):
         # Nothing was predicted: an empty folder, a pattern or list matching nothing.
-        raise UserError(f"no images to predict in {', '.join(sources)}")
+        raise UserError(f"no {predictor.preprocess.sources.noun} to predict in {', '.join(sources)}")
     fail_on_unreadable(stats)
     info(f"predicted {stats['images']} images"
          + (f" on {world} processes" if world > 1 else f" (shard {part} of {stats['inputs']})" if part else "")

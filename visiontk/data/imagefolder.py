@@ -72,3 +72,33 @@ class ClassificationDataset(Dataset):
         if self.augment is not None:
             image = self.augment(image=image)["image"]
         return self.preprocess.normalize(self.preprocess.finish(image)), label
+
+
+class ImageModality:
+    """Images (data/modality.py): ImageFolder trees for classification, `Preprocess` for the pixels."""
+
+    name = "image"
+    preprocess_type = Preprocess
+    synthetic_set = "shapes"
+
+    def recipe_preprocess(self, recipe, mean: list[float], std: list[float]) -> Preprocess:
+        return Preprocess(size=recipe.image_size, channels=recipe.model.in_channels, mean=mean, std=std,
+                          resize=recipe.data.resize, jpeg_draft=recipe.data.jpeg_draft)
+
+    def has_training_data(self, recipe) -> bool:
+        return (Path(recipe.data.root) / recipe.data.train).is_dir()
+
+    def synthesize(self, root: Path, synthetic) -> None:
+        from visiontk.data.synth import synth_classify
+
+        synth_classify(root, n=synthetic.n, size=synthetic.size, seed=synthetic.seed)
+
+    def classification_data(self, recipe, split: str, train: bool, classes, root, preprocess: Preprocess,
+                            augment: list) -> tuple[Dataset, list[str]]:
+        data = recipe.data
+        split_dir = Path(root or data.root) / (getattr(data, split) if split in ("train", "val") else split)
+        samples, classes = scan_imagefolder(split_dir, classes or data.classes)
+        return ClassificationDataset(samples, preprocess, augment, data.bad_annotations), classes
+
+
+MODALITY = ImageModality()

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from visiontk.data.images import load_image_sized
+from visiontk.data.sources import IMAGES
 from visiontk.errors import UserError
 
 # How `finish` shrinks or enlarges a decoded image to the model's input size.
@@ -125,6 +126,12 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Preprocess":
+        from visiontk.data.modality import IMAGE, preprocess_class, preprocess_kind
+
+        kind = preprocess_kind(d)
+        if kind != IMAGE:  # a signal's or text's (data/modality.py): their own class reads it
+            return preprocess_class(kind).from_dict(d)
+        d = {k: v for k, v in d.items() if k != "kind"}
         known = {"size", "channels", "mean", "std", "resize", "jpeg_draft"}
         unknown = set(d) - known
         if unknown:
@@ -154,6 +161,46 @@ class Preprocess:
     def mode(self) -> str:
         """PIL mode of the decoded images."""
         return "L" if self.channels == 1 else "RGB"
+
+    # -- the modality interface (data/modality.py) ---------------------------------
+    kind = "image"
+    # What SOURCE arguments hold: image files, one path per stdin line.
+    sources = IMAGES
+
+    def item_meta(self, item) -> dict:
+        """The fields that name an input in its prediction record."""
+        return {"path": str(item)}
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """(C, H, W) of one model input; None when each image keeps its own size."""
+        return None if self.size is None else (self.channels, *self.size)
+
+    def example(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """A random batch of normalised inputs (export traces and checks with it)."""
+        return torch.randn(n, *self.input_shape, generator=generator)
+
+    def export_input(self) -> dict:
+        """The description of the input in an export's metadata (all but its shape)."""
+        h, w = self.size
+        return {
+            "dtype": "float32",
+            "layout": "NCHW",
+            "channels": "RGB" if self.channels == 3 else "grey",
+            "resize": [h, w],
+            # How `predict` (and eval, and training after its augmentations) resizes:
+            # users of the file get the model's accuracy only with the same pixels.
+            "interpolation": RESIZE_RULE_TEXT[self.resize],
+            "jpeg_draft": self.jpeg_draft,
+            # What `predict` does: pixels / 255, then per channel (x - mean) / std.
+            "scale": 1.0 / 255.0,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    def backbone_inputs(self) -> dict:
+        """Backbone builder arguments that come from the data (a text vocabulary); none for images."""
+        return {}
 
     # -- file -> uint8 array ----------------------------------------------------
     def decode(self, path: str | Path) -> tuple[np.ndarray, tuple[int, int]]:

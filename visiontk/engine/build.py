@@ -8,15 +8,23 @@ from visiontk.backbones.registry import create_backbone
 from visiontk.console import info
 from visiontk.engine.checkpoint import load_checkpoint
 from visiontk.backbones.normalization import recipe_preprocess, resolve_normalization
+from visiontk.data.preprocess import Preprocess
 from visiontk.errors import UserError
 from visiontk.recipe import Recipe
 from visiontk.tasks.registry import get_task
 
 
-def build_model(recipe: Recipe, num_classes: int, load_weights: bool = True, classes: list[str] | None = None) -> nn.Module:
+def build_model(recipe: Recipe, num_classes: int, load_weights: bool = True, classes: list[str] | None = None,
+                preprocess=None) -> nn.Module:
+    """`preprocess`: the input the model reads (a checkpoint's); default the recipe's."""
     task = get_task(recipe.task)
     m = recipe.model
-    backbone = create_backbone(m.backbone, in_channels=m.in_channels, output_stride=m.output_stride, **m.backbone_options)
+    pre = preprocess if preprocess is not None else recipe_preprocess(recipe)
+    # The data's word on the backbone (a signal's length, a vocabulary): data/modality.py.
+    backbone = create_backbone(m.backbone, in_channels=m.in_channels, output_stride=m.output_stride,
+                               data_inputs=pre.backbone_inputs(),
+                               **m.backbone_options)
+    backbone.input_shape = pre.input_shape
     ref = None
     if load_weights and m.pretrained not in ("", "none"):
         ref = load_pretrained(backbone, m.backbone, m.pretrained)
@@ -72,7 +80,8 @@ def model_from_checkpoint(path, task: str | None = None) -> tuple[nn.Module, dic
     ckpt = load_checkpoint(path, task)
     try:
         recipe = ckpt["recipe_obj"]  # validated by load_checkpoint
-        model = build_model(recipe, len(ckpt["classes"]), load_weights=False)
+        model = build_model(recipe, len(ckpt["classes"]), load_weights=False,
+                            preprocess=Preprocess.from_checkpoint(ckpt))
         model.load_state_dict(ckpt["model"])
     except (KeyError, RuntimeError) as e:
         raise UserError(f"{path}: checkpoint does not match its model ({str(e).splitlines()[0][:200]})") from None

@@ -14,13 +14,15 @@ import dataclasses
 import math
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, create_model
 
 from visiontk.data.preprocess import Preprocess
+from visiontk.data.signals import MAX_LENGTH as MAX_SIGNAL_LENGTH
+from visiontk.data.text import MAX_LEN as MAX_TEXT_LEN, MAX_VOCAB, PAD as TEXT_PAD, UNK as TEXT_UNK
 from visiontk.errors import UserError
-from visiontk.recipe import Recipe, Section
+from visiontk.recipe import Recipe, Section, rule
 from visiontk.recipe.fields import STRICT_VALUES
 from visiontk.recipe.messages import validation_error
 from visiontk.recipe.schema import DataConfig, ModelConfig
@@ -62,6 +64,62 @@ class PreprocessMeta(Section):
     jpeg_draft: _recipe_type(DataConfig, "jpeg_draft") = True
 
 
+class SignalPreprocessMeta(Section):
+    """data/signals.py's `SignalPreprocess.to_dict()`."""
+
+    kind: Literal["signal"]
+    length: Annotated[int, Field(ge=2, le=MAX_SIGNAL_LENGTH)]
+    channels: Annotated[int, Field(ge=1, le=64)] = 1
+    mean: Annotated[list[float], Field(min_length=1, max_length=64)]
+    std: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1, max_length=64)]
+
+
+def _vocabulary(tokens: list[str]) -> bool:
+    return len(tokens) >= 2 and tokens[:2] == [TEXT_PAD, TEXT_UNK] and len(set(tokens)) == len(tokens)
+
+
+class TextPreprocessMeta(Section):
+    """data/text.py's `TextPreprocess.to_dict()`: the vocabulary built at training."""
+
+    kind: Literal["text"]
+    vocab: Annotated[list[Annotated[str, Field(max_length=MAX_NAME)]], Field(max_length=MAX_VOCAB),
+                     rule(_vocabulary, f"must start with {TEXT_PAD}, {TEXT_UNK} and repeat no token")]
+    max_len: Annotated[int, Field(ge=1, le=MAX_TEXT_LEN)]
+    lowercase: bool = True
+    min_freq: Annotated[int, Field(ge=1)] = 1
+    pad: Literal["<pad>"] = "<pad>"
+    unk: Literal["<unk>"] = "<unk>"
+
+
+def _preprocess_kind(value: Any) -> str:
+    kind = value.get("kind", "image") if isinstance(value, dict) else "image"
+    return kind if isinstance(kind, str) else "image"
+
+
+# The stored preprocessing of each input modality (data/modality.py), told apart by
+# `kind` (absent: an image's, as in every checkpoint before signals and text); each
+# validated under the key `preprocess`, so that errors name 'preprocess.<key>'.
+_PREPROCESS_META = {
+    kind: create_model(f"{model.__name__}Holder", __base__=Section, preprocess=(model, ...))
+    for kind, model in (("image", PreprocessMeta), ("signal", SignalPreprocessMeta), ("text", TextPreprocessMeta))
+}
+
+
+def _check_preprocess(ckpt: dict, source: str) -> None:
+    stored = ckpt.get("preprocess")
+    if stored is None:
+        return
+    kind = _preprocess_kind(stored)
+    holder = _PREPROCESS_META.get(kind)
+    if holder is None:
+        raise UserError(f"{source}: 'preprocess.kind' must be one of {', '.join(_PREPROCESS_META)}, got {kind!r}")
+    raw = {"preprocess": stored}
+    try:
+        holder.model_validate(raw)
+    except ValidationError as e:
+        raise validation_error(e, holder, raw, source) from None
+
+
 class CheckpointMeta(Section):
     # The weights and optimizer state are not metadata: other keys are left to their readers.
     model_config = ConfigDict(extra="ignore", **STRICT_VALUES)
@@ -70,7 +128,8 @@ class CheckpointMeta(Section):
     backbone: Optional[str] = None
     classes: Annotated[list[ClassName], Field(min_length=1, max_length=MAX_CLASSES)]
     recipe: dict
-    preprocess: Optional[PreprocessMeta] = None
+    # Validated by its kind's model (_check_preprocess).
+    preprocess: Optional[dict] = None
     # Checkpoints written before `preprocess` existed say it with these.
     input_size: Optional[ImageSize] = None
     in_channels: Optional[Channels] = None
@@ -99,6 +158,7 @@ def validate_checkpoint(ckpt: dict, path: str | Path) -> Recipe:
         CheckpointMeta.model_validate(ckpt)
     except ValidationError as e:
         raise validation_error(e, CheckpointMeta, ckpt, source) from None
+    _check_preprocess(ckpt, source)
     recipe = recipe_from_dict(ckpt["recipe"], source=f"{source} (recipe)")
     if recipe.task != ckpt["task"]:
         raise UserError(f"{source}: 'recipe.task' is '{recipe.task}' but the checkpoint's task is '{ckpt['task']}'")

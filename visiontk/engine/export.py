@@ -24,7 +24,7 @@ from torch import nn
 
 from visiontk import __version__
 from visiontk.console import info, warn
-from visiontk.data.preprocess import RESIZE_RULE_TEXT, Preprocess
+from visiontk.data.preprocess import Preprocess
 from visiontk.errors import JobError, UserError
 from visiontk.outputs.output_file import OutputFile
 
@@ -128,7 +128,6 @@ def sidecar(ckpt: dict, checkpoint: Path, out: Path, fmt: str, names: list[str],
             dynamic_batch: bool) -> dict:
     recipe = ckpt.get("recipe", {})
     pre = Preprocess.from_checkpoint(ckpt)
-    (h, w), c = pre.size, pre.channels
     batch = "batch" if dynamic_batch else shapes[0][0] if shapes and shapes[0] else 1
     return {
         "format": fmt,
@@ -138,21 +137,13 @@ def sidecar(ckpt: dict, checkpoint: Path, out: Path, fmt: str, names: list[str],
         "task": ckpt["task"],
         "backbone": ckpt.get("backbone"),
         "classes": ckpt["classes"],
+        # What the model reads and how `predict` makes it from a file (the modality's
+        # preprocess, data/modality.py): users of the file get the model's accuracy
+        # only with the same inputs.
         "input": {
             "name": "images",
-            "shape": [batch, c, h, w],
-            "dtype": "float32",
-            "layout": "NCHW",
-            "channels": "RGB" if c == 3 else "grey",
-            "resize": [h, w],
-            # How `predict` (and eval, and training after its augmentations) resizes:
-            # users of the file get the model's accuracy only with the same pixels.
-            "interpolation": RESIZE_RULE_TEXT[pre.resize],
-            "jpeg_draft": pre.jpeg_draft,
-            # What `predict` does: pixels / 255, then per channel (x - mean) / std.
-            "scale": 1.0 / 255.0,
-            "mean": list(pre.mean),
-            "std": list(pre.std),
+            "shape": [batch, *pre.input_shape],
+            **pre.export_input(),
             # The same, as visiontk reads it (visiontk.data.preprocess.Preprocess.from_dict).
             "preprocess": pre.to_dict(),
         },
@@ -184,10 +175,9 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None =
     model, ckpt = model_from_checkpoint(checkpoint)
     model = model.cpu().eval()
     pre = Preprocess.from_checkpoint(ckpt)
-    (h, w), c = pre.size, pre.channels
     gen = torch.Generator().manual_seed(seed)
     # A batch of 2 when the batch is dynamic: exporters specialise a size-1 dimension.
-    example = torch.randn(2 if dynamic_batch else batch_size, c, h, w, generator=gen)
+    example = pre.example(2 if dynamic_batch else batch_size, gen)
     wrapper = RawOutputs(model).eval()
     with torch.no_grad():
         names, outputs = flatten_outputs(model(example))
@@ -202,7 +192,7 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None =
         warn("onnxruntime is not installed: the ONNX file was not checked against PyTorch (pip install 'visiontk[export]')")
     else:
         for n in ([1, 3] if dynamic_batch else [example.shape[0]]):
-            x = torch.randn(n, c, h, w, generator=gen)
+            x = pre.example(n, gen)
             checked[n] = max_difference(model, runner, x)
         worst = max(checked.values())
         if worst > TOLERANCE:

@@ -94,7 +94,9 @@ class Predictor:
     def load_pixels(self, path: Path) -> tuple[np.ndarray | None, dict]:
         """Decode and resize one image: uint8 HWC (HW1 for grey). What the decoding
         workers do; the batch is normalised at once, next to the model (`_forward`)."""
-        meta: dict = {"path": str(path)}
+        # The input's name in its record: the path; a stdin line's number (and text) for
+        # signals and sentences (the modality's preprocess, data/modality.py).
+        meta: dict = self.preprocess.item_meta(path)
         try:
             image, orig_size = self.preprocess.decode(path)
         except DataError as e:

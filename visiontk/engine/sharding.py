@@ -207,6 +207,7 @@ def predict_sources(plan: Callable, predictor_on: Callable[[str], object], sourc
             job = lambda paths, writer, flush: run_shard(predictor.run, shard, paths, writer, flush)  # noqa: E731
         else:
             job = predictor.run
-        return outputs.write(job, iter_sources(sources), sources), predictor
+        # SOURCE holds image paths, or signal files and stdin lines of data: the model's modality says.
+        return outputs.write(job, iter_sources(sources, rule=predictor.preprocess.sources), sources), predictor
     finally:
         distributed.shutdown()

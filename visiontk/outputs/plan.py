@@ -69,6 +69,9 @@ class PredictionOutputs:
         replacing = [d for d in self.folders if d.replaces_files]
         warned = False
         for p in paths:
+            if not isinstance(p, Path):  # a stdin line that is the input itself (numbers, a sentence): no file
+                yield p
+                continue
             for f in files:
                 f.refuse_input(p)
             for folder in replacing:

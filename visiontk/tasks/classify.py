@@ -1,6 +1,13 @@
-"""Image classification: a pooled linear head on the deepest backbone feature."""
+"""Classification of images, 1-D signals and sentences: a pooled (or flattened) linear
+head on the deepest backbone feature.
+
+What the input is (image | signal | text) is the data's business: the modality
+of data.format (data/modality.py) reads the files and builds the preprocessing;
+this task is the same for all three.
+"""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Iterable, Literal
 
@@ -9,7 +16,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from visiontk.data.imagefolder import ClassificationDataset, scan_imagefolder
+from visiontk.data.modality import IMAGE, modality, modality_name
 from visiontk.data.transforms import build_augmentations
 from visiontk.backbones.normalization import recipe_preprocess
 from visiontk.metrics.classification import ClassificationMetric, classification_report
@@ -23,8 +30,10 @@ from visiontk.tasks.registry import register_task
 
 class ClassifyHeadOptions(Section):
     # Global max pooling learns "is the shape anywhere" far faster than average
-    # pooling on small data (calibration: 90% in 5 epochs vs 20).
-    pool: Literal["avg", "max"] = "avg"
+    # pooling on small data (calibration: 90% in 5 epochs vs 20). flatten: no
+    # pooling, a linear layer on every position of the feature (the course's
+    # MNIST-1D CNN); the model then takes its input size only.
+    pool: Literal["avg", "max", "flatten"] = "avg"
     dropout: Fraction = 0.0
     hidden: Annotated[int, Field(ge=0)] = 0  # 0: a single linear layer
 
@@ -33,10 +42,26 @@ class ClassifyLossOptions(EmptySection):
     """Cross-entropy has no options of its own (train.label_smoothing is shared)."""
 
 
+class GlobalPool(nn.Module):
+    """[N, C, ...] -> [N, C]: the mean or max over every position, in 1-D and 2-D alike;
+    or (flatten) every position kept, [N, C x positions]."""
+
+    def __init__(self, mode: str = "avg"):
+        super().__init__()
+        self.mode = mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "flatten":
+            return x.flatten(1)
+        x = x.flatten(2)
+        return x.amax(-1) if self.mode == "max" else x.mean(-1)
+
+
 class ClassifierHead(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, pool: str = "avg", dropout: float = 0.0, hidden: int = 0):
+        """in_channels: the pooled feature's size (channels x positions for `flatten`)."""
         super().__init__()
-        self.pool = nn.AdaptiveMaxPool2d(1) if pool == "max" else nn.AdaptiveAvgPool2d(1)
+        self.pool = GlobalPool(pool)
         layers: list[nn.Module] = [nn.Flatten(), nn.Dropout(dropout)]
         if hidden:
             layers += [nn.Linear(in_channels, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout)]
@@ -52,11 +77,19 @@ class ClassifyTask(Task):
     name = "classify"
     head_schema = ClassifyHeadOptions
     loss_schema = ClassifyLossOptions
-    data_formats = ("imagefolder",)
+    data_formats = ("imagefolder", "signals", "text")
     predict_defaults = {"topk": 5}
     predict_options = ClassifyPredictOptions
 
+    def data_options(self) -> dict:
+        for name in self.data_formats:
+            modality(name)  # imports the module that reads the format, which registers its options
+        return super().data_options()
+
     def validate_recipe(self, recipe, source: str) -> None:
+        if modality_name(recipe.data.format) != IMAGE and recipe.data.augment:
+            raise recipe_error(source, "data.augment", f"image augmentations do not apply to data.format "
+                                                       f"{recipe.data.format}; remove them")
         build_augmentations(recipe.data.augment, source)  # a bad transform names the recipe file, before any work
         if isinstance(recipe.data.classes, dict):
             raise recipe_error(source, "data.classes", "must be a list of names here ({id: name} maps are for "
@@ -67,17 +100,32 @@ class ClassifyTask(Task):
 
         synth_classify(root, n=n, size=size, seed=seed)
 
+    def has_training_data(self, recipe) -> bool:
+        return modality(recipe.data.format).has_training_data(recipe)
+
+    def prepare_data(self, recipe) -> None:
+        kind, s = modality(recipe.data.format), recipe.data.synthetic
+        if s is not None and not kind.has_training_data(recipe):
+            from visiontk.console import err_console
+
+            err_console.print(f"generating the synthetic {kind.synthetic_set} set into {recipe.data.root}",
+                              highlight=False)
+            kind.synthesize(Path(recipe.data.root), s)
+
     def build_dataset(self, recipe, split: str, train: bool, classes=None, root=None, preprocess=None):
         data = recipe.data
-        split_dir = Path(root or data.root) / (getattr(data, split) if split in ("train", "val") else split)
-        samples, classes = scan_imagefolder(split_dir, classes or data.classes)
         augment = build_augmentations(data.augment) if train else []
-        ds = ClassificationDataset(samples, preprocess or recipe_preprocess(recipe), augment, data.bad_annotations)
-        return ds, classes
+        return modality(data.format).classification_data(recipe, split, train, classes, root,
+                                                         preprocess or recipe_preprocess(recipe), augment)
 
     def build_head(self, recipe, backbone, num_classes: int) -> nn.Module:
         h = recipe.model.head
-        return ClassifierHead(backbone.out_channels[-1], num_classes, h.pool, h.dropout, h.hidden)
+        features = backbone.out_channels[-1]
+        if h.pool == "flatten":
+            if backbone.input_shape is None:
+                raise recipe_error("recipe", "model.head.pool", "flatten needs a fixed input size")
+            features = math.prod(backbone.feature_shape(backbone.input_shape))
+        return ClassifierHead(features, num_classes, h.pool, h.dropout, h.hidden)
 
     def build_loss(self, recipe, num_classes: int):
         smoothing = recipe.train.label_smoothing
@@ -115,7 +163,8 @@ class ClassifyTask(Task):
         probs, idx = F.softmax(outputs.float(), dim=1).topk(k, dim=1)
         for meta, p, i in zip(metas, probs.tolist(), idx.tolist()):
             yield {
-                "path": meta["path"],
+                # The input's names (data/modality.py `item_meta`): its path, and a stdin sentence's text.
+                **{key: meta[key] for key in ("path", "text") if key in meta},
                 "label": classes[i[0]],
                 "prob": round(p[0], 6),
                 "topk": [{"label": classes[j], "prob": round(q, 6)} for j, q in zip(i, p)],

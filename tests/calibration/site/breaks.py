@@ -112,6 +112,22 @@ def _bf16_noop() -> None:
     _replace_everywhere(amp_dtype, lambda dev, amp: None if amp_dtype(dev, amp) == torch.bfloat16 else amp_dtype(dev, amp))
 
 
+def _kim_order_lost() -> None:
+    from visiontk.backbones.registry import get_backbone_spec
+
+    import functools
+
+    # Every Kim filter one word wide: the CNN becomes a bag of words.
+    spec = get_backbone_spec("kim_cnn")
+    build = spec.builder
+
+    @functools.wraps(build)  # the same signature: the builder still gets the vocabulary
+    def one_word_wide(**kw):
+        return build(**{**kw, "widths": [1, 1, 1]})
+
+    spec.builder = one_word_wide
+
+
 BREAKS = {
     "classify-shuffled-labels": _classify_shuffled_labels,
     "detect-no-cell-offset": _detect_no_cell_offset,
@@ -120,6 +136,7 @@ BREAKS = {
     "segment-labels-shuffled": _segment_labels_shuffled,
     "pretrained-not-loaded": _pretrained_not_loaded,
     "bf16-noop": _bf16_noop,
+    "kim-order-lost": _kim_order_lost,
 }
 
 
