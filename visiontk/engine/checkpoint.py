@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from visiontk.errors import UserError
+from visiontk.errors import UserError, writing
 from visiontk.stop_signals import deferred
 
 FORMAT = "visiontk-checkpoint"
@@ -28,13 +28,24 @@ def _atomic_write(path: Path, mode: str, write, defer_stop: bool = False) -> Non
     half-written one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        except OSError as e:  # said of the file the user knows, not of a temp name
+            raise UserError(f"{path}: cannot write ({e.strerror or e.__class__.__name__})") from None
     try:
-        with (deferred() if defer_stop else contextlib.nullcontext()), \
+        with writing(path, tmp), (deferred() if defer_stop else contextlib.nullcontext()), \
                 os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            write(f)
-            f.flush()
+            try:
+                write(f)
+                f.flush()
+            except RuntimeError as e:
+                # torch.save's zip writer turns the file's OSError (a full disk) into
+                # "[enforce fail at inline_container.cc] unexpected pos ...".
+                if "inline_container" not in str(e) and "file write failed" not in str(e):
+                    raise
+                raise UserError(f"{path}: cannot write (the write failed part way; is the disk full?)") from None
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

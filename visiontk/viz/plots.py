@@ -8,6 +8,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from visiontk.errors import writing  # noqa: E402
+
 
 def plot_training_curves(rows: list[dict], path: Path) -> Path:
     """One panel per column of results.csv (except epoch/time), against epoch."""
@@ -31,8 +33,9 @@ def plot_training_curves(rows: list[dict], path: Path) -> Path:
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
@@ -57,7 +60,8 @@ def plot_confusion_matrix(matrix: list[list[int]], classes: list[str], path: Pat
                 ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
                         color="white" if norm[i, j] > 0.5 else "black")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

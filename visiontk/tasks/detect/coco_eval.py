@@ -14,6 +14,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchvision.ops import box_convert
 
+from visiontk.errors import writing
+
 
 def _as_array(x: Any, dtype, shape_tail: tuple[int, ...] = ()) -> np.ndarray:
     if isinstance(x, torch.Tensor):
@@ -168,5 +170,6 @@ def plot_pr_curve(result: Mapping, path: str | Path) -> Path:
     if plotted:
         ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, format="png")
+    with writing(path):
+        fig.savefig(path, format="png")
     return path
