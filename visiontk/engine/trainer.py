@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from visiontk import __version__
 from visiontk.console import info, warn
-from visiontk.engine.build import build_model, checkpoint_meta, count_parameters, state_dict_fp32, unwrap
+from visiontk.engine.build import build_model, check_weights_fit, checkpoint_meta, count_parameters, state_dict_fp32, unwrap
 from visiontk.engine.checkpoint import FORMAT, VERSION, atomic_save, atomic_write_text, load_checkpoint
 from visiontk.backbones.normalization import pin_normalization
 from visiontk.engine import distributed
@@ -95,6 +95,7 @@ class Trainer:
             if resume_path.is_dir():
                 resume_path = resume_path / "last.pt"
             self.resume_ckpt = load_checkpoint(resume_path, task=recipe.task)
+            self.resume_path_given = resume_path
             if "optimizer" not in self.resume_ckpt:  # best.pt, interrupted.pt: weights only
                 raise UserError(f"{resume_path}: holds no optimizer state, so training cannot resume from it "
                                 f"(resume from the run's last.pt)")
@@ -218,6 +219,8 @@ class Trainer:
         train_loader, val_loader, classes = self._loaders()
         self.classes = classes
         seed_everything(r.train.seed)
+        if self.resume_ckpt is not None:  # before allocating: the stored weights fit the model they are for
+            check_weights_fit(r, len(classes), self.resume_ckpt.get("model"), self.resume_path_given)
         model = build_model(r, len(classes), load_weights=self.resume_ckpt is None, classes=classes)
         # The data set's own class ids, when its task keeps them (datasets' category_ids).
         self.meta = checkpoint_meta(r, classes, getattr(train_loader.dataset, "category_ids", None))
