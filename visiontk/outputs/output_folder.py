@@ -104,3 +104,19 @@ def next_run_dir(project: Path, task: str, name: str) -> Path:
     while (project / task / f"{name}-{n}").exists():
         n += 1
     return project / task / f"{name}-{n}"
+
+
+def refuse_inside_data(folder: str | Path, data_root: str | Path | None, option: str) -> None:
+    """An output folder (a run directory, a plots folder) is never inside the data set a run
+    reads: its files would be read back as data -- a run dir under an ImageFolder root
+    became a class named 'classify', eval plots in val/circle became circle images.
+
+    Checked before any work, on real paths (a symlinked --project counts where it
+    points). A data root that is a file (a YOLO data yaml) names no folder to keep out of.
+    """
+    if data_root is None or not os.path.isdir(data_root):
+        return
+    root, real = os.path.realpath(data_root), os.path.realpath(folder)
+    if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+        raise UserError(f"{folder}: {option} is inside the data set {data_root}; its files would be read as data "
+                        f"(choose a folder outside it)")
