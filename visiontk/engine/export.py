@@ -26,6 +26,7 @@ from visiontk import __version__
 from visiontk.console import info, warn
 from visiontk.data.preprocess import RESIZE_RULE_TEXT, Preprocess
 from visiontk.errors import JobError, UserError
+from visiontk.engine.resources import check_batch_memory
 from visiontk.outputs.output_file import OutputFile
 
 FORMATS = ("torchscript", "onnx")
@@ -185,6 +186,7 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None =
     model = model.cpu().eval()
     pre = Preprocess.from_checkpoint(ckpt)
     (h, w), c = pre.size, pre.channels
+    check_batch_memory("--batch-size", 2 if dynamic_batch else batch_size, c, h, w)  # before the example is allocated
     gen = torch.Generator().manual_seed(seed)
     # A batch of 2 when the batch is dynamic: exporters specialise a size-1 dimension.
     example = torch.randn(2 if dynamic_batch else batch_size, c, h, w, generator=gen)

@@ -163,7 +163,8 @@ class Trainer:
         h, w = r.image_size
         check_batch_memory("train.batch_size", bs, r.model.in_channels, h, w)
         pin = self.device.type == "cuda"
-        common = dict(num_workers=cap_workers(r.train.workers, "train.workers"), collate_fn=task.collate, pin_memory=pin,
+        workers = cap_workers(r.train.workers, "train.workers")
+        common = dict(num_workers=workers, collate_fn=task.collate, pin_memory=pin,
                       persistent_workers=False, worker_init_fn=worker_init)
         self.generator = torch.Generator()
         # A last batch of a single image breaks BatchNorm (one value per channel
@@ -180,7 +181,7 @@ class Trainer:
             train_loader = DataLoader(train_ds, batch_size=bs, shuffle=True, generator=self.generator, drop_last=drop_last,
                                       **common)
         # Every rank validates its own shard of the val set (engine/evaluator.py).
-        val_loader = eval_loader(task, val_ds, bs, r.train.workers, pin_memory=pin, worker_init_fn=worker_init)
+        val_loader = eval_loader(task, val_ds, bs, workers, pin_memory=pin, worker_init_fn=worker_init)
         return train_loader, val_loader, classes
 
     def _barrier(self) -> None:
