@@ -17,6 +17,7 @@ The rules, the same for every command:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import sys
@@ -49,6 +50,23 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return Path(a).name == Path(b).name and os.path.samefile(a, b)
     except OSError:
         return False
+
+
+# Control characters but tab, newline and carriage return (CSV ends its rows with \r\n).
+_TERMINAL_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+class _TerminalText:
+    """A text stream to a terminal: what is written has its control characters escaped (\x1b)."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(_TERMINAL_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
 
 
 class OutputFile:
@@ -92,7 +110,9 @@ class OutputFile:
             if hasattr(sys.stdout, "reconfigure"):
                 sys.stdout.reconfigure(errors="backslashreplace")
             with writing("<stdout>"):
-                yield sys.stdout
+                # On a terminal, control characters of names (an ESC in a folder name) are
+                # shown escaped, as everything printed is; into a pipe or file they stay data.
+                yield _TerminalText(sys.stdout) if sys.stdout.isatty() else sys.stdout
                 sys.stdout.flush()
             return
         self.check()

@@ -8,6 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from visiontk.console import printable  # noqa: E402
 from visiontk.errors import writing  # noqa: E402
 
 
@@ -46,6 +47,9 @@ def plot_confusion_matrix(matrix: list[list[int]], classes: list[str], path: Pat
 
     cm = np.asarray(matrix, dtype=float)
     norm = cm / np.clip(cm.sum(1, keepdims=True), 1, None)
+    # Names as the terminal shows them: a control character in a class name has no glyph,
+    # and matplotlib's warning about it would print the raw character to stderr.
+    classes = [printable(str(c), newlines=False) for c in classes]
     n = len(classes)
     size = max(4.0, 0.5 * n + 2)
     fig, ax = plt.subplots(figsize=(size, size))

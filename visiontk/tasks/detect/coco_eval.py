@@ -14,6 +14,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchvision.ops import box_convert
 
+from visiontk.console import printable
 from visiontk.errors import writing
 
 
@@ -161,7 +162,7 @@ def plot_pr_curve(result: Mapping, path: str | Path) -> Path:
         if curve is None:
             continue
         ap = result["per_class_ap50"][name]
-        ax.plot(recall, np.clip(curve, 0, 1), label=f"{name} {ap:.3f}", linewidth=1.2)
+        ax.plot(recall, np.clip(curve, 0, 1), label=f"{printable(str(name), newlines=False)} {ap:.3f}", linewidth=1.2)
         plotted += 1
     m50 = result.get("map50", float("nan"))
     title = "Precision-recall @ IoU 0.5" + ("" if math.isnan(m50) else f" (mAP@.5 {m50:.3f})")
