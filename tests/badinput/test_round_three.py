@@ -150,6 +150,7 @@ def test_stopped_synth_removes_what_it_wrote_and_nothing_else(tmp_path, monkeypa
     # run's files were removed by design (its synth.json listed them), the folders it made
     # without listing (the empty val/triangle) and its synth.json stay: a next synth may go on.
     assert left == ["notes", "synth.json", "train", "train/circle", "train/circle/mine.png", "val", "val/triangle"]
+    monkeypatch.undo()
     assert synth.synth_classify(out, n=6, size=16)["train"] == 4
 
 
