@@ -79,6 +79,15 @@ def test_yolo_path_key_escaping_data_root_is_refused(tmp_path):
     assert str(e.value) == f"{data}: 'path' '../outside' escapes the data root {root} (data.root)"
 
 
+def test_checkpoint_that_is_a_fifo_is_named_as_one(tmp_path):
+    """Before: 'fifo.pt: checkpoint does not exist' (exit 2, but a false reason)."""
+    fifo = tmp_path / "fifo.pt"
+    os.mkfifo(fifo)
+    image = tmp_path / "x.png"
+    pattern_image().save(image)
+    assert_error(invoke("classify", "predict", fifo, image), f"{fifo}: checkpoint is a FIFO, not a regular file")
+
+
 # ------------------------------------------------------------------ output rule
 
 def test_eval_plots_dir_inside_the_data_set_is_refused_before_reading(tiny_ckpt, tiny_data):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from visiontk.data.regular_files import file_kind
 from visiontk.errors import UserError, writing
 from visiontk.stop_signals import deferred
 
@@ -71,6 +72,8 @@ _NAMES_CODE = re.compile(r"GLOBAL \S+|Can only create new object|Trying to call 
 def load_checkpoint(path: str | Path, task: str | None = None) -> dict:
     path = Path(path)
     if not path.is_file():
+        if path.exists():  # a FIFO would block torch.load forever; a folder is not one either
+            raise UserError(f"{path}: checkpoint is {file_kind(path.stat().st_mode)}, not a regular file")
         raise UserError(f"{path}: checkpoint does not exist")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
