@@ -94,8 +94,8 @@ def test_eval_plots_dir_inside_the_data_set_is_refused_before_reading(tiny_ckpt,
     """Before: confusion_matrix_val.png was written into val/circle, a circle image for the next run."""
     target = tiny_data / "val" / "circle"
     out = invoke("classify", "eval", tiny_ckpt, "--plots-dir", target)
-    assert_error(out, f"{target}: --plots-dir is inside the data set {tiny_data}; its files would be read as data "
-                      f"(choose a folder outside it)")
+    assert_error(out, f"{target}: --plots-dir is inside the data folder {tiny_data / 'val'}; its files would be read "
+                      f"as data (choose a folder outside it)")
     assert not (target / "confusion_matrix_val.png").exists()
 
 
@@ -109,8 +109,8 @@ def test_run_directory_inside_the_data_root_is_refused(tiny_data):
     out = invoke("classify", "train", "classify/shapes", *TINY, "--set", f"data.root={tiny_data}",
                  "--project", tiny_data / "train", "--name", "r")
     run_dir = tiny_data / "train" / "classify" / "r"
-    assert_error(out, f"{run_dir}: the run directory (--project, --name) is inside the data set {tiny_data}; "
-                      f"its files would be read as data (choose a folder outside it)")
+    assert_error(out, f"{run_dir}: the run directory (--project, --name) is inside the data folder "
+                      f"{tiny_data / 'train'}; its files would be read as data (choose a folder outside it)")
     assert not (tiny_data / "train" / "classify").exists()
 
 

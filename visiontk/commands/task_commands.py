@@ -64,7 +64,7 @@ def run_eval(task_name: str, options: object, checkpoint: str, data: Optional[st
     from visiontk.engine.evaluator import evaluate_checkpoint
     from visiontk.errors import UserError
     from visiontk.metrics.report import print_report
-    from visiontk.outputs.output_folder import refuse_inside_data
+    from visiontk.outputs.output_folder import refuse_inside_data, split_folders
     from visiontk.tasks.registry import get_task
 
     task = get_task(task_name)
@@ -74,7 +74,9 @@ def run_eval(task_name: str, options: object, checkpoint: str, data: Optional[st
         # Before any image is read: a plots folder that cannot be one, or that lies in the data set.
         if out_dir.exists() and not out_dir.is_dir():
             raise UserError(f"{out_dir}: is a file, not a folder (--plots-dir)")
-        refuse_inside_data(out_dir, data_root, "--plots-dir")
+        recipe = ckpt["recipe_obj"]
+        split_name = {"train": recipe.data.train, "val": recipe.data.val}.get(split, split)
+        refuse_inside_data(out_dir, split_folders(data_root, split_name), "--plots-dir")
 
     metrics, ckpt = evaluate_checkpoint(checkpoint, task_name, data, split, device, batch_size, options=options,
                                         before_work=check_plots_dir)

@@ -37,7 +37,7 @@ from visiontk.engine.progress import ProgressBar
 from visiontk.engine.resources import cap_workers, check_batch_memory
 from visiontk.engine.seeding import reseed_augmentations, seed_everything, worker_init
 from visiontk.errors import JobError, UserError, VisionTKError
-from visiontk.outputs.output_folder import next_run_dir, refuse_inside_data
+from visiontk.outputs.output_folder import next_run_dir, refuse_inside_data, split_folders
 from visiontk.recipe import Recipe, apply_overrides, dump_recipe
 from visiontk.stop_signals import describe, exit_code
 from visiontk.tasks.recipes import recipe_from_dict
@@ -105,7 +105,8 @@ class Trainer:
             project_dir = Path(project or recipe.output.project)
             run_name = name or recipe.output.name or recipe.name
             self.run_dir = next_run_dir(project_dir, recipe.task, run_name)
-            refuse_inside_data(self.run_dir, recipe.data.root, "the run directory (--project, --name)")
+            refuse_inside_data(self.run_dir, split_folders(recipe.data.root, recipe.data.train, recipe.data.val),
+                               "the run directory (--project, --name)")
         self.recipe = recipe
         self.device = distributed.setup_device(device)
         self.is_main = self.rank == 0
