@@ -118,8 +118,13 @@ def test_split_folder_escaping_the_dataset_root_is_refused(tmp_path):
         f"{data}: 'train' folder '../outside/images' escapes the dataset root {tmp_path / 'ds'} (skipped)"]
     with pytest.raises(DataError, match=r"'train' folder '../outside/images' escapes the dataset root"):
         read_yolo(data, "train", policy="error")
-    # An absolute folder is the yaml author's own choice, as in ultralytics.
-    data.write_text(f"path: ds\ntrain: {tmp_path / 'outside' / 'images'}\nnames: [cat, dog]\n")
+    # An absolute folder too (issue 17: everything read stays in the declared root)...
+    outside = tmp_path / "outside" / "images"
+    data.write_text(f"path: ds\ntrain: {outside}\nnames: [cat, dog]\n")
+    with pytest.raises(DataError, match=f"'train' folder '{outside}' escapes the dataset root {tmp_path / 'ds'}"):
+        read_yolo(data, "train", policy="error")
+    # ...unless it lies inside it: `path` declares the root, absolute or not.
+    data.write_text(f"path: {tmp_path / 'outside'}\ntrain: {outside}\nnames: [cat, dog]\n")
     assert [r.image.name for r in read_yolo(data, "train", policy="error").records] == ["x.png"]
 
 

@@ -54,3 +54,50 @@ class JobError(VisionTKError):
     """The job itself failed (e.g. some images could not be read): exit code 1."""
 
     exit_code = 1
+
+
+# Failures only a write meets: a full disk or quota, a file too large for its file system.
+# The OS reports them from write() and close(), which name no file: `writing` names it.
+_WRITE_ERRNOS = frozenset(getattr(__import__("errno"), name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS")
+                          if hasattr(__import__("errno"), name))
+
+
+def write_failure(path, e: OSError) -> "UserError | None":
+    """The one-line error for `e` met while writing `path`, or None when `e` is not a write failure
+    (a read error inside the block keeps its own message)."""
+    if e.errno not in _WRITE_ERRNOS:
+        return None
+    return UserError(f"{path}: cannot write ({e.strerror or e.__class__.__name__})")
+
+
+class writing:
+    """`with writing(path):` -- a full disk (or quota, or a read-only file system) met while
+    writing `path` is one line naming `path`, exit 2, instead of an unnamed OSError.
+
+    `also`: other paths written in the block (a temp file renamed to `path` at the
+    end) whose errors are reported as `path`'s. A stop signal or any other error
+    passes unchanged.
+    """
+
+    def __init__(self, path, *also):
+        import os
+
+        self.path = path
+        self.names = {os.fspath(p) for p in (path, *also) if p is not None}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        import os
+
+        if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+            named = exc.filename is not None and os.fsdecode(exc.filename) in self.names
+            if exc.filename is None or named:
+                error = write_failure(self.path, exc)
+                if error is None and named and exc.filename != os.fspath(self.path):
+                    # A temp file's own error (permission, a path through a file): said of the user's path.
+                    error = UserError(f"{self.path}: cannot write ({exc.strerror or exc.__class__.__name__})")
+                if error is not None:
+                    raise error from None
+        return False

@@ -64,15 +64,27 @@ def run_eval(task_name: str, options: object, checkpoint: str, data: Optional[st
              device: str, batch_size: int, plots_dir: Optional[str]) -> None:
     from visiontk.engine.distributed import launch_info
     from visiontk.engine.evaluator import evaluate_checkpoint
+    from visiontk.errors import UserError
     from visiontk.metrics.report import print_report
+    from visiontk.outputs.output_folder import refuse_inside_data, split_folders
     from visiontk.tasks.registry import get_task
 
     task = get_task(task_name)
-    metrics, ckpt = evaluate_checkpoint(checkpoint, task_name, data, split, device, batch_size, options=options)
+    out_dir = Path(plots_dir) if plots_dir else Path(checkpoint).parent / "plots"
+
+    def check_plots_dir(ckpt: dict, data_root: str) -> None:
+        # Before any image is read: a plots folder that cannot be one, or that lies in the data set.
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UserError(f"{out_dir}: is a file, not a folder (--plots-dir)")
+        recipe = ckpt["recipe_obj"]
+        split_name = {"train": recipe.data.train, "val": recipe.data.val}.get(split, split)
+        refuse_inside_data(out_dir, split_folders(data_root, split_name), "--plots-dir")
+
+    metrics, ckpt = evaluate_checkpoint(checkpoint, task_name, data, split, device, batch_size, options=options,
+                                        before_work=check_plots_dir)
     if launch_info()[1] != 0:
         return  # under torchrun every rank has the whole split's metrics; rank 0 prints and writes them
     classes = ckpt["classes"]
-    out_dir = Path(plots_dir) if plots_dir else Path(checkpoint).parent / "plots"
     written = task.eval_plots(metrics, classes, out_dir, suffix=f"_{split}")
     if json_out:
         sys.stdout.write(dumps({"checkpoint": str(checkpoint), "split": split, "classes": classes, **metrics}) + "\n")

@@ -9,6 +9,7 @@ import typer
 from visiontk.commands import shared_options as shared
 from visiontk.commands.signature import Param, build_command
 from visiontk.commands.task_commands import fail_on_unreadable, run_train, train_params
+from visiontk.recipe.schema import MAX_IMAGE_SIZE
 
 app = typer.Typer(help="Transfer learning: fine-tune pretrained backbones in stages; extract embeddings.",
                   no_args_is_help=True)
@@ -56,7 +57,7 @@ app.command("embed")(build_command(
      shared.out("FILE.npy (rows in input order, paths in FILE.paths.txt) or - for jsonl on stdout (default)."),
      Param("pretrained", Optional[str], typer.Option(None, help="Weights of a backbone name: imagenet (default when it "
                                                                 "has some), a torchvision weights name, a file, or none.")),
-     Param("image_size", Optional[int], typer.Option(None, "--image-size", min=8, help="Input side (default: the "
+     Param("image_size", Optional[int], typer.Option(None, "--image-size", min=8, max=MAX_IMAGE_SIZE, help="Input side (default: the "
                                                      "checkpoint's, or the weights' own, e.g. 224).")),
      Param("pool", Pool, typer.Option(Pool.avg, help="Global pooling of the deepest feature map.")),
      Param("normalize", bool, typer.Option(False, "--normalize", help="L2-normalise each vector (cosine similarity = "

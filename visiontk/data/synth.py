@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 
 from visiontk.data.formats.paths import inside
 from visiontk.data.regular_files import read_regular_text
-from visiontk.errors import DataError, UserError
+from visiontk.errors import DataError, UserError, writing
 
 CLASSES: tuple[str, ...] = ("circle", "square", "triangle")
 SEG_CLASSES: tuple[str, ...] = ("background",) + CLASSES
@@ -327,24 +327,52 @@ class _Output:
             raise UserError(f"{out}: exists and is not a directory")
         if out.is_dir() and any(out.iterdir()):
             _remove_previous(out, _previous_files(out))
+        existed = out.is_dir()
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"{out}: cannot create directory ({exc.strerror or exc})") from exc
         self.root, self.written = out, []
+        self.made: set[Path] = set() if existed else {out}
+
+    def __enter__(self) -> "_Output":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is not None:
+            # Stopped (Ctrl-C, SIGTERM) or failed (a full disk) part way: a partial set
+            # would later pass for a whole one (a later `train` would use it), so what
+            # this run wrote goes -- its files and the folders it made -- and nothing else.
+            _remove_previous(self.root, self.written)
+            for folder in sorted(self.made, key=lambda p: len(p.parts), reverse=True):
+                if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+                    folder.rmdir()
+        return False
+
+    def folder(self, *parts: str) -> Path:
+        """`root/parts`, made (with the folders it needs, remembered as this run's)."""
+        folder = self.root.joinpath(*parts)
+        missing = [p for p in [folder, *folder.parents] if p == self.root or self.root in p.parents]
+        self.made.update(p for p in missing if not p.exists())
+        with writing(folder):
+            folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def path(self, *parts: str) -> Path:
-        """`root/parts`, its folder made, listed as written."""
-        path = self.root.joinpath(*parts)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """`root/parts`, its folder made, listed as written (before the write: a failed one is removed too)."""
+        self.folder(*parts[:-1])
         self.written.append("/".join(parts))
-        return path
+        return self.root.joinpath(*parts)
 
     def png(self, array: np.ndarray, *parts: str) -> None:
-        Image.fromarray(array).save(self.path(*parts), format="PNG")
+        path = self.path(*parts)
+        with writing(path):
+            Image.fromarray(array).save(path, format="PNG")
 
     def text(self, text: str, *parts: str) -> None:
-        self.path(*parts).write_text(text, encoding="utf-8")
+        path = self.path(*parts)
+        with writing(path):
+            path.write_text(text, encoding="utf-8")
 
     def json(self, data, *parts: str) -> None:
         self.text(json.dumps(data, indent=2) + "\n", *parts)
@@ -364,17 +392,17 @@ def synth_classify(out: Path, n: int = 600, size: int = 64, seed: int = 0,
                    val_fraction: float = 0.25) -> dict:
     """ImageFolder tree: out/{train,val}/<class>/<index:05d>.png, one shape per image."""
     counts = dict(zip(SPLITS, _split_counts(n, size, seed, val_fraction)))
-    o = _Output(out)
-    for split in SPLITS:
-        for name in CLASSES:
-            # Empty class folders still appear, so every split lists all classes.
-            (o.root / split / name).mkdir(parents=True, exist_ok=True)
-        for index in range(counts[split]):
-            scene = classify_scene(seed, split, index, size)
-            o.png(scene.image, split, CLASSES[index % len(CLASSES)], f"{index:05d}.png")
-    summary = {"task": "classify", "root": str(o.root), "classes": list(CLASSES), **counts}
-    params = {"n": n, "size": size, "seed": seed, "val_fraction": float(val_fraction)}
-    return o.finish(summary, params)
+    with _Output(out) as o:
+        for split in SPLITS:
+            for name in CLASSES:
+                # Empty class folders still appear, so every split lists all classes.
+                o.folder(split, name)
+            for index in range(counts[split]):
+                scene = classify_scene(seed, split, index, size)
+                o.png(scene.image, split, CLASSES[index % len(CLASSES)], f"{index:05d}.png")
+        summary = {"task": "classify", "root": str(o.root), "classes": list(CLASSES), **counts}
+        params = {"n": n, "size": size, "seed": seed, "val_fraction": float(val_fraction)}
+        return o.finish(summary, params)
 
 
 def _yolo_line(cls: int, bbox: tuple[int, int, int, int], size: int) -> str:
@@ -398,57 +426,57 @@ def synth_detect(out: Path, n: int = 400, size: int = 128, seed: int = 0,
                  val_fraction: float = 0.25, max_objects: int = 4) -> dict:
     """Detection set: images, YOLO txt labels, COCO json and a YOLO data.yaml."""
     counts = dict(zip(SPLITS, _split_counts(n, size, seed, val_fraction, max_objects)))
-    o = _Output(out)
-    categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASSES)]
-    n_objects = {}
-    for split in SPLITS:
-        images, annotations = [], []
-        for index in range(counts[split]):
-            scene = detect_scene(seed, split, index, size, max_objects)
-            stem = f"{index:05d}"
-            o.png(scene.image, "images", split, f"{stem}.png")
-            lines = [_yolo_line(obj.shape.cls, obj.bbox, size) for obj in scene.objects]
-            o.text("\n".join(lines) + "\n", "labels", split, f"{stem}.txt")
-            # COCO ids start at 1: some tools treat id 0 as "missing".
-            image_id = index + 1
-            images.append({"id": image_id, "file_name": f"{stem}.png", "width": size, "height": size})
-            for obj in scene.objects:
-                x, y, w, h = obj.bbox
-                annotations.append({
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": obj.shape.cls + 1,
-                    "bbox": [x, y, w, h],
-                    # Box area: the set carries no segmentation polygons.
-                    "area": w * h,
-                    "iscrowd": 0,
-                })
-        o.json({
-            "info": {"description": "visiontk synthetic shapes", "version": str(_FORMAT_VERSION)},
-            "images": images,
-            "annotations": annotations,
-            "categories": categories,
-        }, "annotations", f"instances_{split}.json")
-        n_objects[split] = len(annotations)
-    o.text(_data_yaml(), "data.yaml")
-    summary = {"task": "detect", "root": str(o.root), "classes": list(CLASSES), **counts, "objects": n_objects}
-    params = {"n": n, "size": size, "seed": seed, "val_fraction": float(val_fraction),
-              "max_objects": max_objects}
-    return o.finish(summary, params)
+    with _Output(out) as o:
+        categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASSES)]
+        n_objects = {}
+        for split in SPLITS:
+            images, annotations = [], []
+            for index in range(counts[split]):
+                scene = detect_scene(seed, split, index, size, max_objects)
+                stem = f"{index:05d}"
+                o.png(scene.image, "images", split, f"{stem}.png")
+                lines = [_yolo_line(obj.shape.cls, obj.bbox, size) for obj in scene.objects]
+                o.text("\n".join(lines) + "\n", "labels", split, f"{stem}.txt")
+                # COCO ids start at 1: some tools treat id 0 as "missing".
+                image_id = index + 1
+                images.append({"id": image_id, "file_name": f"{stem}.png", "width": size, "height": size})
+                for obj in scene.objects:
+                    x, y, w, h = obj.bbox
+                    annotations.append({
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": obj.shape.cls + 1,
+                        "bbox": [x, y, w, h],
+                        # Box area: the set carries no segmentation polygons.
+                        "area": w * h,
+                        "iscrowd": 0,
+                    })
+            o.json({
+                "info": {"description": "visiontk synthetic shapes", "version": str(_FORMAT_VERSION)},
+                "images": images,
+                "annotations": annotations,
+                "categories": categories,
+            }, "annotations", f"instances_{split}.json")
+            n_objects[split] = len(annotations)
+        o.text(_data_yaml(), "data.yaml")
+        summary = {"task": "detect", "root": str(o.root), "classes": list(CLASSES), **counts, "objects": n_objects}
+        params = {"n": n, "size": size, "seed": seed, "val_fraction": float(val_fraction),
+                  "max_objects": max_objects}
+        return o.finish(summary, params)
 
 
 def synth_segment(out: Path, n: int = 200, size: int = 128, seed: int = 0,
                   val_fraction: float = 0.25, max_objects: int = 3) -> dict:
     """Segmentation set: out/{train,val}/{images,masks}/<index:05d>.png and classes.txt."""
     counts = dict(zip(SPLITS, _split_counts(n, size, seed, val_fraction, max_objects)))
-    o = _Output(out)
-    for split in SPLITS:
-        for index in range(counts[split]):
-            scene = segment_scene(seed, split, index, size, max_objects)
-            o.png(scene.image, split, "images", f"{index:05d}.png")
-            o.png(scene.label_mask(), split, "masks", f"{index:05d}.png")
-    o.text("".join(f"{name}\n" for name in SEG_CLASSES), "classes.txt")
-    summary = {"task": "segment", "root": str(o.root), "classes": list(SEG_CLASSES), **counts}
-    params = {"n": n, "size": size, "seed": seed, "val_fraction": float(val_fraction),
-              "max_objects": max_objects}
-    return o.finish(summary, params)
+    with _Output(out) as o:
+        for split in SPLITS:
+            for index in range(counts[split]):
+                scene = segment_scene(seed, split, index, size, max_objects)
+                o.png(scene.image, split, "images", f"{index:05d}.png")
+                o.png(scene.label_mask(), split, "masks", f"{index:05d}.png")
+        o.text("".join(f"{name}\n" for name in SEG_CLASSES), "classes.txt")
+        summary = {"task": "segment", "root": str(o.root), "classes": list(SEG_CLASSES), **counts}
+        params = {"n": n, "size": size, "seed": seed, "val_fraction": float(val_fraction),
+                  "max_objects": max_objects}
+        return o.finish(summary, params)

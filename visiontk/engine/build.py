@@ -1,6 +1,7 @@
 """Building a task model from a recipe or from a checkpoint, the same way for every task."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from visiontk.backbones.pretrained import load_head_weights, load_pretrained, resolve_pretrained
@@ -76,8 +77,35 @@ def pretrained_summary(recipe: Recipe) -> dict:
     return {k: ref[k] for k in ("kind", "name", "mean", "std", "input_size")}
 
 
+def check_weights_fit(recipe: Recipe, num_classes: int, state: dict, source) -> None:
+    """The model that `recipe` and `num_classes` describe, built on the meta device (no
+    memory), against the stored weights: a tampered class list or backbone width is
+    one line naming the first key that differs, before a real model is allocated
+    (a width of 4096 asked for 10 GB before load_state_dict said "size mismatch")."""
+    try:
+        with torch.device("meta"):
+            expected = build_model(recipe, num_classes, load_weights=False).state_dict()
+    except UserError:
+        raise
+    except Exception:  # noqa: BLE001 - a model that cannot be built on meta is checked when built for real
+        return
+    if not isinstance(state, dict):
+        raise UserError(f"{source}: 'model' is not a mapping of weights")
+    for key, tensor in expected.items():
+        stored = state.get(key)
+        if not isinstance(stored, torch.Tensor):
+            raise UserError(f"{source}: weights 'model.{key}' missing for the model its metadata describes")
+        if tuple(stored.shape) != tuple(tensor.shape):
+            raise UserError(f"{source}: weights 'model.{key}' have shape {list(stored.shape)}, but the model its "
+                            f"metadata describes ({num_classes} classes, its recipe) needs {list(tensor.shape)}")
+    extra = next((k for k in state if k not in expected), None)
+    if extra is not None:
+        raise UserError(f"{source}: weights 'model.{extra}' belong to no layer of the model its metadata describes")
+
+
 def model_from_checkpoint(path, task: str | None = None) -> tuple[nn.Module, dict]:
     ckpt = load_checkpoint(path, task)
+    check_weights_fit(ckpt["recipe_obj"], len(ckpt["classes"]), ckpt.get("model"), path)
     try:
         recipe = ckpt["recipe_obj"]  # validated by load_checkpoint
         model = build_model(recipe, len(ckpt["classes"]), load_weights=False,

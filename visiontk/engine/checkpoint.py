@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from visiontk.errors import UserError
+from visiontk.data.regular_files import file_kind
+from visiontk.errors import UserError, writing
 from visiontk.stop_signals import deferred
 
 FORMAT = "visiontk-checkpoint"
@@ -29,13 +30,24 @@ def _atomic_write(path: Path, mode: str, write, defer_stop: bool = False) -> Non
     half-written one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        except OSError as e:  # said of the file the user knows, not of a temp name
+            raise UserError(f"{path}: cannot write ({e.strerror or e.__class__.__name__})") from None
     try:
-        with (deferred() if defer_stop else contextlib.nullcontext()), \
+        with writing(path, tmp), (deferred() if defer_stop else contextlib.nullcontext()), \
                 os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            write(f)
-            f.flush()
+            try:
+                write(f)
+                f.flush()
+            except RuntimeError as e:
+                # torch.save's zip writer turns the file's OSError (a full disk) into
+                # "[enforce fail at inline_container.cc] unexpected pos ...".
+                if "inline_container" not in str(e) and "file write failed" not in str(e):
+                    raise
+                raise UserError(f"{path}: cannot write (the write failed part way; is the disk full?)") from None
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -61,6 +73,8 @@ _NAMES_CODE = re.compile(r"GLOBAL \S+|Can only create new object|Trying to call 
 def load_checkpoint(path: str | Path, task: str | None = None) -> dict:
     path = Path(path)
     if not path.is_file():
+        if path.exists():  # a FIFO would block torch.load forever; a folder is not one either
+            raise UserError(f"{path}: checkpoint is {file_kind(path.stat().st_mode)}, not a regular file")
         raise UserError(f"{path}: checkpoint does not exist")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)

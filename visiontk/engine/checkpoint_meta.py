@@ -165,11 +165,46 @@ def validate_checkpoint(ckpt: dict, path: str | Path) -> Recipe:
     if ckpt.get("preprocess") is None and ckpt.get("input_size") is None:
         raise UserError(f"{source}: missing required key 'preprocess'")
     try:
-        Preprocess.from_checkpoint(ckpt)
+        pre = Preprocess.from_checkpoint(ckpt)
     except UserError as e:
         raise UserError(f"{source}: {e}") from None
+    _check_consistent(ckpt, pre, recipe, source)
     _check_predict(ckpt["predict"], ckpt["task"], source)
     return recipe
+
+
+def _check_consistent(ckpt: dict, pre: Preprocess, recipe: Recipe, source: str) -> None:
+    """Keys that say the same thing twice must agree: each alone is in bounds, but a
+    tampered pair (a preprocess size of 4096 beside an input_size of 32, two
+    category ids for three classes) would be used half one way, half the other."""
+    ids = ckpt.get("category_ids")
+    if ids is not None and len(ids) != len(ckpt["classes"]):
+        raise UserError(f"{source}: 'category_ids' has {len(ids)} ids for {len(ckpt['classes'])} classes")
+    if ids is not None and len(set(ids)) != len(ids):
+        raise UserError(f"{source}: 'category_ids' repeats an id")
+    if getattr(pre, "kind", "image") != "image":
+        return  # a signal's or text's preprocess: its own model checked it (_check_preprocess)
+    if len(pre.mean) != pre.channels or len(pre.std) != pre.channels:
+        raise UserError(f"{source}: 'preprocess' has {len(pre.mean)} mean and {len(pre.std)} std values "
+                        f"for {pre.channels} channels")
+    if pre.channels != recipe.model.in_channels:
+        raise UserError(f"{source}: 'preprocess.channels' is {pre.channels} but 'recipe.model.in_channels' is "
+                        f"{recipe.model.in_channels}")
+    if ckpt.get("preprocess") is None:
+        return  # an older checkpoint: its preprocessing was rebuilt from the keys below
+    legacy = {"input_size": None if pre.size is None else list(pre.size), "in_channels": pre.channels,
+              "mean": list(pre.mean), "std": list(pre.std)}
+    for key, value in legacy.items():
+        stored = ckpt.get(key)
+        if stored is None or value is None:
+            continue
+        stored = [stored, stored] if key == "input_size" and isinstance(stored, int) else stored
+        same = (list(stored) == value if key == "input_size"
+                else stored == value if key == "in_channels"
+                else len(stored) == len(value) and all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(stored, value)))
+        if not same:
+            field = {"input_size": "size", "in_channels": "channels"}.get(key, key)
+            raise UserError(f"{source}: '{key}' is {stored} but 'preprocess.{field}' is {value}")
 
 
 def _predict_bounds(task: str) -> dict[str, tuple[float | None, float | None]]:

@@ -22,7 +22,7 @@ from torch import nn
 from visiontk.backbones.base import Backbone
 from visiontk.console import info, warn
 from visiontk.data.preprocess import Preprocess
-from visiontk.errors import UserError
+from visiontk.errors import UserError, writing
 from visiontk.outputs.json_text import dumps
 from visiontk.outputs.output_file import OutputFile
 from visiontk.outputs.plan import PredictionOutputs
@@ -113,20 +113,26 @@ class NpyEmbeddingWriter(RecordWriter):
 
     def __init__(self, npy: OutputFile, index: OutputFile, dim: int):
         self.npy, self.index, self.dim = npy, index, dim
-        self.raw = tempfile.TemporaryFile(dir=npy.path.parent)
-        self.paths = tempfile.TemporaryFile("w+", encoding="utf-8", dir=npy.path.parent)
+        # Scratch files next to the .npy: a failure there (a full disk, a read-only folder) is said of it.
+        with writing(npy.path):
+            try:
+                self.raw = tempfile.TemporaryFile(dir=npy.path.parent)
+                self.paths = tempfile.TemporaryFile("w+", encoding="utf-8", dir=npy.path.parent)
+            except OSError as e:
+                raise UserError(f"{npy.path}: cannot write ({e.strerror or e.__class__.__name__})") from None
         self.rows = 0
 
     def __call__(self, record: dict) -> None:
         if "embedding" not in record:
             return  # unreadable image: warned about by the predictor, not a row
-        self.raw.write(np.asarray(record["embedding"], dtype="<f4").tobytes())
-        self.paths.write(record["path"].replace("\n", " ") + "\n")
+        with writing(self.npy.path):
+            self.raw.write(np.asarray(record["embedding"], dtype="<f4").tobytes())
+            self.paths.write(record["path"].replace("\n", " ") + "\n")
         self.rows += 1
 
     def close(self) -> None:
         header = {"descr": "<f4", "fortran_order": False, "shape": (self.rows, self.dim)}
-        with self.npy.staged() as tmp, open(tmp, "wb") as out:
+        with writing(self.npy.path), self.npy.staged() as tmp, open(tmp, "wb") as out:
             np.lib.format.write_array_header_1_0(out, header)
             self.raw.seek(0)
             shutil.copyfileobj(self.raw, out, 1 << 20)

@@ -9,7 +9,7 @@ every process returns the metrics of the whole split.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -55,12 +55,15 @@ def evaluate(task, model: nn.Module, loader, device: torch.device, classes: list
 
 
 def evaluate_checkpoint(checkpoint: str | Path, task_name: str, data: str | None = None, split: str = "val",
-                        device: str = "auto", batch_size: int = 32, workers: int = 0, options: object | None = None):
+                        device: str = "auto", batch_size: int = 32, workers: int = 0, options: object | None = None,
+                        before_work: Callable[[dict, str], None] | None = None):
     """(metrics, checkpoint dict). `options`: the task's eval options (None: the defaults),
     unset thresholds taken from the checkpoint.
 
     Under torchrun every process evaluates its shard and gets the metrics of the
-    whole split; the caller lets rank 0 alone print and write.
+    whole split; the caller lets rank 0 alone print and write. `before_work(ckpt,
+    data_root)`: called once the checkpoint is loaded, before any image is read
+    (the caller checks its outputs against the data root there).
     """
     from visiontk.tasks.registry import get_task
 
@@ -70,6 +73,8 @@ def evaluate_checkpoint(checkpoint: str | Path, task_name: str, data: str | None
     try:
         model, ckpt = model_from_checkpoint(checkpoint, task_name)
         recipe = ckpt["recipe_obj"]
+        if before_work is not None:
+            before_work(ckpt, data if data is not None else recipe.data.root)
         model.to(dev)
         # In the memory format `predict` runs it in (fp32 here): the same pixels through
         # the same kernels give the same outputs, so eval describes predict exactly.

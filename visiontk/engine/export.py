@@ -26,6 +26,7 @@ from visiontk import __version__
 from visiontk.console import info, warn
 from visiontk.data.preprocess import Preprocess
 from visiontk.errors import JobError, UserError
+from visiontk.engine.resources import check_batch_memory
 from visiontk.outputs.output_file import OutputFile
 
 FORMATS = ("torchscript", "onnx")
@@ -175,6 +176,9 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None =
     model, ckpt = model_from_checkpoint(checkpoint)
     model = model.cpu().eval()
     pre = Preprocess.from_checkpoint(ckpt)
+    shape = pre.input_shape
+    if len(shape) == 3:  # images: the example batch must fit before it is allocated
+        check_batch_memory("--batch-size", 2 if dynamic_batch else batch_size, *shape)
     gen = torch.Generator().manual_seed(seed)
     # A batch of 2 when the batch is dynamic: exporters specialise a size-1 dimension.
     example = pre.example(2 if dynamic_batch else batch_size, gen)

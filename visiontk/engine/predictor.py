@@ -23,7 +23,7 @@ from visiontk.engine.decode_batches import check_loader, decode_batches
 from visiontk.engine.device import amp_dtype, select_device
 from visiontk.engine.performance import autocast, prepare_for_inference, use_channels_last
 from visiontk.engine.progress import ProgressBar
-from visiontk.engine.resources import check_batch_memory
+from visiontk.engine.resources import cap_workers, check_batch_memory
 from visiontk.errors import DataError
 from visiontk.tasks.base import PredictContext, Task
 from visiontk.tasks.options.fields import with_checkpoint_defaults
@@ -58,7 +58,7 @@ class Predictor:
         self.model = prepare_for_inference(self.model, self.device, self.dtype, self.channels_last, compile)
         self.loader = loader
         self._default_forward = type(self.task).predict_forward is Task.predict_forward
-        self.workers = max(0, workers)
+        self.workers = cap_workers(max(0, workers), "--workers")  # never more decoders than CPUs (resources.py)
         preprocess = Preprocess.from_checkpoint(self.ckpt)
         self.size = preprocess.size
         self.mode = preprocess.mode

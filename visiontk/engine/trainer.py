@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from visiontk import __version__
 from visiontk.console import info, warn
-from visiontk.engine.build import build_model, checkpoint_meta, count_parameters, state_dict_fp32, unwrap
+from visiontk.engine.build import build_model, check_weights_fit, checkpoint_meta, count_parameters, state_dict_fp32, unwrap
 from visiontk.engine.checkpoint import FORMAT, VERSION, atomic_save, atomic_write_text, load_checkpoint, weights_sha256
 from visiontk.backbones.normalization import pin_normalization
 from visiontk.backbones.pretrained import pretrained_file
@@ -41,7 +41,7 @@ from visiontk.engine.resources import cap_workers, check_batch_memory
 from visiontk.engine.seeding import reseed_augmentations, seed_everything, worker_init
 from visiontk.errors import JobError, UserError, VisionTKError
 from visiontk.metrics.report import MANY_CLASSES, defined, worst_and_best
-from visiontk.outputs.output_folder import next_run_dir
+from visiontk.outputs.output_folder import next_run_dir, refuse_inside_data, split_folders
 from visiontk.recipe import Recipe, apply_overrides, dump_recipe
 from visiontk.stop_signals import describe, exit_code
 from visiontk.tasks.recipes import recipe_from_dict
@@ -117,6 +117,7 @@ class Trainer:
             if resume_path.is_dir():
                 resume_path = resume_path / "last.pt"
             self.resume_ckpt = load_checkpoint(resume_path, task=recipe.task)
+            self.resume_path_given = resume_path
             if "optimizer" not in self.resume_ckpt:  # best.pt, interrupted.pt: weights only
                 raise UserError(f"{resume_path}: holds no optimizer state, so training cannot resume from it "
                                 f"(resume from the run's last.pt)")
@@ -126,6 +127,8 @@ class Trainer:
             project_dir = Path(project or recipe.output.project)
             self.run_name = name or recipe.output.name or recipe.name
             self.run_dir = next_run_dir(project_dir, recipe.task, self.run_name)
+            refuse_inside_data(self.run_dir, split_folders(recipe.data.root, recipe.data.train, recipe.data.val),
+                               "the run directory (--project, --name)")
         self.recipe = recipe
         self.device = distributed.setup_device(device)
         self.is_main = self.rank == 0
@@ -186,7 +189,8 @@ class Trainer:
         h, w = r.image_size
         check_batch_memory("train.batch_size", bs, r.model.in_channels, h, w)
         pin = self.device.type == "cuda"
-        common = dict(num_workers=cap_workers(r.train.workers, "train.workers"), collate_fn=task.collate, pin_memory=pin,
+        workers = cap_workers(r.train.workers, "train.workers")
+        common = dict(num_workers=workers, collate_fn=task.collate, pin_memory=pin,
                       persistent_workers=False, worker_init_fn=worker_init)
         self.generator = torch.Generator()
         # A last batch of a single image breaks BatchNorm (one value per channel
@@ -203,7 +207,7 @@ class Trainer:
             train_loader = DataLoader(train_ds, batch_size=bs, shuffle=True, generator=self.generator, drop_last=drop_last,
                                       **common)
         # Every rank validates its own shard of the val set (engine/evaluator.py).
-        val_loader = eval_loader(task, val_ds, bs, r.train.workers, pin_memory=pin, worker_init_fn=worker_init)
+        val_loader = eval_loader(task, val_ds, bs, workers, pin_memory=pin, worker_init_fn=worker_init)
         return train_loader, val_loader, classes
 
     def _barrier(self) -> None:
@@ -248,6 +252,8 @@ class Trainer:
         train_loader, val_loader, classes = self._loaders()
         self.classes = classes
         seed_everything(r.train.seed)
+        if self.resume_ckpt is not None:  # before allocating: the stored weights fit the model they are for
+            check_weights_fit(r, len(classes), self.resume_ckpt.get("model"), self.resume_path_given)
         model = build_model(r, len(classes), load_weights=self.resume_ckpt is None, classes=classes)
         # The data set's own class ids, when its task keeps them (datasets' category_ids).
         self.meta = checkpoint_meta(r, classes, getattr(train_loader.dataset, "category_ids", None))

@@ -17,6 +17,7 @@ The rules, the same for every command:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import sys
@@ -25,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
-from visiontk.errors import UserError
+from visiontk.errors import UserError, writing
 
 
 def _special_kind(path: Path) -> str | None:
@@ -49,6 +50,23 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return Path(a).name == Path(b).name and os.path.samefile(a, b)
     except OSError:
         return False
+
+
+# Control characters but tab, newline and carriage return (CSV ends its rows with \r\n).
+_TERMINAL_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+class _TerminalText:
+    """A text stream to a terminal: what is written has its control characters escaped (\x1b)."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(_TERMINAL_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
 
 
 class OutputFile:
@@ -78,23 +96,32 @@ class OutputFile:
             raise UserError(f"{path}: is both {what} and the --out file; refusing to overwrite an input")
 
     @contextmanager
-    def open_text(self) -> Iterator[IO[str]]:
-        """The stream to write: stdout, the new file, or a temp file that replaces the existing one at the end."""
+    def open_text(self, whole: bool = False) -> Iterator[IO[str]]:
+        """The stream to write: stdout, the new file, or a temp file that replaces the existing one at the end.
+
+        `whole`: the content is one document (a JSON array) that is valid only once
+        finished: a new file is staged too, so a failed or stopped run leaves none.
+        A full disk met while writing is one line naming the file (`writing`).
+        """
         if self.path is None:
             # A name that is not UTF-8 (read from stdin as the OS's bytes) is
             # written escaped (\\udcff, which JSON reads back as that byte) instead
             # of ending the run with a UnicodeEncodeError.
             if hasattr(sys.stdout, "reconfigure"):
                 sys.stdout.reconfigure(errors="backslashreplace")
-            yield sys.stdout
-            sys.stdout.flush()
+            with writing("<stdout>"):
+                # On a terminal, control characters of names (an ESC in a folder name) are
+                # shown escaped, as everything printed is; into a pipe or file they stay data.
+                yield _TerminalText(sys.stdout) if sys.stdout.isatty() else sys.stdout
+                sys.stdout.flush()
             return
         self.check()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists() or self.is_stream:
-            with open(self.path, "w", encoding="utf-8", errors="backslashreplace", newline="") as f:
-                yield f
-            return
+        with writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if (not whole and not self.path.exists()) or self.is_stream:
+                with open(self.path, "w", encoding="utf-8", errors="backslashreplace", newline="") as f:
+                    yield f
+                return
         with self.staged() as tmp, open(tmp, "w", encoding="utf-8", errors="backslashreplace", newline="") as f:
             yield f
 
@@ -109,15 +136,20 @@ class OutputFile:
             # A FIFO or /dev/null is written into, whole at the end, and stays what it is.
             yield from self._staged_into_stream(suffix)
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=suffix)
+        with writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=suffix)
+            except OSError as e:  # a read-only folder: said of the user's file, not of a temp name
+                raise UserError(f"{self.path}: cannot write ({e.strerror or e.__class__.__name__})") from None
         os.close(fd)
         try:
-            yield Path(tmp)
-            # On disk before the rename: a crash leaves the old file or the new one, whole.
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            with writing(self.path, tmp):
+                yield Path(tmp)
+                # On disk before the rename: a crash leaves the old file or the new one, whole.
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, self.path)
         finally:
             Path(tmp).unlink(missing_ok=True)
 
@@ -130,9 +162,10 @@ class OutputFile:
         fd, tmp = tempfile.mkstemp(prefix=".visiontk-out.", suffix=suffix)
         os.close(fd)
         try:
-            yield Path(tmp)
-            with open(tmp, "rb") as src, open(self.path, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+            with writing(self.path, tmp):
+                yield Path(tmp)
+                with open(tmp, "rb") as src, open(self.path, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
         finally:
             Path(tmp).unlink(missing_ok=True)
 

@@ -104,3 +104,28 @@ def next_run_dir(project: Path, task: str, name: str) -> Path:
     while (project / task / f"{name}-{n}").exists():
         n += 1
     return project / task / f"{name}-{n}"
+
+
+def refuse_inside_data(folder: str | Path, data_folders: Sequence[str | Path], option: str) -> None:
+    """An output folder (a run directory, a plots folder) is never inside a folder of the
+    data set that the run walks for its files (`data_folders`: the split folders): its
+    files would be read back as data -- a run dir under an ImageFolder split became a
+    class named 'classify', eval plots in val/circle became circle images.
+
+    Checked before any work, on real paths (a symlinked --project counts where it
+    points). Elsewhere under data.root (runs/ beside train/ and val/, or next to
+    COCO files that name their images) nothing is walked, so nothing is refused.
+    """
+    real = os.path.realpath(folder)
+    for data_folder in data_folders:
+        if not os.path.isdir(data_folder):
+            continue
+        root = os.path.realpath(data_folder)
+        if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+            raise UserError(f"{folder}: {option} is inside the data folder {data_folder}; its files would be read "
+                            f"as data (choose a folder outside it)")
+
+
+def split_folders(root: str | Path | None, *splits: str) -> list[Path]:
+    """root/<split> for each split: the folders a run walks (the others are named by annotations)."""
+    return [] if root is None or not os.path.isdir(root) else [Path(root) / s for s in splits]

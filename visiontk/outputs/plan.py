@@ -1,6 +1,7 @@
 """Everything one predict run writes, and the rule that no output is also one of its inputs."""
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,9 @@ class PredictionOutputs:
     files: list[OutputFile] = field(default_factory=list)
     # Folders of per-image files.
     folders: list[OutputFolder] = field(default_factory=list)
+    # The results are one document (a COCO json array), valid only once finished:
+    # a stopped or failed run leaves no half of it (OutputFile.open_text).
+    whole_document: bool = False
 
     def refuse_inputs(self, sources: Sequence[str], checkpoint: str | Path | None = None) -> None:
         """Before any work (before the model is loaded): no output is an input known now --
@@ -91,12 +95,15 @@ class PredictionOutputs:
         end of a pipe gets records as they come.
         """
         screened = self.screen_inputs(paths, sources)
-        with self.stream.open_text() as stream:
+        with self.stream.open_text(whole=self.whole_document) as stream:
             writer = self.writer(stream)
             try:
                 stats = run(screened, writer, flush=stream.flush)
             except BaseException:
-                writer.abort()
+                # The first error is the one to report: cleaning up after a full disk
+                # meets the full disk again (a scratch file's close flushes).
+                with contextlib.suppress(OSError):
+                    writer.abort()
                 raise
             writer.close()
         return stats

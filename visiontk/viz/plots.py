@@ -8,6 +8,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from visiontk.console import printable  # noqa: E402
+from visiontk.errors import writing  # noqa: E402
+
 
 def plot_training_curves(rows: list[dict], path: Path) -> Path:
     """One panel per column of results.csv (except epoch/time), against epoch."""
@@ -31,8 +34,9 @@ def plot_training_curves(rows: list[dict], path: Path) -> Path:
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
@@ -58,8 +62,9 @@ def plot_per_class_bars(scores: dict[str, float | None], metric: str, path: Path
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
@@ -72,6 +77,9 @@ def confusion_matrix_figure(matrix: list[list[int]], classes: list[str]):
 
     cm = np.asarray(matrix, dtype=float)
     norm = cm / np.clip(cm.sum(1, keepdims=True), 1, None)
+    # Names as the terminal shows them: a control character in a class name has no glyph,
+    # and matplotlib's warning about it would print the raw character to stderr.
+    classes = [printable(str(c), newlines=False) for c in classes]
     n = len(classes)
     size = min(MAX_FIGURE_INCHES, max(4.0, 0.5 * n + 2))
     font = class_font_size(n, size - 2)
@@ -99,6 +107,7 @@ def per_class_bars_figure(scores: dict[str, float | None], metric: str):
                      key=lambda t: -t[0])
     missing = [k for k, v in scores.items() if not (isinstance(v, (int, float)) and not math.isnan(v))]
     names = [k for _, k in defined] + missing
+    shown = [printable(str(k), newlines=False) for k in names]  # no raw control characters via matplotlib
     values = [v for v, _ in defined] + [0.0] * len(missing)
     n = len(names)
     height = min(MAX_FIGURE_INCHES * 2, max(3.0, 0.16 * n + 1.2))
@@ -108,7 +117,7 @@ def per_class_bars_figure(scores: dict[str, float | None], metric: str):
     ax.barh(ys, values, color="tab:blue", height=0.8)
     for y, v, name in zip(ys, values, names):
         ax.text(min(v, 1.0) + 0.01, y, "-" if name in missing else f"{v:.3f}", va="center", fontsize=font)
-    ax.set_yticks(ys, names, fontsize=font)
+    ax.set_yticks(ys, shown, fontsize=font)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.1)
     ax.set_ylim(n - 0.5, -0.5)

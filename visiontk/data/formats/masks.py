@@ -10,6 +10,7 @@ contiguous indices, unlisted values are ignored.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,12 +19,13 @@ from PIL import Image
 from pydantic import AfterValidator
 
 from visiontk.console import warn
+from visiontk.data.images import MAX_DECODED_BYTES, MAX_PIXELS, decoded_bytes
 from visiontk.data.regular_files import open_regular
 from visiontk.errors import DataError
 from visiontk.recipe import Fraction, Section, register_format_options, rule_error
 
 from .files import read_image_size
-from .issues import MISSING_MASK, Issues, Policy
+from .issues import MISSING_MASK, Issues, Policy, one_line
 from .options import PathOption
 from .paths import find_images
 from .records import AnnotatedImage, AnnotatedSet, annotated
@@ -108,13 +110,35 @@ def mask_record(image: Path, mask: Path, image_id: str, issues: Issues) -> Annot
     return None if size is None else annotated(image, *size, [], [], mask=mask, image_id=image_id)
 
 
+def mask_header_size(path: Path) -> tuple[int, int]:
+    """(height, width) of a mask PNG from its header (no pixel decoded, no EXIF turn: masks are stored as they are)."""
+    try:
+        # The size is all that is read: PIL's bomb warning (printed raw) is for decoding.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with open_regular(path) as f, Image.open(f) as im:
+                w, h = im.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DataError(one_line(f"{path}: cannot read mask ({exc})")) from None
+    return h, w
+
+
 def load_index_mask(path: Path) -> np.ndarray:
-    """uint8 ``[H, W]`` class indices of an 'L' or 'P' PNG (no range/size checks)."""
+    """uint8 ``[H, W]`` class indices of an 'L' or 'P' PNG (no range/size checks).
+
+    Under the images' decoding budget (data/images.py): a mask is an image too.
+    """
     try:
         with open_regular(path) as f, Image.open(f) as im:
             if im.mode not in INDEX_MODES:
                 raise DataError(f"{path}: mask mode {im.mode!r}; expected 'L' or 'P' (palette) with class indices")
+            if decoded_bytes(im, im.mode) > MAX_DECODED_BYTES:
+                w, h = im.size
+                raise DataError(f"{path}: mask too large: {w} x {h} pixels take {decoded_bytes(im, im.mode) / 1e6:.0f} MB "
+                                f"to decode (limit {MAX_DECODED_BYTES // 1_000_000} MB)")
             return np.array(im, dtype=np.uint8)  # 'P' gives palette indices, not colours
+    except Image.DecompressionBombError:
+        raise DataError(f"{path}: mask too large (more than {MAX_PIXELS // 1_000_000} MP)") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read mask ({exc})") from exc
 

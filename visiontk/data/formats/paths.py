@@ -28,7 +28,16 @@ def inside(root: Path | str, name: str) -> Path | None:
     return None if escapes else Path(full)
 
 
-def resolve(root: Path, name: str, where: str, issues: Issues, field: str, root_name: str) -> Path | None:
+def inside_or_absolute(root: Path | str, name: str) -> Path | None:
+    """``inside(root, name)``, also for an absolute ``name`` that lies in ``root`` (a YOLO
+    list may hold absolute paths): the name stays inside its root either way."""
+    if name and os.path.isabs(name):
+        return inside(root, os.path.relpath(os.path.normpath(name), os.path.normpath(os.path.abspath(root))))
+    return inside(root, name)
+
+
+def resolve(root: Path, name: str, where: str, issues: Issues, field: str, root_name: str,
+            absolute: bool = False) -> Path | None:
     """``inside(root, name)``, with a refused name reported under the policy.
 
     ``field`` and ``root_name`` word the message: "file_name '../x' escapes the image root /data/images".
@@ -36,7 +45,7 @@ def resolve(root: Path, name: str, where: str, issues: Issues, field: str, root_
     if not name:
         issues(MALFORMED, where, f"empty {field}")
         return None
-    path = inside(root, name)
+    path = inside_or_absolute(root, name) if absolute else inside(root, name)
     if path is None:
         issues(UNSAFE_PATH, where, f"{field} {name!r} escapes the {root_name} {root}")
     return path

@@ -15,6 +15,7 @@ Segment lines (polygons) are not read.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 from visiontk.data.regular_files import read_regular_text, walk_files
@@ -26,7 +27,7 @@ from .files import load_yaml, read_image_size, read_text
 from .issues import MALFORMED, MISSING_IMAGE, ORPHAN_LABEL, UNKNOWN_CLASS, Issues, Policy
 from .names import names_map
 from .options import under
-from .paths import find_images, resolve
+from .paths import find_images, inside_or_absolute, resolve
 from .records import AnnotatedImage, AnnotatedSet, annotated
 
 
@@ -57,15 +58,21 @@ def data_yaml_path(root: Path | str, data_yaml: str) -> Path:
     return path
 
 
-def read_yolo(data_yaml: Path, split: str, policy: Policy = "skip") -> AnnotatedSet:
+def read_yolo(data_yaml: Path, split: str, policy: Policy = "skip", within: Path | None = None) -> AnnotatedSet:
+    """The records of one split. Everything read stays inside the data set's root: the
+    yaml's ``path`` (the yaml's folder when absent), which itself stays inside ``within``
+    (data.root when it is a folder; when data.root names the yaml, its ``path`` is the
+    declaration). Split entries and list lines, relative or absolute, resolve inside it."""
     data_yaml = Path(data_yaml)
     issues = Issues(data_yaml, policy)
     cfg = load_yaml(data_yaml)
     if not isinstance(cfg, dict):
         raise DataError(f"{data_yaml}: expected a mapping with 'path', '{split}' and 'names'")
     classes = _names(cfg, data_yaml)
-    root = Path(str(cfg["path"])) if cfg.get("path") else Path(".")
-    root = root if root.is_absolute() else data_yaml.parent / root
+    declared = str(cfg["path"]) if cfg.get("path") else "."
+    root = Path(declared) if Path(declared).is_absolute() else data_yaml.parent / declared
+    if within is not None and inside_or_absolute(within, os.path.abspath(root)) is None:
+        raise DataError(f"{data_yaml}: 'path' {declared!r} escapes the data root {within} (data.root)")
     entry = cfg.get(split)
     if not entry:
         splits = [k for k in ("train", "val", "test") if cfg.get(k)]
@@ -74,12 +81,11 @@ def read_yolo(data_yaml: Path, split: str, policy: Policy = "skip") -> Annotated
     records = []
     for item in entry if isinstance(entry, list) else [entry]:
         item = str(item)
-        target = Path(item) if Path(item).is_absolute() else resolve(
-            root, item, str(data_yaml), issues, f"'{split}' folder", "dataset root")
+        target = resolve(root, item, str(data_yaml), issues, f"'{split}' folder", "dataset root", absolute=True)
         if target is None:
             continue
         if target.is_file() and target.suffix.lower() == ".txt":
-            records += _read_images(_listed_images(target, issues), len(classes), issues)
+            records += _read_images(_listed_images(target, issues, root), len(classes), issues)
         elif target.is_dir():
             labels_dir = _labels_dir(target, data_yaml)
             images = [(image, (labels_dir / image.relative_to(target)).with_suffix(".txt"))
@@ -92,16 +98,17 @@ def read_yolo(data_yaml: Path, split: str, policy: Policy = "skip") -> Annotated
     return AnnotatedSet(records, classes, list(range(len(classes))), issues.finish())
 
 
-def _listed_images(listing: Path, issues: Issues) -> list[tuple[Path, Path]]:
+def _listed_images(listing: Path, issues: Issues, root: Path) -> list[tuple[Path, Path]]:
     """(image, label file) of each line of an image list; relative lines are under the list's folder."""
     pairs = []
     for lineno, line in enumerate(read_text(listing).splitlines(), 1):
         name = line.strip()
         if not name:
             continue
-        # Ultralytics writes './images/x.jpg' lines; absolute lines are the author's own choice.
-        image = Path(name) if Path(name).is_absolute() else resolve(
-            listing.parent, name, f"{listing}:{lineno}", issues, "image", "list's folder")
+        # Ultralytics writes './images/x.jpg' lines (relative to the list's folder); absolute
+        # lines are taken when they lie in the data set's root, like every name read.
+        image = resolve(listing.parent if not os.path.isabs(name) else root, name, f"{listing}:{lineno}", issues,
+                        "image", "list's folder" if not os.path.isabs(name) else "dataset root", absolute=True)
         if image is None:
             continue
         if not image.is_file():

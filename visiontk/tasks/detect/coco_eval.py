@@ -14,6 +14,9 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchvision.ops import box_convert
 
+from visiontk.console import printable
+from visiontk.errors import writing
+
 
 def _as_array(x: Any, dtype, shape_tail: tuple[int, ...] = ()) -> np.ndarray:
     if isinstance(x, torch.Tensor):
@@ -149,8 +152,9 @@ HIGHLIGHT = 3
 
 def plot_pr_curve(result: Mapping, path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pr_curve_figure(result).savefig(path, format="png")
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pr_curve_figure(result).savefig(path, format="png")
     return path
 
 
@@ -165,8 +169,11 @@ def pr_curve_figure(result: Mapping):
     from matplotlib.figure import Figure
 
     recall = np.asarray(result["recall_thresholds"])
-    curves = {name: np.clip(curve, 0, 1) for name, curve in result["pr_curve50"].items() if curve is not None}
-    ap = result["per_class_ap50"]
+    # Names as the terminal shows them: a control character has no glyph, and matplotlib's
+    # warning about it would print the raw character to stderr.
+    curves = {printable(str(name), newlines=False): np.clip(curve, 0, 1)
+              for name, curve in result["pr_curve50"].items() if curve is not None}
+    ap = {printable(str(name), newlines=False): v for name, v in result["per_class_ap50"].items()}
     many = len(curves) > LEGEND_CLASSES
     fig = Figure(figsize=(9, 5) if many else (6, 5), dpi=100)
     FigureCanvasAgg(fig)

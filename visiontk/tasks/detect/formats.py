@@ -91,7 +91,7 @@ def read_annotations(recipe, split: str, classes: list[str] | None = None, root:
     if d.format == "coco":
         found = read_coco(where, under(root_dir, split_path(opts.images, name, "images")), policy)
     elif d.format == "yolo":
-        found = read_yolo(where, name, policy)
+        found = read_yolo(where, name, policy, within=root_dir if root_dir.is_dir() else None)
     else:
         ids = None if opts.ids is None else under(root_dir, split_path(opts.ids, name, "ids"))
         found = read_voc(where, under(root_dir, split_path(opts.images, name, "images")), wanted, policy, ids)

@@ -17,7 +17,7 @@ from torchvision.utils import draw_bounding_boxes
 from visiontk.console import warn
 from visiontk.data.formats.coco import image_ids as coco_image_ids
 from visiontk.data.images import load_image
-from visiontk.errors import UserError
+from visiontk.errors import UserError, writing
 from visiontk.outputs.output_file import OutputFile
 from visiontk.outputs.json_text import dumps
 from visiontk.outputs.output_folder import OutputFolder
@@ -140,7 +140,9 @@ class YoloTxtWriter(RecordWriter):
         lines = []
         for (x1, y1, x2, y2), label in zip(record["boxes"], record["label_ids"]):
             lines.append(f"{label} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}")
-        self.folder.path_for(record["path"], ".txt").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        target = self.folder.path_for(record["path"], ".txt")
+        with writing(target):
+            target.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
 class AnnotatedImageWriter(RecordWriter):
@@ -168,7 +170,8 @@ class AnnotatedImageWriter(RecordWriter):
             image = draw_bounding_boxes(image, torch.tensor(record["boxes"], dtype=torch.float32), labels=labels,
                                         colors=colors, width=max(1, round(side / 200)))
         extra = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
-        Image.fromarray(image.permute(1, 2, 0).numpy()).save(target, **extra)
+        with writing(target):
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(target, **extra)
 
 
 def prediction_outputs(options: DetectPredictOptions, out: OutputFile) -> PredictionOutputs:
@@ -195,4 +198,5 @@ def prediction_outputs(options: DetectPredictOptions, out: OutputFile) -> Predic
         return Tee(main, AnnotatedImageWriter(drawn)) if drawn is not None else main
 
     return PredictionOutputs(writer, stream=OutputFile(None) if labels is not None else out,
-                             folders=[f for f in (labels, drawn) if f is not None])
+                             folders=[f for f in (labels, drawn) if f is not None],
+                             whole_document=labels is None and options.format == DetectFormat.coco)

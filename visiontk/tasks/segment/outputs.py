@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from visiontk.errors import UserError
+from visiontk.errors import UserError, writing
 from visiontk.outputs.output_folder import OutputFolder
 from visiontk.outputs.records import RecordWriter
 
@@ -147,14 +147,16 @@ class MaskWriter(RecordWriter):
         # in training) 4.5 ms against 9.6, files 18% larger; on a clean one
         # (large regions) 1.2 ms against 1.6, 3.8 KB against 2.4.
         mask = np.ascontiguousarray(mask, dtype=np.uint8 if mask.dtype == np.uint8 else np.uint16)
-        Image.fromarray(mask).save(paths[0], format="PNG", compress_level=3)
+        with writing(paths[0]):
+            Image.fromarray(mask).save(paths[0], format="PNG", compress_level=3)
         written = {"mask": str(paths[0])}
         if self.overlay:
             if image is None:
                 raise UserError("overlay needs the input image (Task.keeps_input_image)")
             if mask.size and int(mask.max()) >= len(self.colours):  # more than 256 classes
                 self.colours = class_colours(int(mask.max()) + 1)
-            Image.fromarray(overlay(image, mask, self.colours)).save(paths[1], format="JPEG", quality=90)
+            with writing(paths[1]):
+                Image.fromarray(overlay(image, mask, self.colours)).save(paths[1], format="JPEG", quality=90)
             written["overlay"] = str(paths[1])
         return written
 

@@ -25,7 +25,8 @@ from visiontk.data.formats.coco import rasterize
 from visiontk.data.formats.files import image_size
 from visiontk.data.formats.issues import BAD_IMAGE, BAD_MASK, Issues, Policy, ReadReport, check_policy
 from visiontk.console import warn
-from visiontk.data.formats.masks import IGNORE_INDEX, apply_value_table, load_index_mask, unlisted_values
+from visiontk.data.formats.masks import (IGNORE_INDEX, apply_value_table, load_index_mask, mask_header_size,
+                                         unlisted_values)
 from visiontk.errors import DataError
 
 __all__ = ["IGNORE_INDEX", "CocoMask", "Policy", "SegmentationRecord", "check_policy", "check_records", "load_mask",
@@ -74,6 +75,15 @@ def load_mask(record: SegmentationRecord) -> np.ndarray:
     else:
         raise DataError(f"{record.image}: no mask")
     return mask if record.values is None else apply_value_table(record.values, mask, record.mask_name)
+
+
+def mask_size(record: SegmentationRecord) -> tuple[int, int] | None:
+    """(height, width) the record's mask will have, read without decoding it (None: no mask)."""
+    if record.mask is not None:
+        return mask_header_size(record.mask)
+    if record.coco is not None:
+        return record.coco.height, record.coco.width
+    return None
 
 
 def mask_problem(
@@ -125,6 +135,13 @@ def check_records(
             issues.message(BAD_IMAGE, str(exc))
             continue
         try:
+            # The mask's size from its header (or its COCO image entry) before any decoding:
+            # a 21000 x 21000 mask beside a 32 px image, or a COCO entry saying 100000 x
+            # 100000, would otherwise be decoded or rasterised (10 GB) to learn it is wrong.
+            stored_hw = mask_size(record)
+            if stored_hw is not None and tuple(stored_hw) != tuple(image_hw):
+                raise DataError(f"{record.mask_name}: mask size {stored_hw[1]}x{stored_hw[0]} differs from "
+                                f"image {record.image.name} size {image_hw[1]}x{image_hw[0]}")
             if ids is None:
                 mask = load_mask(record)
             else:
