@@ -12,6 +12,7 @@ import typer  # noqa: E402
 from visiontk import __version__  # noqa: E402
 from visiontk.commands import export as export_cmd  # noqa: E402
 from visiontk.commands import misc  # noqa: E402
+from visiontk.commands import report as report_cmd  # noqa: E402
 from visiontk.commands import transfer as transfer_cmd  # noqa: E402
 from visiontk.commands import weights as weights_cmd  # noqa: E402
 from visiontk.commands.errors import STATE, OneLineUsageErrors  # noqa: E402
@@ -50,6 +51,7 @@ app.add_typer(misc.backbones_app, name="backbones")
 app.add_typer(misc.data_app, name="data")
 app.add_typer(weights_cmd.app, name="weights")
 app.command("export")(export_cmd.export)
+app.command("report")(report_cmd.report)
 
 
 def main() -> None:

@@ -16,9 +16,15 @@ from visiontk.metrics.classification import ClassificationMetric, classification
 from visiontk.outputs.plan import PredictionOutputs
 from visiontk.outputs.records import CsvWriter, JsonlWriter
 from visiontk.recipe import EmptySection, Fraction, Section, recipe_error
-from visiontk.tasks.base import Task
+from visiontk.tasks.base import Task, outputs_for, shown_image
 from visiontk.tasks.options.classify import ClassifyFormat, ClassifyPredictOptions
 from visiontk.tasks.registry import register_task
+from visiontk.viz.report_html import Figure, PageSection
+
+# The run report's sample grids: images per grid, and how many validation images are
+# searched for the worst classified (bounds the extra pass on a large split).
+REPORT_GRID = 16
+REPORT_SCAN = 5000
 
 
 class ClassifyHeadOptions(Section):
@@ -106,6 +112,40 @@ class ClassifyTask(Task):
 
     def report(self, metrics: dict, classes: list[str]):
         return classification_report(metrics, classes)
+
+    def report_sections(self, metrics, classes) -> list[PageSection]:
+        from visiontk.viz.plots import confusion_png
+
+        if "confusion_matrix" not in metrics:
+            return []
+        return [PageSection("Confusion matrix", [Figure(confusion_png(metrics["confusion_matrix"], classes),
+                                                    "confusion matrix", "rows: true class, columns: predicted; "
+                                                    "shade: share of the true class, numbers: images")])]
+
+    def report_samples(self, model, dataset, classes, device) -> dict[str, bytes]:
+        """The first validation images, and the worst classified: lowest probability of the
+        true class over the first REPORT_SCAN images of the split (a pass as long as one
+        validation over them)."""
+        from visiontk.viz.plots import PRED_COLOUR, WRONG_COLOUR, sample_grid_png
+
+        scored = []
+        for i, image, label, logits in outputs_for(model, dataset, range(min(len(dataset), REPORT_SCAN)), device):
+            probs = F.softmax(logits.float(), 0)
+            scored.append((float(probs[label]), i, image, int(label), int(probs.argmax()), float(probs.max())))
+        if not scored:
+            return {}
+        paths = getattr(dataset, "samples", None)
+
+        def tile(entry):
+            p_true, i, image, label, pred, p = entry
+            name = Path(paths[i][0]).name if paths else f"#{i}"
+            return {"image": shown_image(image, dataset.preprocess),
+                    "title": f"{name}\ntrue {classes[label]}\npred {classes[pred]} {p:.2f}",
+                    "title_colour": PRED_COLOUR if pred == label else WRONG_COLOUR}
+
+        worst = sorted(scored, key=lambda e: (e[0], e[1]))[:REPORT_GRID]
+        return {"val_samples.png": sample_grid_png([tile(e) for e in scored[:REPORT_GRID]]),
+                "worst_classified.png": sample_grid_png([tile(e) for e in worst])}
 
     def prediction_outputs(self, options: ClassifyPredictOptions, out) -> PredictionOutputs:
         return PredictionOutputs(CsvWriter if options.format == ClassifyFormat.csv else JsonlWriter, stream=out)

@@ -37,7 +37,7 @@ def plot_training_curves(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def plot_confusion_matrix(matrix: list[list[int]], classes: list[str], path: Path) -> Path:
+def _confusion_figure(matrix: list[list[int]], classes: list[str]):
     """Rows: true class; columns: predicted. Cells normalised per true class, counts printed."""
     import numpy as np
 
@@ -49,6 +49,8 @@ def plot_confusion_matrix(matrix: list[list[int]], classes: list[str], path: Pat
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(n), classes, fontsize=8)
+    for label in [*ax.get_xticklabels(), *ax.get_yticklabels()]:
+        label.set_parse_math(False)  # class names are text, '$' and all
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if n <= 30:
@@ -57,7 +59,142 @@ def plot_confusion_matrix(matrix: list[list[int]], classes: list[str], path: Pat
                 ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
                         color="white" if norm[i, j] > 0.5 else "black")
     fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(matrix: list[list[int]], classes: list[str], path: Path) -> Path:
+    """Rows: true class; columns: predicted. Cells normalised per true class, counts printed."""
+    fig = _confusion_figure(matrix, classes)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+# -- figures as PNG bytes (the run report embeds them) -------------------------
+def figure_png(fig, dpi: int = 90) -> bytes:
+    """A matplotlib figure as PNG bytes; the figure is closed."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    if fig.get_label() != "bare":
+        plt.close(fig)
+    return buf.getvalue()
+
+
+def curves_png(rows: list[dict], keys: list[str], ylabel: str = "") -> bytes:
+    """One panel per key of `rows` (results.csv rows) against epoch; missing values skipped.
+
+    A bare Figure with a fixed layout: redrawn after every epoch, and pyplot's
+    tight_layout was most of its cost."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n = max(1, len(keys))
+    cols = min(4, n)
+    nrows = (n + cols - 1) // cols
+    fig = Figure(figsize=(3.2 * cols, 2.5 * nrows))
+    fig.set_label("bare")  # not pyplot's: nothing to close
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, cols, squeeze=False)
+    fig.subplots_adjust(left=0.08 if cols > 1 else 0.2, right=0.98, bottom=0.16 / nrows, top=1 - 0.12 / nrows,
+                        wspace=0.3, hspace=0.5)
+    for ax, key in zip(axes.flat, keys):
+        pts = [(r["epoch"], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and r.get("epoch") is not None]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3)
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        if ylabel:
+            ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    return figure_png(fig)
+
+
+def confusion_png(matrix: list[list[int]], classes: list[str]) -> bytes:
+    fig = _confusion_figure(matrix, classes)
+    return figure_png(fig)
+
+
+def bars_png(values: dict[str, float | None], title: str, xlabel: str) -> bytes:
+    """A horizontal bar per class (a missing value drawn as an empty row), e.g. AP or IoU."""
+    names = list(values)
+    fig, ax = plt.subplots(figsize=(6, max(1.6, 0.3 * len(names) + 1)))
+    ys = range(len(names))
+    ax.barh(list(ys), [v if isinstance(v, (int, float)) else 0.0 for v in values.values()], color="#4477aa")
+    ax.set_yticks(list(ys), names, fontsize=8)
+    for label in ax.get_yticklabels():
+        label.set_parse_math(False)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+# Prediction (or a right answer) green, wrong red, ground truth orange (the report's caption says so).
+PRED_COLOUR, TRUTH_COLOUR, WRONG_COLOUR = "#1a9850", "#f28e2b", "#d73027"
+_TAB10 = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+          (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+
+
+def sample_grid_png(samples: list[dict], cols: int = 4, tile: int = 160) -> bytes:
+    """Validation images with what the model said drawn against the truth, as one PNG.
+
+    Drawn with PIL, not matplotlib: 16 small axes took ~1.3 s, this takes tens of ms,
+    and the report redraws it during training. Each sample: ``image`` (uint8 HWC or
+    HW), ``title`` (lines), optional ``title_colour``, ``boxes`` (list of (xyxy in image
+    pixels, text, colour, linestyle); "--" draws thinner), ``mask`` (an HxW class-index
+    map tinted over the image, 0 = background and values >= ``num_classes`` untinted).
+    """
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    line_h = 12
+    lines = max([1] + [len(str(s.get("title", "")).splitlines()) for s in samples])
+    cell_w, cell_h = tile + 8, tile + 8 + lines * line_h
+    n = max(1, len(samples))
+    cols = min(cols, n)
+    rows = (n + cols - 1) // cols
+    sheet = Image.new("RGB", (cols * cell_w, rows * cell_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, s in enumerate(samples):
+        image = np.asarray(s["image"])
+        if image.ndim == 3 and image.shape[2] == 1:
+            image = image[..., 0]
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=2)
+        mask = s.get("mask")
+        if mask is not None:
+            k_classes = max(1, s.get("num_classes", 1))
+            colours = np.array([_TAB10[i % 10] for i in range(k_classes)], dtype=np.float32)
+            tint = colours[np.clip(mask, 0, k_classes - 1)]
+            alpha = np.where((mask > 0) & (mask < k_classes), 0.55, 0.0)[..., None]
+            image = (image * (1 - alpha) + tint * alpha).round().astype(np.uint8)
+        h, w = image.shape[:2]
+        scale = tile / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        picture = Image.fromarray(image.astype(np.uint8)).resize(size, Image.NEAREST if scale >= 1 else Image.BILINEAR)
+        x0, y0 = (k % cols) * cell_w + 4, (k // cols) * cell_h + 4
+        sheet.paste(picture, (x0, y0))
+        for xyxy, text, colour, style in s.get("boxes", []):
+            a, b, c, d = [float(v) * scale for v in xyxy]
+            draw.rectangle([x0 + a, y0 + b, x0 + c, y0 + d], outline=colour, width=1 if style == "--" else 2)
+            if text:
+                tw = draw.textlength(text, font=font)
+                draw.rectangle([x0 + a, y0 + b - line_h, x0 + a + tw + 2, y0 + b], fill=colour)
+                draw.text((x0 + a + 1, y0 + b - line_h), text, fill="white", font=font)
+        for j, line in enumerate(str(s.get("title", "")).splitlines()):
+            draw.text((x0, y0 + tile + 2 + j * line_h), line, fill=s.get("title_colour", "black"), font=font)
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    return buf.getvalue()

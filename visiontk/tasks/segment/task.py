@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Iterable, Literal, Optional
 
 import albumentations as A
+import cv2
 import numpy as np
 import torch
 from pydantic import Field, model_validator
@@ -25,9 +26,10 @@ from visiontk.outputs.output_folder import OutputFolder, next_run_dir
 from visiontk.outputs.plan import PredictionOutputs
 from visiontk.outputs.records import JsonlWriter
 from visiontk.recipe import Expected, Fraction, Number, Section, recipe_error, rule_error
-from visiontk.tasks.base import Task
+from visiontk.tasks.base import Task, outputs_for, shown_image
 from visiontk.tasks.options.segment import MaskValues, SegmentEvalOptions, SegmentPredictOptions
 from visiontk.tasks.registry import register_task
+from visiontk.viz.report_html import Figure, PageSection
 
 from .common import label_map
 from .dataset import SegmentationDataset, collate_segmentation
@@ -39,6 +41,8 @@ from .outputs import MaskWriter, full_size_labels
 from .tiling import predict_tiled
 
 FCN_DECODERS = ("fcn32s", "fcn16s", "fcn8s")
+# Validation images drawn in the run report (two tiles each: truth, prediction).
+REPORT_GRID = 6
 
 
 class SegmentHeadOptions(Section):
@@ -182,6 +186,33 @@ class SegmentTask(Task):
 
     def report(self, metrics: dict, classes: list[str]):
         return segmentation_report(metrics, classes)
+
+    def report_sections(self, metrics, classes) -> list[PageSection]:
+        from visiontk.viz.plots import bars_png, confusion_png
+
+        if "iou" not in metrics:
+            return []
+        return [PageSection("IoU per class", [
+            Figure(bars_png(metrics["iou"], f"IoU per class (mIoU {metrics['miou']:.3f})", "IoU"), "IoU per class"),
+            Figure(confusion_png(metrics["confusion_matrix"], classes), "pixel confusion matrix",
+                   "pixels; rows: true class, columns: predicted")])]
+
+    def report_samples(self, model, dataset, classes, device) -> dict[str, bytes]:
+        """The first REPORT_GRID validation images: the true mask and the predicted one, tinted
+        by class over the image, at the model's input size."""
+        from visiontk.viz.plots import sample_grid_png
+
+        tiles = []
+        for i, image, mask, logits in outputs_for(model, dataset, range(min(len(dataset), REPORT_GRID)), device):
+            shown = shown_image(image, dataset.preprocess)
+            name = Path(dataset.records[i].image).name if hasattr(dataset, "records") else f"#{i}"
+            predicted = label_map(logits[None], 1)[0].cpu().numpy()
+            truth = mask.cpu().numpy()
+            if truth.shape != predicted.shape:  # masks at the image's own size: drawn at the input size
+                truth = cv2.resize(truth.astype(np.uint8), predicted.shape[::-1], interpolation=cv2.INTER_NEAREST)
+            tiles.append({"image": shown, "mask": truth, "num_classes": len(classes), "title": f"{name}: truth"})
+            tiles.append({"image": shown, "mask": predicted, "num_classes": len(classes), "title": f"{name}: predicted"})
+        return {"val_samples.png": sample_grid_png(tiles, cols=4)} if tiles else {}
 
     # -- prediction ---------------------------------------------------------------
     def prediction_outputs(self, options: SegmentPredictOptions, out) -> PredictionOutputs:
