@@ -204,6 +204,10 @@ class Task:
         """Raw outputs for one batch of normalised images ([C, H, W] each), handed to `postprocess`."""
         return model(torch.stack(images).to(device, non_blocking=True))
 
+    def cam_scores(self, outputs: torch.Tensor, context: PredictContext) -> tuple[torch.Tensor, list[str]]:
+        """`predict --cam`: the score per image ([N]) whose Grad-CAM map is drawn, and its class names."""
+        raise NotImplementedError(f"{self.name}: no --cam")
+
     def postprocess(self, outputs: Any, metas: list[dict], context: PredictContext) -> Iterable[dict]:
         """Turn a batch of raw outputs into one record per image, for the writers of
         `prediction_outputs` (JSON-able, but for what those writers turn into files)."""
@@ -242,3 +246,9 @@ def outputs_for(model: nn.Module, dataset: Any, indices: Iterable[int], device: 
             chunk = []
     if chunk:
         yield from run(chunk)
+
+
+def spread_indices(length: int, count: int) -> list[int]:
+    """`count` indices evenly spread over range(length): a split sorted by class shows them all."""
+    count = min(count, length)
+    return sorted({round(k * (length - 1) / max(1, count - 1)) for k in range(count)})

@@ -13,6 +13,7 @@ from visiontk.data.imagefolder import ClassificationDataset, scan_imagefolder
 from visiontk.data.transforms import build_augmentations
 from visiontk.backbones.normalization import recipe_preprocess
 from visiontk.metrics.classification import ClassificationMetric, classification_report
+from visiontk.outputs.cam_writer import with_cam_folder
 from visiontk.outputs.plan import PredictionOutputs
 from visiontk.outputs.records import CsvWriter, JsonlWriter
 from visiontk.recipe import EmptySection, Fraction, Section, recipe_error
@@ -144,23 +145,33 @@ class ClassifyTask(Task):
                     "title_colour": PRED_COLOUR if pred == label else WRONG_COLOUR}
 
         worst = sorted(scored, key=lambda e: (e[0], e[1]))[:REPORT_GRID]
-        return {"val_samples.png": sample_grid_png([tile(e) for e in scored[:REPORT_GRID]]),
+        spread = [scored[round(k * (len(scored) - 1) / max(1, REPORT_GRID - 1))] for k in range(min(REPORT_GRID, len(scored)))]
+        return {"val_samples.png": sample_grid_png([tile(e) for e in spread]),
                 "worst_classified.png": sample_grid_png([tile(e) for e in worst])}
 
     def prediction_outputs(self, options: ClassifyPredictOptions, out) -> PredictionOutputs:
-        return PredictionOutputs(CsvWriter if options.format == ClassifyFormat.csv else JsonlWriter, stream=out)
+        outputs = PredictionOutputs(CsvWriter if options.format == ClassifyFormat.csv else JsonlWriter, stream=out)
+        return with_cam_folder(outputs, options.cam, out.overwrite) if options.cam else outputs
+
+    def cam_scores(self, outputs, context):
+        """The top-1 class's logit (before the softmax, as Grad-CAM's paper takes it)."""
+        top = outputs.argmax(1)
+        return outputs.gather(1, top[:, None])[:, 0], [context.classes[i] for i in top.tolist()]
 
     def postprocess(self, outputs, metas, context) -> Iterable[dict]:
         classes = context.classes
         k = max(1, min(context.options.topk, len(classes)))
         probs, idx = F.softmax(outputs.float(), dim=1).topk(k, dim=1)
         for meta, p, i in zip(metas, probs.tolist(), idx.tolist()):
-            yield {
+            record = {
                 "path": meta["path"],
                 "label": classes[i[0]],
                 "prob": round(p[0], 6),
                 "topk": [{"label": classes[j], "prob": round(q, 6)} for j, q in zip(i, p)],
             }
+            if "cam" in meta:  # --cam: written by outputs/cam_writer.py
+                record["cam"] = meta["cam"]
+            yield record
 
 
 register_task(ClassifyTask())

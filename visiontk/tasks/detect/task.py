@@ -31,7 +31,7 @@ from visiontk.data.transforms import build_augmentations
 from visiontk.backbones.normalization import recipe_preprocess
 from visiontk.errors import DataError, UserError
 from visiontk.recipe import Fraction, Number, Section, recipe_error
-from visiontk.tasks.base import Task, TaskModel, outputs_for, shown_image
+from visiontk.tasks.base import Task, TaskModel, outputs_for, shown_image, spread_indices
 from visiontk.tasks.detect.dataset import DetectionDataset, collate_detection, detection_bbox_params
 from visiontk.tasks.detect.decode import decode_predictions, scale_to_pixels
 from visiontk.tasks.detect.encode import encode_batch
@@ -277,7 +277,7 @@ class DetectTask(Task):
 
         o = self.predict_defaults
         tiles = []
-        for i, image, target, pred in outputs_for(model, dataset, range(min(len(dataset), REPORT_GRID)), device):
+        for i, image, target, pred in outputs_for(model, dataset, spread_indices(len(dataset), REPORT_GRID), device):
             h, w = image.shape[-2:]
             pred = pred[None].float()
             det = decode_predictions(pred, o["conf"], o["iou"], o["max_det"], boxes_per_cell(pred, len(classes)))[0]
