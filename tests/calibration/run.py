@@ -45,6 +45,7 @@ BREAKS = {
     "segment-labels-shuffled": "overfits_one_tiny_image",
     "pretrained-not-loaded": "speeds_up_another or hymenoptera",
     "bf16-noop": "bf16",
+    "cam-negated-gradients": "cam_peak_lies",
 }
 
 

@@ -112,6 +112,16 @@ def _bf16_noop() -> None:
     _replace_everywhere(amp_dtype, lambda dev, amp: None if amp_dtype(dev, amp) == torch.bfloat16 else amp_dtype(dev, amp))
 
 
+def _cam_negated_gradients() -> None:
+    import visiontk.engine.cam  # noqa: F401 - loaded, so its reference is replaced too
+    import visiontk.viz.cam as cam
+
+    grad_cam = cam.grad_cam
+    # The gradients' sign flipped (a score minimised instead of explained): the map
+    # then shows where the evidence for the class is weakest.
+    _replace_everywhere(grad_cam, lambda model, x, score: grad_cam(model, x, lambda o: -score(o)))
+
+
 BREAKS = {
     "classify-shuffled-labels": _classify_shuffled_labels,
     "detect-no-cell-offset": _detect_no_cell_offset,
@@ -120,6 +130,7 @@ BREAKS = {
     "segment-labels-shuffled": _segment_labels_shuffled,
     "pretrained-not-loaded": _pretrained_not_loaded,
     "bf16-noop": _bf16_noop,
+    "cam-negated-gradients": _cam_negated_gradients,
 }
 
 
