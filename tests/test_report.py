@@ -22,12 +22,16 @@ CLASSIFY_HEADINGS = ["Summary", "Recipe (resolved)", "Data", "Loss curves", "Met
 
 
 class Page(HTMLParser):
-    """h2 headings in order, each section's images, and every URL-bearing attribute."""
+    """h2 headings in order; each section's images, SVG charts, chart lines and shaded
+    cells (their rgb); every URL-bearing attribute."""
 
     def __init__(self, html: str):
         super().__init__()
         self.headings: list[str] = []
         self.images: dict[str, list[str]] = {}
+        self.svgs: dict[str, int] = {}
+        self.lines: dict[str, int] = {}
+        self.shades: dict[str, list[tuple[int, ...]]] = {}
         self.urls: list[tuple[str, str, str]] = []
         self.tags: set[str] = set()
         self._in_h2 = False
@@ -41,8 +45,16 @@ class Page(HTMLParser):
         for name, value in attrs:
             if name in ("src", "href", "action", "data", "poster", "srcset"):
                 self.urls.append((tag, name, value or ""))
+        section = self.headings[-1] if self.headings else ""
         if tag == "img":
-            self.images.setdefault(self.headings[-1] if self.headings else "", []).append(dict(attrs)["src"])
+            self.images.setdefault(section, []).append(dict(attrs)["src"])
+        elif tag == "svg":
+            self.svgs[section] = self.svgs.get(section, 0) + 1
+        elif tag == "polyline" and len((dict(attrs).get("points") or "").split()) >= 2:
+            self.lines[section] = self.lines.get(section, 0) + 1
+        elif tag == "td" and "background:rgb(" in (dict(attrs).get("style") or ""):
+            rgb = dict(attrs)["style"].split("background:rgb(")[1].split(")")[0]
+            self.shades.setdefault(section, []).append(tuple(int(v) for v in rgb.split(",")))
 
     def handle_endtag(self, tag):
         if tag == "h2":
@@ -75,6 +87,10 @@ class Screen:
     def __init__(self, shot: np.ndarray):
         self.pixels = packed(shot)
         self.colours, self.counts = np.unique(self.pixels, return_counts=True)
+
+    def count(self, rgb: tuple[int, ...]) -> int:
+        at = np.searchsorted(self.colours, packed(np.array(rgb)))
+        return int(self.counts[at]) if at < len(self.colours) and self.colours[at] == packed(np.array(rgb)) else 0
 
     def shows(self, image: np.ndarray) -> bool:
         """Anchored on the image's colour that is rarest on the screen: each place holding
@@ -126,13 +142,20 @@ def test_training_writes_a_report_that_renders_offline_in_chromium(trained_class
     assert (shot.min(axis=2) < 200).mean() > 0.05, "the page rendered (mostly) blank"
     # The figures as the browser drew them: each embedded PNG is in the screenshot, pixel for pixel.
     screen = Screen(shot)
-    for heading in ("Loss curves", "Metric curves", "Confusion matrix", "Validation samples"):
+    # The sample grids (PNGs), as the browser drew them: pixel for pixel in the screenshot.
+    for heading in ("Validation samples", "Worst-classified validation images"):
         (src,) = dom.images[heading]
         assert screen.shows(png_of(src)), f"{heading}: figure not in the screenshot"
     # And the search can fail: a figure changed by one pixel is not found.
-    changed = png_of(dom.images["Confusion matrix"][0]).copy()
+    changed = png_of(dom.images["Validation samples"][0]).copy()
     changed[5, 5] = 255 - changed[5, 5]
     assert not screen.shows(changed)
+    # The curves (inline SVG): a line per chart, drawn in its colour (#1f77b4).
+    assert dom.lines["Loss curves"] == dom.svgs["Loss curves"] >= 1 and dom.lines["Metric curves"] >= 2
+    assert screen.count((0x1F, 0x77, 0xB4)) > 500
+    # The confusion matrix (a shaded table): its darkest cell, a diagonal one after training, is on screen.
+    darkest = min(dom.shades["Confusion matrix"], key=sum)
+    assert sum(darkest) < 300 and screen.count(darkest) > 3 * 300
 
 
 def test_report_command_rebuilds_and_escapes_untrusted_names(trained_classifier, tmp_path):
@@ -160,8 +183,9 @@ def test_detect_report_has_pr_curves_ap_and_drawn_boxes(trained_detector):
     run = trained_detector["run_dir"]
     page = Page((run / "report.html").read_text(encoding="utf-8"))
     check_self_contained(page)
-    assert "Precision-recall curves and AP per class" in page.headings
-    assert len(page.images["Precision-recall curves and AP per class"]) == 2
+    heading = "Precision-recall curves and AP per class"
+    assert heading in page.headings and page.svgs[heading] == 2  # the PR curves, the AP bars
+    assert page.lines[heading] >= 1  # a curve for each class the detector finds
     (src,) = page.images["Validation samples"]
     grid = png_of(src)
     # Predicted boxes (green) and true boxes (orange) are drawn on the validation images.

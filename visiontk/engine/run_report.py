@@ -10,7 +10,8 @@ RUN_DIR` rebuilds exactly what training wrote:
 - plots/val_samples.png, plots/worst_classified.png: validation images with the
   predictions drawn against the truth (made by the trainer, which has the model).
 
-Cost per epoch: the curves (matplotlib, a few hundred ms) and the page. The sample
+Cost per epoch: the page with its curves (inline SVG, milliseconds) and the task's
+figure (one matplotlib PNG: a confusion matrix, ~0.15 s). The sample
 grids need a forward pass over validation images (all of them, up to 5000, for
 the worst classified), so they are drawn only every SAMPLES_EVERY epochs and at the
 end. And the page is rewritten after an epoch only when training has run at least
@@ -35,7 +36,8 @@ from visiontk import __version__
 from visiontk.engine.checkpoint import atomic_write_text
 from visiontk.errors import UserError
 from visiontk.outputs.json_text import dumps
-from visiontk.viz.report_html import Figure, PageSection, Table, Text, render_page
+from visiontk.viz.report_html import Charts, Figure, PageSection, Table, Text, render_page
+from visiontk.viz.svg_charts import line_chart
 
 REPORT = "report.html"
 RUN_INFO = "run_info.json"
@@ -164,6 +166,13 @@ def read_results(path: Path) -> list[dict]:
         return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def _curves(rows: list[dict], keys: list[str]) -> list[str]:
+    """One chart per results.csv column, against epoch (epochs without the value skipped)."""
+    return [line_chart({key: [(r["epoch"], r[key]) for r in rows
+                              if isinstance(r.get(key), (int, float)) and isinstance(r.get("epoch"), (int, float))]},
+                       key) for key in keys]
+
+
 def _key_values(d: dict) -> Table:
     return Table(["", "value"], [[k, ", ".join(map(str, v)) if isinstance(v, list) else v] for k, v in d.items()])
 
@@ -204,16 +213,13 @@ def build_report(run_dir: str | Path) -> str:
     loss_keys = [k for k in (rows[0] if rows else {}) if k.startswith("train/") and k != "train/img_per_s"]
     metric_keys = [k for k in (rows[0] if rows else {}) if k.startswith("val/")]
     if rows:
-        from visiontk.viz.plots import curves_png
-
-        sections.append(PageSection("Loss curves", [Figure(curves_png(rows, loss_keys), "training loss curves",
-                                                       "mean over each epoch's batches")]))
+        sections.append(PageSection("Loss curves", [Charts(_curves(rows, loss_keys), "mean over each epoch's batches")]))
         if metric_keys:
-            sections.append(PageSection("Metric curves", [Figure(curves_png(rows, metric_keys), "validation metrics",
-                                                             "validation after each evaluated epoch")]))
+            sections.append(PageSection("Metric curves", [Charts(_curves(rows, metric_keys),
+                                                                 "validation after each evaluated epoch")]))
         if any("lr" in r for r in rows):
-            sections.append(PageSection("Learning rate", [Figure(curves_png(rows, ["lr"]), "learning rate",
-                                                             "first parameter group, at the end of each epoch")]))
+            sections.append(PageSection("Learning rate", [Charts(_curves(rows, ["lr"]),
+                                                                 "first parameter group, at the end of each epoch")]))
     else:
         sections.append(PageSection("Loss curves", [Text("no epoch finished yet")]))
 

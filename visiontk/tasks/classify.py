@@ -20,7 +20,7 @@ from visiontk.recipe import EmptySection, Fraction, Section, recipe_error
 from visiontk.tasks.base import Task, outputs_for, shown_image
 from visiontk.tasks.options.classify import ClassifyFormat, ClassifyPredictOptions
 from visiontk.tasks.registry import register_task
-from visiontk.viz.report_html import Figure, PageSection
+from visiontk.viz.report_html import Heatmap, PageSection
 
 # The run report's sample grids: images per grid, and how many validation images are
 # searched for the worst classified (bounds the extra pass on a large split).
@@ -115,13 +115,10 @@ class ClassifyTask(Task):
         return classification_report(metrics, classes)
 
     def report_sections(self, metrics, classes) -> list[PageSection]:
-        from visiontk.viz.plots import confusion_png
-
         if "confusion_matrix" not in metrics:
             return []
-        return [PageSection("Confusion matrix", [Figure(confusion_png(metrics["confusion_matrix"], classes),
-                                                    "confusion matrix", "rows: true class, columns: predicted; "
-                                                    "shade: share of the true class, numbers: images")])]
+        return [PageSection("Confusion matrix", [Heatmap(classes, classes, metrics["confusion_matrix"], caption=(
+            "rows: true class, columns: predicted; numbers: images; shade: share of the true class"))])]
 
     def report_samples(self, model, dataset, classes, device) -> dict[str, bytes]:
         """The first validation images, and the worst classified: lowest probability of the

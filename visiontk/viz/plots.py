@@ -37,7 +37,7 @@ def plot_training_curves(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def _confusion_figure(matrix: list[list[int]], classes: list[str]):
+def plot_confusion_matrix(matrix: list[list[int]], classes: list[str], path: Path) -> Path:
     """Rows: true class; columns: predicted. Cells normalised per true class, counts printed."""
     import numpy as np
 
@@ -49,8 +49,6 @@ def _confusion_figure(matrix: list[list[int]], classes: list[str]):
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(n), classes, fontsize=8)
-    for label in [*ax.get_xticklabels(), *ax.get_yticklabels()]:
-        label.set_parse_math(False)  # class names are text, '$' and all
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if n <= 30:
@@ -59,83 +57,10 @@ def _confusion_figure(matrix: list[list[int]], classes: list[str]):
                 ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
                         color="white" if norm[i, j] > 0.5 else "black")
     fig.tight_layout()
-    return fig
-
-
-def plot_confusion_matrix(matrix: list[list[int]], classes: list[str], path: Path) -> Path:
-    """Rows: true class; columns: predicted. Cells normalised per true class, counts printed."""
-    fig = _confusion_figure(matrix, classes)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-# -- figures as PNG bytes (the run report embeds them) -------------------------
-def figure_png(fig, dpi: int = 90) -> bytes:
-    """A matplotlib figure as PNG bytes; the figure is closed."""
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    if fig.get_label() != "bare":
-        plt.close(fig)
-    return buf.getvalue()
-
-
-def curves_png(rows: list[dict], keys: list[str], ylabel: str = "") -> bytes:
-    """One panel per key of `rows` (results.csv rows) against epoch; missing values skipped.
-
-    A bare Figure with a fixed layout: redrawn after every epoch, and pyplot's
-    tight_layout was most of its cost."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    n = max(1, len(keys))
-    cols = min(4, n)
-    nrows = (n + cols - 1) // cols
-    fig = Figure(figsize=(3.2 * cols, 2.5 * nrows))
-    fig.set_label("bare")  # not pyplot's: nothing to close
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, cols, squeeze=False)
-    fig.subplots_adjust(left=0.08 if cols > 1 else 0.2, right=0.98, bottom=0.16 / nrows, top=1 - 0.12 / nrows,
-                        wspace=0.3, hspace=0.5)
-    for ax, key in zip(axes.flat, keys):
-        pts = [(r["epoch"], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and r.get("epoch") is not None]
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3)
-        ax.set_title(key, fontsize=9)
-        ax.set_xlabel("epoch", fontsize=8)
-        if ylabel:
-            ax.set_ylabel(ylabel, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys):]:
-        ax.axis("off")
-    return figure_png(fig)
-
-
-def confusion_png(matrix: list[list[int]], classes: list[str]) -> bytes:
-    fig = _confusion_figure(matrix, classes)
-    return figure_png(fig)
-
-
-def bars_png(values: dict[str, float | None], title: str, xlabel: str) -> bytes:
-    """A horizontal bar per class (a missing value drawn as an empty row), e.g. AP or IoU."""
-    names = list(values)
-    fig, ax = plt.subplots(figsize=(6, max(1.6, 0.3 * len(names) + 1)))
-    ys = range(len(names))
-    ax.barh(list(ys), [v if isinstance(v, (int, float)) else 0.0 for v in values.values()], color="#4477aa")
-    ax.set_yticks(list(ys), names, fontsize=8)
-    for label in ax.get_yticklabels():
-        label.set_parse_math(False)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.set_xlabel(xlabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    return figure_png(fig)
 
 
 # Prediction (or a right answer) green, wrong red, ground truth orange (the report's caption says so).

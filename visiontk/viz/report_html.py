@@ -1,6 +1,6 @@
 """A self-contained HTML page from sections of tables, text and PNG figures.
 
-Standard library only. Everything that comes from the run (class names, file
+Standard library only (charts are inline SVG: viz/svg_charts.py). Everything that comes from the run (class names, file
 names, recipe text, numbers) is escaped with `html.escape`, so a class called
 ``<script>`` is shown, never run. Figures are embedded as ``data:image/png``
 URIs and the style sheet is inline: the page loads nothing, so it opens offline
@@ -30,12 +30,40 @@ class Figure:
 
 
 @dataclass
+class Charts:
+    """Inline SVG charts (viz/svg_charts.py, which escapes what it writes), side by side."""
+
+    svgs: list[str]
+    caption: str = ""
+
+
+@dataclass
+class Heatmap:
+    """A confusion matrix as a table: counts, each cell shaded by its share of the row."""
+
+    rows: list[str]
+    columns: list[str]
+    counts: list[list[int]]
+    corner: str = "true \\ predicted"
+    caption: str = ""
+
+
+# White to dark blue (matplotlib's "Blues" ends): the shade of a share 0..1.
+_LIGHT, _DARK = (247, 251, 255), (8, 48, 107)
+
+
+def shade(share: float) -> tuple[int, int, int]:
+    share = min(max(share, 0.0), 1.0)
+    return tuple(round(a + (b - a) * share) for a, b in zip(_LIGHT, _DARK))
+
+
+@dataclass
 class Text:
     text: str
     pre: bool = False  # monospace, whitespace kept (the recipe)
 
 
-Block = Union[Table, Figure, Text]
+Block = Union[Table, Figure, Charts, Heatmap, Text]
 
 
 @dataclass
@@ -61,6 +89,9 @@ figcaption { font-size: 0.85em; color: #555; }
 img { max-width: 100%; height: auto; }
 nav a { margin-right: 0.8em; font-size: 0.9em; }
 .meta { color: #555; font-size: 0.9em; }
+.charts { display: flex; flex-wrap: wrap; gap: 0.5em; }
+.chart { font-family: system-ui, sans-serif; }
+table.heat td { min-width: 3em; height: 2em; text-align: center; }
 """
 
 
@@ -89,6 +120,23 @@ def _block(block: Block) -> str:
         data = base64.b64encode(block.png).decode("ascii")
         caption = f"<figcaption>{escape(block.caption)}</figcaption>" if block.caption else ""
         return f'<figure><img src="data:image/png;base64,{data}" alt="{escape(block.alt)}">{caption}</figure>'
+    if isinstance(block, Heatmap):
+        head = "".join(f"<th>{escape(c)}</th>" for c in [block.corner, *block.columns])
+        body = []
+        for name, counts in zip(block.rows, block.counts):
+            total = max(1, sum(counts))
+            cells = []
+            for n in counts:
+                share = n / total
+                r, g, b = shade(share)
+                ink = "#fff" if share > 0.5 else "#000"
+                cells.append(f'<td style="background:rgb({r},{g},{b});color:{ink}">{int(n)}</td>')
+            body.append(f"<tr><th>{escape(name)}</th>{''.join(cells)}</tr>")
+        caption = f"<caption>{escape(block.caption)}</caption>" if block.caption else ""
+        return f'<table class="heat">{caption}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    if isinstance(block, Charts):
+        caption = f"<figcaption>{escape(block.caption)}</figcaption>" if block.caption else ""
+        return f'<figure><div class="charts">{"".join(block.svgs)}</div>{caption}</figure>'
     if block.pre:
         return f"<pre>{escape(block.text)}</pre>"
     return f"<p>{escape(block.text)}</p>"

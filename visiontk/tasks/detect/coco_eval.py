@@ -143,25 +143,13 @@ def evaluate_coco(gts: Sequence[Mapping], dets: Sequence[Mapping], class_names: 
 
 def plot_pr_curve(result: Mapping, path: str | Path) -> Path:
     """Write precision vs recall at IoU .5, one line per class with ground truth, as a PNG."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _pr_figure(result).savefig(path, format="png")
-    return path
-
-
-def pr_curve_png(result: Mapping) -> bytes:
-    """The PR-curve figure of `plot_pr_curve` as PNG bytes (the run report embeds it)."""
-    buf = io.BytesIO()
-    _pr_figure(result).savefig(buf, format="png", dpi=80)
-    return buf.getvalue()
-
-
-def _pr_figure(result: Mapping):
     # Figure + Agg canvas directly: no pyplot global state, no backend switch
     # for the rest of the process, works without a display.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     recall = np.asarray(result["recall_thresholds"])
     fig = Figure(figsize=(6, 5), dpi=100)
     FigureCanvasAgg(fig)
@@ -171,8 +159,7 @@ def _pr_figure(result: Mapping):
         if curve is None:
             continue
         ap = result["per_class_ap50"][name]
-        # A "$" in a class name is escaped: text, not a formula for mathtext.
-        ax.plot(recall, np.clip(curve, 0, 1), label=f"{name} {ap:.3f}".replace("$", r"\$"), linewidth=1.2)
+        ax.plot(recall, np.clip(curve, 0, 1), label=f"{name} {ap:.3f}", linewidth=1.2)
         plotted += 1
     m50 = result.get("map50", float("nan"))
     title = "Precision-recall @ IoU 0.5" + ("" if math.isnan(m50) else f" (mAP@.5 {m50:.3f})")
@@ -181,4 +168,5 @@ def _pr_figure(result: Mapping):
     if plotted:
         ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    return fig
+    fig.savefig(path, format="png")
+    return path

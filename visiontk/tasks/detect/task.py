@@ -43,7 +43,7 @@ from visiontk.tasks.detect.metric import DetectionMetric, detection_report
 from visiontk.tasks.detect.writers import prediction_outputs
 from visiontk.tasks.options.detect import DetectEvalOptions, DetectPredictOptions
 from visiontk.tasks.registry import register_task
-from visiontk.viz.report_html import Figure, PageSection
+from visiontk.viz.report_html import Charts, PageSection
 
 # mAP integrates precision over every recall level: a 0.25 score cut (right
 # for showing boxes) would truncate the PR curve and under-report it, so
@@ -259,16 +259,18 @@ class DetectTask(Task):
         return detection_report(metrics, classes)
 
     def report_sections(self, metrics, classes) -> list[PageSection]:
-        from visiontk.tasks.detect.coco_eval import pr_curve_png
-        from visiontk.viz.plots import bars_png
+        from visiontk.viz.svg_charts import bar_chart, line_chart
 
         if "pr_curve50" not in metrics:
             return []
-        curve = {**metrics, "map50": float("nan") if metrics.get("map50") is None else metrics["map50"]}
-        return [PageSection("Precision-recall curves and AP per class", [
-            Figure(pr_curve_png(curve), "precision-recall curves", "one curve per class at IoU 0.5 (COCO's "
-                                                                   "101 recall points), AP@.5 in the legend"),
-            Figure(bars_png(metrics["per_class_ap50"], "AP@.5 per class", "AP@.5"), "AP per class")])]
+        recall = metrics["recall_thresholds"]
+        curves = {f"{name} {metrics['per_class_ap50'].get(name) or 0:.3f}":
+                  [(r, max(0.0, p)) for r, p in zip(recall, curve)]
+                  for name, curve in metrics["pr_curve50"].items() if curve is not None}
+        return [PageSection("Precision-recall curves and AP per class", [Charts([
+            line_chart(curves, "precision-recall @ IoU 0.5", xlabel="recall", ylim=(0.0, 1.0), width=420, height=300),
+            bar_chart(metrics["per_class_ap50"], "AP@.5 per class")],
+            "one curve per class with ground truth at IoU 0.5 (COCO's 101 recall points), AP@.5 beside its name")])]
 
     def report_samples(self, model, dataset, classes, device) -> dict[str, bytes]:
         """The first REPORT_GRID validation images: predicted boxes (score > the predict

@@ -30,7 +30,7 @@ from visiontk.recipe import Expected, Fraction, Number, Section, recipe_error, r
 from visiontk.tasks.base import Task, outputs_for, shown_image, spread_indices
 from visiontk.tasks.options.segment import MaskValues, SegmentEvalOptions, SegmentPredictOptions
 from visiontk.tasks.registry import register_task
-from visiontk.viz.report_html import Figure, PageSection
+from visiontk.viz.report_html import Charts, Heatmap, PageSection
 
 from .common import label_map
 from .dataset import SegmentationDataset, collate_segmentation
@@ -189,14 +189,14 @@ class SegmentTask(Task):
         return segmentation_report(metrics, classes)
 
     def report_sections(self, metrics, classes) -> list[PageSection]:
-        from visiontk.viz.plots import bars_png, confusion_png
+        from visiontk.viz.svg_charts import bar_chart
 
         if "iou" not in metrics:
             return []
         return [PageSection("IoU per class", [
-            Figure(bars_png(metrics["iou"], f"IoU per class (mIoU {metrics['miou']:.3f})", "IoU"), "IoU per class"),
-            Figure(confusion_png(metrics["confusion_matrix"], classes), "pixel confusion matrix",
-                   "pixels; rows: true class, columns: predicted")])]
+            Charts([bar_chart(metrics["iou"], f"IoU per class (mIoU {metrics['miou']:.3f})")]),
+            Heatmap(classes, classes, metrics["confusion_matrix"], caption=(
+                "pixel confusion matrix; rows: true class, columns: predicted; shade: share of the true class"))])]
 
     def report_samples(self, model, dataset, classes, device) -> dict[str, bytes]:
         """The first REPORT_GRID validation images: the true mask and the predicted one, tinted
