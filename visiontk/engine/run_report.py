@@ -33,7 +33,7 @@ import torch
 import yaml
 
 from visiontk import __version__
-from visiontk.engine.checkpoint import atomic_write_text
+from visiontk.engine.checkpoint import atomic_write_bytes, atomic_write_text
 from visiontk.errors import UserError
 from visiontk.outputs.json_text import dumps
 from visiontk.viz.report_html import Charts, Figure, PageSection, Table, Text, render_page
@@ -122,7 +122,7 @@ class RunReporter:
             return
         if final or epoch % SAMPLES_EVERY == 0:
             for name, png in samples().items():
-                _atomic_write_bytes(png, self.run_dir / "plots" / name)
+                atomic_write_bytes(png, self.run_dir / "plots" / name)
         write_report(self.run_dir)
         cost = time.monotonic() - start
         self.info["timing"][-1]["report_s"] = round(cost, 3)
@@ -133,13 +133,6 @@ class RunReporter:
 # -- the page -------------------------------------------------------------------
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _atomic_write_bytes(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _read_json(path: Path):
