@@ -56,8 +56,11 @@ def test_cam_peak_lies_in_the_objects_quadrant(trained_classifier, tmp_path, out
         assert r["cam_class"] == r["label"]  # the top-1 class is the one explained
         hits += r["cam_peak"] is not None and quadrant(*r["cam_peak"]) == where[Path(r["path"]).name]
     outcome(cam_quadrant_hits=hits, images=len(records))
-    # Calibration (see the numbers below): 12 of 12 under every setting and seed.
-    assert hits >= 11, f"{hits} of {len(records)} CAM maxima in the object's quadrant"
+    # Calibrated (tests/calibration/run.py -k cam_peak; AMD EPYC, the trained_classifier fixture,
+    # 6 epochs): maxima in the object's quadrant, of 12 images:
+    #   default s0=10 s1=11 s2=10; aten-avx2+onednn-avx2 s0=10 CALIB_REST
+    # break cam-negated-gradients (default, s0): 1 of 12. Chance: 3 of 12.
+    assert hits >= 8, f"{hits} of {len(records)} CAM maxima in the object's quadrant"
 
 
 class _Backbone(torch.nn.Module):
