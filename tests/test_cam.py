@@ -122,10 +122,15 @@ def test_cam_folder_follows_the_output_rule_and_segment_explains_a_chosen_class(
     images = tmp_path / "images"
     one_object_images(images)
     some = sorted(images.iterdir())[:3]
-    # Never an input: the source folder itself, even with --overwrite (classify has it).
+    # Never an input: not the source folder, nor (classify, even with --overwrite) a source file's folder.
+    before = sorted(p.name for p in images.iterdir())
     refused = run_cli("segment", "predict", ckpt, images, "--cam", images, "--out-dir", tmp_path / "masks")
     assert refused.returncode == 2 and "--cam" in refused.stderr
-    assert sorted(images.iterdir()) == sorted(images.iterdir()) and not list(images.glob("*_cam.png"))
+    classify_ckpt = save_untrained_checkpoint(tmp_path / "c" / "best.pt", "classify/shapes", ["data.root=unused"],
+                                              ["circle", "square", "triangle"])
+    refused = run_cli("classify", "predict", classify_ckpt, some[0], "--cam", images, "--overwrite")
+    assert refused.returncode == 2 and "never an input" in refused.stderr, refused.stderr
+    assert sorted(p.name for p in images.iterdir()) == before and not (tmp_path / "masks").exists()
     unknown = run_cli("segment", "predict", ckpt, *some, "--cam", tmp_path / "c0", "--cam-class", "dog",
                       "--out-dir", tmp_path / "m0")
     assert unknown.returncode == 2 and "--cam-class 'dog'" in unknown.stderr
