@@ -57,10 +57,11 @@ def test_cam_peak_lies_in_the_objects_quadrant(trained_classifier, tmp_path, out
         hits += r["cam_peak"] is not None and quadrant(*r["cam_peak"]) == where[Path(r["path"]).name]
     outcome(cam_quadrant_hits=hits, images=len(records))
     # Calibrated (tests/calibration/run.py -k cam_peak; AMD EPYC, the trained_classifier fixture,
-    # 6 epochs): maxima in the object's quadrant, of 12 images:
-    #   default s0=10 s1=11 s2=10; aten-avx2+onednn-avx2 s0=10 CALIB_REST
-    # break cam-negated-gradients (default, s0): 1 of 12. Chance: 3 of 12.
-    assert hits >= 8, f"{hits} of {len(records)} CAM maxima in the object's quadrant"
+    # 6 epochs), maxima in the object's quadrant, of 12 images:
+    #   default s0=10 s1=11 s2=10; aten-avx2+onednn-avx2 s0=10 s1=11 s2=10; aten-default s0=10 s1=7 s2=11.
+    # Break cam-negated-gradients (default, s0): 1 of 12. Chance: 3 of 12 (P(>= 6) = 0.05).
+    # The margin below the lowest run (7) is small: per image, a 6-epoch model's map is right ~85% of the time.
+    assert hits >= 6, f"{hits} of {len(records)} CAM maxima in the object's quadrant"
 
 
 class _Backbone(torch.nn.Module):
