@@ -124,7 +124,7 @@ class ClassifyTask(Task):
         """The first validation images, and the worst classified: lowest probability of the
         true class over the first REPORT_SCAN images of the split (a pass as long as one
         validation over them)."""
-        from visiontk.viz.plots import PRED_COLOUR, WRONG_COLOUR, sample_grid_png
+        from visiontk.viz.sample_grid import PRED_COLOUR, WRONG_COLOUR, sample_grid_png
 
         scored = []
         for i, image, label, logits in outputs_for(model, dataset, range(min(len(dataset), REPORT_SCAN)), device):

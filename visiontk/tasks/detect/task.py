@@ -275,7 +275,7 @@ class DetectTask(Task):
     def report_samples(self, model, dataset, classes, device) -> dict[str, bytes]:
         """The first REPORT_GRID validation images: predicted boxes (score > the predict
         default) over the ground truth's, at the model's input size."""
-        from visiontk.viz.plots import PRED_COLOUR, TRUTH_COLOUR, sample_grid_png
+        from visiontk.viz.sample_grid import PRED_COLOUR, TRUTH_COLOUR, sample_grid_png
 
         o = self.predict_defaults
         tiles = []

@@ -201,7 +201,7 @@ class SegmentTask(Task):
     def report_samples(self, model, dataset, classes, device) -> dict[str, bytes]:
         """The first REPORT_GRID validation images: the true mask and the predicted one, tinted
         by class over the image, at the model's input size."""
-        from visiontk.viz.plots import sample_grid_png
+        from visiontk.viz.sample_grid import sample_grid_png
 
         tiles = []
         for i, image, mask, logits in outputs_for(model, dataset, spread_indices(len(dataset), REPORT_GRID), device):
