@@ -45,6 +45,8 @@ demo: $(VENV)/.installed
 	@echo "demo outputs:"
 	@echo "  run directory:  runs/demo/classify/shapes/ (best.pt, last.pt, results.csv, recipe.yaml, plots/)"
 	@echo "  predictions:    runs/demo/predictions.jsonl"
+	@echo "  run report (open it in a browser; it loads nothing from the network):"
+	@echo "  $(abspath runs/demo/classify/shapes/report.html)"
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/run_all.py

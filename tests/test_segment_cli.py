@@ -194,3 +194,23 @@ def test_a_segment_checkpoint_is_refused_by_classify(trained_unet, shapes_segmen
     res = run_cli("classify", "predict", str(trained_unet / "best.pt"), str(image))
     assert res.returncode == 2 and res.stdout == ""
     assert "checkpoint is for task 'segment', not 'classify'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_run_report_shows_per_class_iou_and_mask_overlays(trained_unet):
+    """report.html (tests/test_report.py checks it in a browser): IoU per class, and the
+    sample grid with true and predicted masks tinted over the validation images."""
+    import base64
+    import io
+
+    from test_report import Page, check_self_contained
+
+    page = Page((trained_unet / "report.html").read_text(encoding="utf-8"))
+    check_self_contained(page)
+    assert {"IoU per class", "Validation samples", "Metric curves"} <= set(page.headings)
+    per_class = json.loads((trained_unet / "val_metrics.json").read_text())["metrics"]["iou"]
+    assert set(per_class) == set(CLASSES)
+    (src,) = page.images["Validation samples"]
+    grid = np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB"))
+    sample = np.asarray(Image.open(trained_unet / "plots" / "val_samples.png").convert("RGB"))
+    assert np.array_equal(grid, sample)
+    assert grid.shape[0] >= 3 * 160 and grid.shape[1] == 4 * 168  # 6 images x (truth, prediction)

@@ -14,6 +14,7 @@ from visiontk.commands import export as export_cmd  # noqa: E402
 from visiontk.commands import merge as merge_cmd  # noqa: E402
 from visiontk.commands import misc  # noqa: E402
 from visiontk.commands import model as model_cmd  # noqa: E402
+from visiontk.commands import report as report_cmd  # noqa: E402
 from visiontk.commands import transfer as transfer_cmd  # noqa: E402
 from visiontk.commands import weights as weights_cmd  # noqa: E402
 from visiontk.commands.errors import STATE, OneLineUsageErrors  # noqa: E402
@@ -54,6 +55,7 @@ app.add_typer(weights_cmd.app, name="weights")
 app.add_typer(model_cmd.app, name="model")
 app.command("export")(export_cmd.export)
 app.command("merge")(merge_cmd.merge)
+app.command("report")(report_cmd.report)
 
 
 def main() -> None:

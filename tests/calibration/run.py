@@ -46,6 +46,7 @@ BREAKS = {
     "pretrained-not-loaded": "speeds_up_another or hymenoptera",
     "bf16-noop": "bf16",
     "kim-order-lost": "kim_cnn_beats_bag_of_words",
+    "cam-negated-gradients": "cam_peak_lies",
 }
 
 

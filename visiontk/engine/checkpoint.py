@@ -64,6 +64,10 @@ def atomic_write_text(text: str, path: Path) -> None:
     _atomic_write(path, "w", lambda f: f.write(text))
 
 
+def atomic_write_bytes(data: bytes, path: Path) -> None:
+    _atomic_write(path, "wb", lambda f: f.write(data))
+
+
 # The weights-only unpickler's reasons that mean "this pickle names Python code"
 # (a class or function to import); any other failure of it (an unknown opcode in
 # random bytes) means the file is not a checkpoint at all.

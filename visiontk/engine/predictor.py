@@ -19,6 +19,7 @@ import torch
 from visiontk.console import warn
 from visiontk.data.preprocess import Preprocess
 from visiontk.engine.build import model_from_checkpoint
+from visiontk.engine.cam import add_cams
 from visiontk.engine.decode_batches import check_loader, decode_batches
 from visiontk.engine.device import amp_dtype, select_device
 from visiontk.engine.performance import autocast, prepare_for_inference, use_channels_last
@@ -74,6 +75,8 @@ class Predictor:
         self.preprocess = preprocess.with_size(self.input_size)
         if self.input_size is not None:
             check_batch_memory("--batch-size", self.batch_size, preprocess.channels, *self.input_size)
+        # --cam: a Grad-CAM map per image (engine/cam.py), at the model's input size.
+        self.cam = bool(getattr(self.context.options, "cam", None)) and self.input_size is not None
 
     def describe(self) -> str:
         """The settings this predictor runs with, for the log: device, precision, memory format, decoders."""
@@ -153,6 +156,8 @@ class Predictor:
                 if ok:
                     with autocast(self.device, self.dtype):
                         outputs = self._forward([t for t, _ in ok])
+                    if self.cam:
+                        add_cams(self.model, ok, self.preprocess, self.task, self.context, self.device)
                 if finishing is not None:
                     finishing.result()  # re-raises what the previous batch raised (e.g. a closed pipe)
                 args = (batch, outputs, write, flush, stats, bar)

@@ -37,6 +37,7 @@ from visiontk.engine.performance import compile_model, use_channels_last
 from visiontk.engine.optim import build_optimizer, build_scheduler, param_groups
 from visiontk.engine.stages import apply_stage, describe_stage, keep_frozen_in_eval, plan_stages, stage_at, stage_param_groups
 from visiontk.engine.progress import ProgressBar
+from visiontk.engine.run_report import RunReporter, data_summary, hardware
 from visiontk.engine.resources import cap_workers, check_batch_memory
 from visiontk.engine.seeding import reseed_augmentations, seed_everything, worker_init
 from visiontk.errors import JobError, UserError, VisionTKError
@@ -317,6 +318,9 @@ class Trainer:
         loss_fn = task.build_loss(r, len(classes))
         if self.is_main:
             self._make_run_dir()
+            self.reporter = RunReporter(self.run_dir, {
+                "data": data_summary(r, train_loader.dataset, val_loader.dataset, classes),
+                "hardware": hardware(self.device, dtype, self.channels_last, bool(r.train.compile), self.world)})
             info(f"{r.task} {r.name}: {r.model.backbone}, {count_parameters(unwrap(model)) / 1e6:.3f} M parameters, "
                  f"{len(train_loader.dataset)} train / {len(val_loader.dataset)} val images, {len(classes)} classes, "
                  f"device {self.device}{f' x{self.world} ({dist.get_backend()})' if self.world > 1 else ''}, "
@@ -336,13 +340,16 @@ class Trainer:
                     stop = False
                     improved = False
                     per_class: dict[str, list] = {}
+                    val_seconds, evaluated = None, None
                     if (epoch + 1) % r.train.eval_every == 0 or last:
                         # Every rank evaluates its shard with rank 0's weights, BatchNorm statistics
                         # included (each rank's last step updated them from its own batch); after the
                         # metric's sync all hold the same numbers, those of the saved checkpoint.
                         if self.world > 1:
                             distributed.broadcast_buffers(unwrap(model))
-                        metrics = evaluate(task, unwrap(model), val_loader, self.device, classes)
+                        started = time.perf_counter()
+                        metrics = evaluated = evaluate(task, unwrap(model), val_loader, self.device, classes)
+                        val_seconds = time.perf_counter() - started
                         row.update({f"val/{k}": v for k, v in task.metric_scalars(metrics).items()})
                         per_class = task.per_class_scores(metrics, classes)
                         if per_class:
@@ -368,6 +375,7 @@ class Trainer:
                         stop = self._early_stop()
                         if stop:
                             info(f"early stop: no improvement for {r.train.patience} evaluations (best epoch {self.best_epoch})")
+                        self._report(epoch + 1, val_seconds, evaluated, final=last or stop, val_dataset=val_loader.dataset)
                     if self.world > 1:
                         flag = torch.tensor([int(stop)])
                         dist.broadcast(flag, 0)
@@ -439,6 +447,20 @@ class Trainer:
         write_results_csv(self.history, self.run_dir / "results.csv")
         if self.per_class_history:
             write_results_csv(self.per_class_history, self.run_dir / "per_class.csv")
+
+    def _report(self, epoch: int, val_seconds, metrics, final: bool, val_dataset) -> None:
+        """run_info.json, val_metrics.json and report.html (engine/run_report.py says when it redraws)."""
+        model = unwrap(self.model)
+
+        def samples() -> dict:
+            try:
+                return self.task.report_samples(model, val_dataset, self.classes, self.device)
+            finally:
+                model.train()
+                keep_frozen_in_eval(self.frozen)
+
+        self.reporter.epoch_done(epoch, self.recipe.train.epochs, val_seconds, metrics,
+                                 (self.best_epoch, self.best_fitness), final, samples)
 
     def _early_stop(self) -> bool:
         # Early stopping ends the run, so it waits for the last stage.

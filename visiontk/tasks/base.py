@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -22,6 +23,7 @@ from visiontk.outputs.plan import PredictionOutputs
 from visiontk.outputs.records import JsonlWriter
 from visiontk.recipe import EmptySection, Section, TaskSections, format_options
 from visiontk.tasks.options.fields import NoOptions
+from visiontk.viz.report_html import PageSection
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,18 @@ class Task:
                                                Path(plots_dir) / f"per_class_{metric}{suffix}.png"))
         return written
 
+    # -- the run report (engine/run_report.py) --------------------------------
+    def report_sections(self, metrics: dict, classes: list[str]) -> list[PageSection]:
+        """The task's own figures of the run report, from the last validation's metrics
+        (as saved in the run's val_metrics.json): confusion matrix, PR curves, IoU..."""
+        return []
+
+    def report_samples(self, model: nn.Module, dataset: Any, classes: list[str],
+                       device: torch.device) -> dict[str, bytes]:
+        """{file name: PNG} of validation images with the predictions drawn against the
+        truth (engine/run_report.py SAMPLE_FIGURES names the files and their headings)."""
+        return {}
+
     def stored_settings(self, ckpt: dict) -> dict:
         """The predict settings a checkpoint stored, over the task's own defaults
         (which an older checkpoint may lack): what unset option fields are filled from."""
@@ -217,7 +231,51 @@ class Task:
         """Raw outputs for one batch of normalised images ([C, H, W] each), handed to `postprocess`."""
         return model(torch.stack(images).to(device, non_blocking=True))
 
+    def cam_scores(self, outputs: torch.Tensor, context: PredictContext) -> tuple[torch.Tensor, list[str]]:
+        """`predict --cam`: the score per image ([N]) whose Grad-CAM map is drawn, and its class names."""
+        raise NotImplementedError(f"{self.name}: no --cam")
+
     def postprocess(self, outputs: Any, metas: list[dict], context: PredictContext) -> Iterable[dict]:
         """Turn a batch of raw outputs into one record per image, for the writers of
         `prediction_outputs` (JSON-able, but for what those writers turn into files)."""
         raise NotImplementedError
+
+
+def shown_image(image: torch.Tensor, preprocess) -> np.ndarray:
+    """A normalised CHW input back to uint8 HWC: the pixels the model saw (for drawing)."""
+    mean = torch.tensor(preprocess.mean, dtype=torch.float32)[:, None, None]
+    std = torch.tensor(preprocess.std, dtype=torch.float32)[:, None, None]
+    pixels = (image.float().cpu() * std + mean).clamp(0, 1) * 255
+    return pixels.round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+@torch.no_grad()
+def outputs_for(model: nn.Module, dataset: Any, indices: Iterable[int], device: torch.device,
+                batch_size: int = 32) -> Iterable[tuple[int, torch.Tensor, Any, Any]]:
+    """(index, input, target, output) for the items of `dataset` at `indices`, in batches,
+    model in eval mode; an item the dataset skips (None: unreadable) is left out."""
+    model.eval()
+    chunk: list = []
+
+    def run(chunk):
+        images = torch.stack([item[0] for _, item in chunk]).to(device)
+        out = model(images)
+        for k, (i, item) in enumerate(chunk):
+            yield i, item[0], item[1], (out[k] if torch.is_tensor(out) else [o[k] for o in out])
+
+    for i in indices:
+        item = dataset[i]
+        if item is None:
+            continue
+        chunk.append((i, item))
+        if len(chunk) == batch_size:
+            yield from run(chunk)
+            chunk = []
+    if chunk:
+        yield from run(chunk)
+
+
+def spread_indices(length: int, count: int) -> list[int]:
+    """`count` indices evenly spread over range(length): a split sorted by class shows them all."""
+    count = min(count, length)
+    return sorted({round(k * (length - 1) / max(1, count - 1)) for k in range(count)})

@@ -20,12 +20,19 @@ from visiontk.data.modality import IMAGE, modality, modality_name
 from visiontk.data.transforms import build_augmentations
 from visiontk.backbones.normalization import recipe_preprocess
 from visiontk.metrics.classification import ClassificationMetric, classification_report
+from visiontk.outputs.cam_writer import with_cam_folder
 from visiontk.outputs.plan import PredictionOutputs
 from visiontk.outputs.records import CsvWriter, JsonlWriter
 from visiontk.recipe import EmptySection, Fraction, Section, recipe_error
-from visiontk.tasks.base import Task
+from visiontk.tasks.base import Task, outputs_for, shown_image
 from visiontk.tasks.options.classify import ClassifyFormat, ClassifyPredictOptions
 from visiontk.tasks.registry import register_task
+from visiontk.viz.report_html import Heatmap, PageSection
+
+# The run report's sample grids: images per grid, and how many validation images are
+# searched for the worst classified (bounds the extra pass on a large split).
+REPORT_GRID = 16
+REPORT_SCAN = 5000
 
 
 class ClassifyHeadOptions(Section):
@@ -154,21 +161,62 @@ class ClassifyTask(Task):
     def report(self, metrics: dict, classes: list[str]):
         return classification_report(metrics, classes)
 
+    def report_sections(self, metrics, classes) -> list[PageSection]:
+        if "confusion_matrix" not in metrics:
+            return []
+        return [PageSection("Confusion matrix", [Heatmap(classes, classes, metrics["confusion_matrix"], caption=(
+            "rows: true class, columns: predicted; numbers: images; shade: share of the true class"))])]
+
+    def report_samples(self, model, dataset, classes, device) -> dict[str, bytes]:
+        """The first validation images, and the worst classified: lowest probability of the
+        true class over the first REPORT_SCAN images of the split (a pass as long as one
+        validation over them)."""
+        from visiontk.viz.sample_grid import PRED_COLOUR, WRONG_COLOUR, sample_grid_png
+
+        scored = []
+        for i, image, label, logits in outputs_for(model, dataset, range(min(len(dataset), REPORT_SCAN)), device):
+            probs = F.softmax(logits.float(), 0)
+            scored.append((float(probs[label]), i, image, int(label), int(probs.argmax()), float(probs.max())))
+        if not scored:
+            return {}
+        paths = getattr(dataset, "samples", None)
+
+        def tile(entry):
+            p_true, i, image, label, pred, p = entry
+            name = Path(paths[i][0]).name if paths else f"#{i}"
+            return {"image": shown_image(image, dataset.preprocess),
+                    "title": f"{name}\ntrue {classes[label]}\npred {classes[pred]} {p:.2f}",
+                    "title_colour": PRED_COLOUR if pred == label else WRONG_COLOUR}
+
+        worst = sorted(scored, key=lambda e: (e[0], e[1]))[:REPORT_GRID]
+        spread = [scored[round(k * (len(scored) - 1) / max(1, REPORT_GRID - 1))] for k in range(min(REPORT_GRID, len(scored)))]
+        return {"val_samples.png": sample_grid_png([tile(e) for e in spread]),
+                "worst_classified.png": sample_grid_png([tile(e) for e in worst])}
+
     def prediction_outputs(self, options: ClassifyPredictOptions, out) -> PredictionOutputs:
-        return PredictionOutputs(CsvWriter if options.format == ClassifyFormat.csv else JsonlWriter, stream=out)
+        outputs = PredictionOutputs(CsvWriter if options.format == ClassifyFormat.csv else JsonlWriter, stream=out)
+        return with_cam_folder(outputs, options.cam, out.overwrite) if options.cam else outputs
+
+    def cam_scores(self, outputs, context):
+        """The top-1 class's logit (before the softmax, as Grad-CAM's paper takes it)."""
+        top = outputs.argmax(1)
+        return outputs.gather(1, top[:, None])[:, 0], [context.classes[i] for i in top.tolist()]
 
     def postprocess(self, outputs, metas, context) -> Iterable[dict]:
         classes = context.classes
         k = max(1, min(context.options.topk, len(classes)))
         probs, idx = F.softmax(outputs.float(), dim=1).topk(k, dim=1)
         for meta, p, i in zip(metas, probs.tolist(), idx.tolist()):
-            yield {
+            record = {
                 # The input's names (data/modality.py `item_meta`): its path, and a stdin sentence's text.
                 **{key: meta[key] for key in ("path", "text") if key in meta},
                 "label": classes[i[0]],
                 "prob": round(p[0], 6),
                 "topk": [{"label": classes[j], "prob": round(q, 6)} for j, q in zip(i, p)],
             }
+            if "cam" in meta:  # --cam: written by outputs/cam_writer.py
+                record["cam"] = meta["cam"]
+            yield record
 
 
 register_task(ClassifyTask())

@@ -128,6 +128,16 @@ def _kim_order_lost() -> None:
     spec.builder = one_word_wide
 
 
+def _cam_negated_gradients() -> None:
+    import visiontk.engine.cam  # noqa: F401 - loaded, so its reference is replaced too
+    import visiontk.viz.cam as cam
+
+    grad_cam = cam.grad_cam
+    # The gradients' sign flipped (a score minimised instead of explained): the map
+    # then shows where the evidence for the class is weakest.
+    _replace_everywhere(grad_cam, lambda model, x, score: grad_cam(model, x, lambda o: -score(o)))
+
+
 BREAKS = {
     "classify-shuffled-labels": _classify_shuffled_labels,
     "detect-no-cell-offset": _detect_no_cell_offset,
@@ -137,6 +147,7 @@ BREAKS = {
     "pretrained-not-loaded": _pretrained_not_loaded,
     "bf16-noop": _bf16_noop,
     "kim-order-lost": _kim_order_lost,
+    "cam-negated-gradients": _cam_negated_gradients,
 }
 
 

@@ -31,7 +31,7 @@ from visiontk.data.transforms import build_augmentations
 from visiontk.backbones.normalization import recipe_preprocess
 from visiontk.errors import DataError, UserError
 from visiontk.recipe import Fraction, Number, Section, recipe_error
-from visiontk.tasks.base import Task, TaskModel
+from visiontk.tasks.base import Task, TaskModel, outputs_for, shown_image, spread_indices
 from visiontk.tasks.detect.dataset import DetectionDataset, collate_detection, detection_bbox_params
 from visiontk.tasks.detect.decode import decode_predictions, scale_to_pixels
 from visiontk.tasks.detect.encode import encode_batch
@@ -43,11 +43,14 @@ from visiontk.tasks.detect.metric import DetectionMetric, detection_report
 from visiontk.tasks.detect.writers import prediction_outputs
 from visiontk.tasks.options.detect import DetectEvalOptions, DetectPredictOptions
 from visiontk.tasks.registry import register_task
+from visiontk.viz.report_html import Charts, PageSection
 
 # mAP integrates precision over every recall level: a 0.25 score cut (right
 # for showing boxes) would truncate the PR curve and under-report it, so
 # evaluation scores everything above this unless --conf says otherwise.
 EVAL_CONF = 0.001
+# Validation images drawn in the run report.
+REPORT_GRID = 8
 
 
 class DetectHeadOptions(Section):
@@ -268,6 +271,41 @@ class DetectTask(Task):
 
     def report(self, metrics: dict, classes: list[str]):
         return detection_report(metrics, classes)
+
+    def report_sections(self, metrics, classes) -> list[PageSection]:
+        from visiontk.viz.svg_charts import bar_chart, line_chart
+
+        if "pr_curve50" not in metrics:
+            return []
+        recall = metrics["recall_thresholds"]
+        curves = {f"{name} {metrics['per_class_ap50'].get(name) or 0:.3f}":
+                  [(r, max(0.0, p)) for r, p in zip(recall, curve)]
+                  for name, curve in metrics["pr_curve50"].items() if curve is not None}
+        return [PageSection("Precision-recall curves and AP per class", [Charts([
+            line_chart(curves, "precision-recall @ IoU 0.5", xlabel="recall", ylim=(0.0, 1.0), width=420, height=300),
+            bar_chart(metrics["per_class_ap50"], "AP@.5 per class")],
+            "one curve per class with ground truth at IoU 0.5 (COCO's 101 recall points), AP@.5 beside its name")])]
+
+    def report_samples(self, model, dataset, classes, device) -> dict[str, bytes]:
+        """The first REPORT_GRID validation images: predicted boxes (score > the predict
+        default) over the ground truth's, at the model's input size."""
+        from visiontk.viz.sample_grid import PRED_COLOUR, TRUTH_COLOUR, sample_grid_png
+
+        o = self.predict_defaults
+        tiles = []
+        for i, image, target, pred in outputs_for(model, dataset, spread_indices(len(dataset), REPORT_GRID), device):
+            h, w = image.shape[-2:]
+            pred = pred[None].float()
+            det = decode_predictions(pred, o["conf"], o["iou"], o["max_det"], boxes_per_cell(pred, len(classes)))[0]
+            truth = scale_to_pixels(box_convert(target["boxes"].float(), "cxcywh", "xyxy"), w, h)
+            boxes = [(b, "", TRUTH_COLOUR, "--") for b in truth.tolist()]
+            boxes += [(b, f"{classes[k]} {s:.2f}", PRED_COLOUR, "-") for b, k, s in
+                      zip(scale_to_pixels(det["boxes"].cpu(), w, h).tolist(), det["labels"].tolist(),
+                          det["scores"].tolist())]
+            name = Path(dataset.records[i].image).name if hasattr(dataset, "records") else f"#{i}"
+            tiles.append({"image": shown_image(image, dataset.preprocess), "boxes": boxes,
+                          "title": f"{name}: {len(truth)} true, {len(det['scores'])} found"})
+        return {"val_samples.png": sample_grid_png(tiles)} if tiles else {}
 
     # -- prediction -----------------------------------------------------------
     def prediction_outputs(self, options: DetectPredictOptions, out):

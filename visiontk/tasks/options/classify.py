@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Optional
 
 from visiontk.tasks.options.fields import option
 from visiontk.tasks.options.spec import CommandSpec
@@ -17,6 +18,10 @@ class ClassifyFormat(str, Enum):
 class ClassifyPredictOptions:
     topk: int = option(5, "How many classes to report per image.", min=1)
     format: ClassifyFormat = option(ClassifyFormat.jsonl, "jsonl or csv.", flags=("--format",))
+    cam: Optional[str] = option(None, "Write a Grad-CAM overlay of each image's top-1 class into this folder "
+                                      "(<name>_cam.png, at the model's input size; the record gets cam, cam_class "
+                                      "and cam_peak). A new or empty folder (--overwrite: may hold files), never a "
+                                      "source folder.", flags=("--cam",))
 
 
 COMMANDS = CommandSpec(

@@ -30,10 +30,20 @@ class SegmentPredictOptions:
                                                      "map, e.g. 0, 7, 200; the class index when it has none) | index: "
                                                      "contiguous class indices 0..K-1.", flags=("--mask-values",))
 
+    cam: Optional[str] = option(None, "Write a Grad-CAM overlay per image into this folder (<name>_cam.png, at the "
+                                      "model's input size) for --cam-class; a new or empty folder, never a source "
+                                      "folder.", flags=("--cam",))
+    cam_class: Optional[str] = option(None, "The class --cam explains (default: each image's largest predicted "
+                                            "class other than the first, background).", flags=("--cam-class",))
+
     def __post_init__(self) -> None:
         # Checked when the options are made, before any image is read.
         if self.tile is not None and self.tile < 2 * self.tile_overlap + 1:
             raise UserError(f"--tile {self.tile} must be larger than 2 x --tile-overlap ({self.tile_overlap})")
+        if self.cam and self.tile:
+            raise UserError("--cam works at the model's input size; it cannot be used with --tile")
+        if self.cam_class is not None and not self.cam:
+            raise UserError("--cam-class chooses the class of --cam; give --cam DIR too")
 
 
 class ScoredAt(str, Enum):

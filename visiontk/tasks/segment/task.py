@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Iterable, Literal, Optional
 
 import albumentations as A
+import cv2
 import numpy as np
 import torch
 from pydantic import Field, model_validator
@@ -22,13 +23,15 @@ from visiontk.data.transforms import build_augmentations
 from visiontk.backbones.normalization import recipe_preprocess
 from visiontk.errors import UserError
 from visiontk.metrics.report import MANY_CLASSES
+from visiontk.outputs.cam_writer import with_cam_folder
 from visiontk.outputs.output_folder import OutputFolder, next_run_dir
 from visiontk.outputs.plan import PredictionOutputs
 from visiontk.outputs.records import JsonlWriter
 from visiontk.recipe import Expected, Fraction, Number, Section, recipe_error, rule_error
-from visiontk.tasks.base import Task
+from visiontk.tasks.base import Task, outputs_for, shown_image, spread_indices
 from visiontk.tasks.options.segment import MaskValues, SegmentEvalOptions, SegmentPredictOptions
 from visiontk.tasks.registry import register_task
+from visiontk.viz.report_html import Charts, Heatmap, PageSection
 
 from .common import label_map
 from .dataset import SegmentationDataset, collate_segmentation
@@ -40,6 +43,8 @@ from .outputs import MaskWriter, full_size_labels
 from .tiling import predict_tiled
 
 FCN_DECODERS = ("fcn32s", "fcn16s", "fcn8s")
+# Validation images drawn in the run report (two tiles each: truth, prediction).
+REPORT_GRID = 6
 
 
 class SegmentHeadOptions(Section):
@@ -184,13 +189,64 @@ class SegmentTask(Task):
     def report(self, metrics: dict, classes: list[str]):
         return segmentation_report(metrics, classes)
 
+    def report_sections(self, metrics, classes) -> list[PageSection]:
+        from visiontk.viz.svg_charts import bar_chart
+
+        if "iou" not in metrics:
+            return []
+        return [PageSection("IoU per class", [
+            Charts([bar_chart(metrics["iou"], f"IoU per class (mIoU {metrics['miou']:.3f})")]),
+            Heatmap(classes, classes, metrics["confusion_matrix"], caption=(
+                "pixel confusion matrix; rows: true class, columns: predicted; shade: share of the true class"))])]
+
+    def report_samples(self, model, dataset, classes, device) -> dict[str, bytes]:
+        """The first REPORT_GRID validation images: the true mask and the predicted one, tinted
+        by class over the image, at the model's input size."""
+        from visiontk.viz.sample_grid import sample_grid_png
+
+        tiles = []
+        for i, image, mask, logits in outputs_for(model, dataset, spread_indices(len(dataset), REPORT_GRID), device):
+            shown = shown_image(image, dataset.preprocess)
+            name = Path(dataset.records[i].image).name if hasattr(dataset, "records") else f"#{i}"
+            predicted = label_map(logits[None], 1)[0].cpu().numpy()
+            truth = mask.cpu().numpy()
+            if truth.shape != predicted.shape:  # masks at the image's own size: drawn at the input size
+                truth = cv2.resize(truth.astype(np.uint8), predicted.shape[::-1], interpolation=cv2.INTER_NEAREST)
+            tiles.append({"image": shown, "mask": truth, "num_classes": len(classes), "title": f"{name}: truth"})
+            tiles.append({"image": shown, "mask": predicted, "num_classes": len(classes), "title": f"{name}: predicted"})
+        return {"val_samples.png": sample_grid_png(tiles, cols=4)} if tiles else {}
+
     # -- prediction ---------------------------------------------------------------
     def prediction_outputs(self, options: SegmentPredictOptions, out) -> PredictionOutputs:
         # Masks into a folder (never replacing a file), one JSON line per image on stdout.
         directory = Path(options.out_dir) if options.out_dir else next_run_dir(Path("runs"), "segment", "predict")
         masks = OutputFolder(directory, "--out-dir", keep_existing=True)
-        return PredictionOutputs(lambda stream: MaskWriter(masks, options.overlay, JsonlWriter(stream)), stream=out,
-                                 folders=[masks])
+        outputs = PredictionOutputs(lambda stream: MaskWriter(masks, options.overlay, JsonlWriter(stream)), stream=out,
+                                    folders=[masks])
+        return with_cam_folder(outputs, options.cam) if options.cam else outputs
+
+    def cam_scores(self, outputs, context):
+        """The summed logit of the class over the pixels predicted as it (all pixels when
+        none are), as grad-cam's SemanticSegmentationTarget does with the predicted mask."""
+        classes, name = context.classes, context.options.cam_class
+        labels = label_map(outputs, 1)
+        if name is not None:
+            if name not in classes:
+                raise UserError(f"--cam-class {name!r} is not a class of the checkpoint ({', '.join(classes)})")
+            chosen = [classes.index(name)] * len(outputs)
+        else:
+            chosen = []
+            for one in labels:
+                counts = torch.bincount(one.flatten(), minlength=len(classes))
+                if len(classes) > 1 and counts[1:].sum() > 0:
+                    counts[0] = -1  # the first class is background: explain an object when there is one
+                chosen.append(int(counts.argmax()))
+        c = torch.tensor(chosen, device=outputs.device)
+        logits = outputs[torch.arange(len(outputs), device=outputs.device), c]  # [N, H, W]
+        where = (labels == c[:, None, None]).to(logits.dtype)
+        has = where.flatten(1).sum(1) > 0
+        scores = torch.where(has, (logits * where).flatten(1).sum(1), logits.flatten(1).sum(1))
+        return scores, [classes[i] for i in chosen]
 
     def keeps_input_image(self, context) -> bool:
         return context.options.overlay
@@ -225,6 +281,8 @@ class SegmentTask(Task):
             record: dict = {"path": meta["path"], "mask": mask}
             if context.options.overlay:
                 record["image"] = meta.get("image")
+            if "cam" in meta:  # --cam: written by outputs/cam_writer.py
+                record["cam"] = meta["cam"]
             record["size"] = [h, w]
             record["share"] = {name: round(float(c) / mask.size, 6) for name, c in zip(classes, counts)}
             yield record
