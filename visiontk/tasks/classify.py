@@ -173,6 +173,8 @@ class ClassifyTask(Task):
         validation over them)."""
         from visiontk.viz.sample_grid import PRED_COLOUR, WRONG_COLOUR, sample_grid_png
 
+        if getattr(dataset.preprocess, "kind", "image") != "image":
+            return {}  # signals and sentences: nothing to draw as an image grid
         scored = []
         for i, image, label, logits in outputs_for(model, dataset, range(min(len(dataset), REPORT_SCAN)), device):
             probs = F.softmax(logits.float(), 0)
