@@ -105,7 +105,7 @@ STORED = Path(__file__).parent / "data" / "stored_recipes"
 # Keys added since those files were stored, with the value a recipe without them
 # gets (the preprocessing of data/preprocess.py: the one checkpoints without a
 # `preprocess` entry are rebuilt with).
-ADDED_SINCE = {"data": {"resize": "bilinear", "jpeg_draft": True}, "train": {"warmup_epochs": None},
+ADDED_SINCE = {"data": {"resize": "bilinear", "jpeg_draft": True}, "train": {"warmup_epochs": None, "compile_backend": "inductor"},
                "model": {"output_stride": None}}
 
 

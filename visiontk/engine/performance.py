@@ -71,12 +71,12 @@ def set_channels_last(model: nn.Module) -> nn.Module:
     return model
 
 
-def compile_model(model: nn.Module) -> nn.Module:
+def compile_model(model: nn.Module, backend: str = "inductor") -> nn.Module:
     """torch.compile in place (`Module.compile`: the module keeps its type, its
     attributes and its state_dict keys, so checkpoints are unchanged)."""
     if not hasattr(nn.Module, "compile"):
         raise UserError("--compile needs torch >= 2.2")
-    model.compile()
+    model.compile(backend=backend)
     return model
 
 

@@ -264,7 +264,7 @@ class Trainer:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if r.train.compile:
-            compile_model(model)
+            compile_model(model, r.train.compile_backend)
         # Fine-tuning stages (one plain stage without `stages:`): each sets what
         # trains and builds its own optimizer and schedule.
         self.stage_plan = plan_stages(r)

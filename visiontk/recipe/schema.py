@@ -119,6 +119,10 @@ class TrainConfig(Section):
     channels_last: Union[bool, Literal["auto"]] = "auto"
     # torch.compile the model (slow start, faster steps on long runs; needs a C++ compiler or Triton).
     compile: bool = False
+    # The torch.compile backend: inductor generates fused kernels (what makes compile
+    # pay); aot_eager and eager only trace (seconds instead of a C++ build), the
+    # first step when a model fails to compile, as torch's troubleshooting guide says.
+    compile_backend: Literal["inductor", "aot_eager", "eager"] = "inductor"
     grad_clip: Optional[PositiveNumber] = None
     # Stop when the validation fitness has not improved for this many epochs (0: never).
     patience: Count = 0
