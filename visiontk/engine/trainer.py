@@ -453,6 +453,8 @@ class Trainer:
         model = unwrap(self.model)
 
         def samples() -> dict:
+            if not self.recipe.output.plots:
+                return {}  # output.plots: false -- no figures, the sample grids included (the page stays)
             try:
                 return self.task.report_samples(model, val_dataset, self.classes, self.device)
             finally:
