@@ -117,7 +117,7 @@ def test_two_nodes_train_and_resume_with_torchrun(two_hosts, tmp_path):
     # One run directory, rank 0's.
     run = tmp_path / "runs" / "classify" / "mn"
     assert sorted(p.name for p in (tmp_path / "runs" / "classify").iterdir()) == ["mn"]
-    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "last.pt", "per_class.csv", "plots", "recipe.yaml", "report.html", "results.csv", "run_info.json", "val_metrics.json"]
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "last.pt", "per_class.csv", "recipe.yaml", "report.html", "results.csv", "run_info.json", "val_metrics.json"]
     # Both ranks end with the same weights, BatchNorm statistics included: those in last.pt.
     saved = weights_sha256(torch.load(run / "last.pt", weights_only=True)["model"])
     assert _checksums(a, 0) == _checksums(b, 1) == saved

@@ -33,12 +33,7 @@ def plot_training_curves(rows: list[dict], path: Path) -> Path:
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.tight_layout()
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 # The largest side of a per-class figure, in inches (at 100 dpi): a 130-class
