@@ -120,3 +120,32 @@ def test_theoretical_field_is_the_empirical_one(name, size, one_thread):
         # 17 + 6*4 = 41. The widest path alone (5 wide, centred) would give 13 and 29.
         assert [f.size[0] for f in fields] == [3, 17, 41]
         assert [f.aligned for f in fields] == [True, False, False]
+
+
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_signal_backbone_field_in_samples_by_hand_and_by_gradient(dilation):
+    # conv1d_mnist1d: three convolutions, kernel 3, stride 2, no padding. By hand, with
+    # k' = d (k - 1) + 1: r = 1 + (k' - 1)(1 + 2 + 4), j = 8 -> 15 samples (d 1), 29 (d 2).
+    backbone = create_backbone("conv1d_mnist1d", dilation=dilation).eval()
+    fields = output_fields(backbone, torch.zeros(1, 1, 80))
+    assert [int(f.w.size) for f in fields] == ([3, 7, 15] if dilation == 1 else [5, 13, 29])
+    assert [int(f.w.jump) for f in fields] == [2, 4, 8] and all(f.h.size == 1 for f in fields)
+    # Empirically: the inputs one unit of the last map depends on (positive weights, so
+    # nothing cancels; with dilation some samples inside the span are skipped, so the
+    # span of the non-zero gradient is what the field bounds).
+    for conv in (m for m in backbone.modules() if isinstance(m, nn.Conv1d)):
+        conv.weight.data.fill_(1.0)
+        conv.bias.data.zero_()
+    x = torch.full((1, 1, 80), 0.5, requires_grad=True)
+    unit = 2
+    backbone(x)[-1][0, :, unit].sum().backward()
+    hit = (x.grad[0, 0] != 0).nonzero().flatten()
+    lo, hi = fields[-1].w.region(unit)
+    assert (int(hit.min()), int(hit.max())) == (int(lo), int(hi))
+
+
+def test_backbones_list_gives_signal_backbones_a_field_in_samples():
+    out = run_cli("backbones", "list", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {r["name"]: r for r in map(json.loads, out.stdout.splitlines())}
+    assert rows["conv1d_mnist1d"]["receptive_field"] == "15" and rows["vgg16_bn"]["receptive_field"] == "212"

@@ -195,6 +195,32 @@ def _resampled(field: Field, in_hw, out_hw, linear: bool) -> Field:
     return replace(field, h=axes[0], w=axes[1], exact=exact, covers_input=covers)
 
 
+def _one(v, default: int) -> int:
+    if isinstance(v, (list, tuple)):
+        return int(v[0]) if v else default
+    return int(v) if v is not None else default
+
+
+def _line(op: Op, field: Field, x: torch.Tensor, name: str) -> Field | None:
+    """1-D convolutions and pools as windows along w (signals: lengths in samples)."""
+    if name == "conv1d":
+        k = op.inputs[1].shape[-1]
+        stride, dilation = _one(_arg(op, 3, "stride", 1), 1), _one(_arg(op, 5, "dilation", 1), 1)
+        padding = _arg(op, 4, "padding", 0)
+        padding = (dilation * (k - 1)) // 2 if padding == "same" else 0 if padding == "valid" else _one(padding, 0)
+        return _windowed(field, (1, k), (1, stride), (0, padding), (1, dilation))
+    if name in ("max_pool1d", "max_pool1d_with_indices", "avg_pool1d"):
+        k = _one(_arg(op, 1, "kernel_size", 1), 1)
+        stride = _one(_arg(op, 2, "stride", None), k)
+        padding = _one(_arg(op, 3, "padding", 0), 0)
+        dilation = _one(_arg(op, 4, "dilation", 1), 1) if name != "avg_pool1d" else 1
+        return _windowed(field, (1, k), (1, stride), (0, padding), (1, dilation))
+    y = op.outputs[0]
+    if name.startswith("adaptive_") and y.dim() == 3:
+        return _resampled(field, (1, x.shape[-1]), (1, y.shape[-1]), linear=False)
+    return None
+
+
 def _global(field: Field, hw) -> Field:
     return _resampled(field, hw, (1, 1), False)
 
@@ -243,6 +269,8 @@ class ReceptiveFields:
                 out = _resampled(field, x.shape[-2:], y.shape[-2:], linear="linear" in str(mode))
         elif spatial and name == "pad":
             out = _pad(op, field)
+        elif x.dim() == 3:  # a signal [N, C, L]: the w axis, in samples (h stays one sample)
+            out = _line(op, field, x, name)
         if out is None:
             out = merge([self._passed_on(t, f, op.outputs[0]) for t, f in traced])
         for y in op.outputs:
@@ -253,6 +281,8 @@ class ReceptiveFields:
         """Field of an op's input as seen by an op that keeps or drops its grid."""
         if t.dim() == 4 and not (y.dim() == 4 and y.shape[-2:] == t.shape[-2:]):
             return _global(field, t.shape[-2:])
+        if t.dim() == 3 and not (y.dim() == 3 and y.shape[-1] == t.shape[-1]):
+            return _global(field, (1, t.shape[-1]))
         return field
 
 
@@ -279,5 +309,16 @@ def format_size(field: Field | None) -> str:
     if field.covers_input:
         return "global"
     h, w = (_number(v) for v in field.size)
-    text = f"{h:g}" if h == w else f"{h:g}x{w:g}"
+    # A signal's field is one sample high: its length alone, in samples.
+    text = f"{h:g}" if h == w else f"{w:g}" if field.h == INPUT_PIXEL.h else f"{h:g}x{w:g}"
     return text if field.exact else f"~{text}"
+
+
+def probe_input(backbone: nn.Module, size: int) -> torch.Tensor:
+    """One input of side `size` for `backbone`: an image [1, C, size, size], a signal
+    [1, C, size] (1-D backbones), or `size` token ids (text backbones)."""
+    if getattr(backbone, "vocab", None) is not None:
+        return torch.zeros(1, size, dtype=torch.long)
+    if getattr(backbone, "dims", 2) == 1:
+        return torch.zeros(1, backbone.in_channels, size)
+    return torch.zeros(1, backbone.in_channels, size, size)

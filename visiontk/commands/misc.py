@@ -55,7 +55,7 @@ def backbones_list(json_out: bool = typer.Option(False, "--json", help="One JSON
     """Name, parameters, output strides and channels, receptive field of the last feature map, ImageNet weights."""
     import torch
 
-    from visiontk.backbones.receptive_field import format_size, output_fields
+    from visiontk.backbones.receptive_field import format_size, output_fields, probe_input
     from visiontk.backbones.registry import backbone_names, create_backbone, get_backbone_spec
 
     rows = []
@@ -64,7 +64,10 @@ def backbones_list(json_out: bool = typer.Option(False, "--json", help="One JSON
         # On the meta device: shapes and parameter counts without initialising weights.
         with torch.device("meta"):
             b = create_backbone(name)
-            rf = output_fields(b.eval(), torch.zeros(1, b.in_channels, 224, 224))[-1]
+            try:
+                rf = output_fields(b.eval(), probe_input(b, 224))[-1]
+            except RuntimeError:  # a fixed input length (the mlp's 40 samples): no field at 224
+                rf = None
         rows.append({
             "name": name,
             "params": sum(p.numel() for p in b.parameters()),
@@ -78,7 +81,7 @@ def backbones_list(json_out: bool = typer.Option(False, "--json", help="One JSON
         for r in rows:
             sys.stdout.write(dumps(r) + "\n")
         return
-    table = Table(show_header=True, caption="RF: receptive field of the last feature map at 224 px, in pixels "
+    table = Table(show_header=True, caption="RF: receptive field of the last feature map at 224 px (224 samples for 1-D backbones), in pixels or samples "
                                             "(global: a global pooling inside, e.g. squeeze-and-excitation)")
     for col in ("backbone", "params", "strides", "channels", "RF", "ImageNet weights", "description"):
         table.add_column(col, justify="right" if col in ("params", "RF") else "left")

@@ -196,7 +196,12 @@ def summarize_backbone(name: str, image_size: int = 224, depth: int | None = Non
     # fraction of the time), and the pass needs shapes only.
     with torch.device("meta"):
         backbone = create_backbone(name)
-    return summarize(backbone, (backbone.in_channels, image_size, image_size), depth, batch_size)
+    if getattr(backbone, "vocab", None) is not None:
+        raise UserError(f"{name}: reads token ids, not pixels or samples; 'model summary' of a trained "
+                        f"checkpoint shows its layers")
+    # A 1-D backbone (signals) reads [C, L]: --image-size is the length in samples.
+    shape = (image_size,) if getattr(backbone, "dims", 2) == 1 else (image_size, image_size)
+    return summarize(backbone, (backbone.in_channels, *shape), depth, batch_size)
 
 
 def summarize_checkpoint(path: str, image_size: int | None = None, depth: int | None = None,
