@@ -256,17 +256,22 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _split_counts(n: int, size: int, seed: int, val_fraction: float,
-                  max_objects: int | None = None) -> tuple[int, int]:
-    if not _is_int(n) or n < 2:
-        raise UserError(f"n: must be an integer >= 2 (one train and one val image), got {n!r}")
-    if not _is_int(size) or not MIN_SIZE <= size <= MAX_SIZE:
-        raise UserError(f"size: must be an integer from {MIN_SIZE} to {MAX_SIZE}, got {size!r}")
+def check_split_args(n, seed, val_fraction, n_min: int = 2, n_why: str = "one train and one val image") -> None:
+    """The arguments every generator shares (images, signals, sentences): one-line errors naming each."""
+    if not _is_int(n) or n < n_min:
+        raise UserError(f"n: must be an integer >= {n_min} ({n_why}), got {n!r}")
     if not _is_int(seed) or seed < 0:
         raise UserError(f"seed: must be an integer >= 0, got {seed!r}")
     if (not isinstance(val_fraction, numbers.Real) or isinstance(val_fraction, bool)
             or not 0.0 < float(val_fraction) < 1.0):
         raise UserError(f"val_fraction: must be a number strictly between 0 and 1, got {val_fraction!r}")
+
+
+def _split_counts(n: int, size: int, seed: int, val_fraction: float,
+                  max_objects: int | None = None) -> tuple[int, int]:
+    check_split_args(n, seed, val_fraction)
+    if not _is_int(size) or not MIN_SIZE <= size <= MAX_SIZE:
+        raise UserError(f"size: must be an integer from {MIN_SIZE} to {MAX_SIZE}, got {size!r}")
     if max_objects is not None and (not _is_int(max_objects) or max_objects < 1):
         raise UserError(f"max_objects: must be an integer >= 1, got {max_objects!r}")
     # Rounded, but both splits keep at least one image so that training and evaluation can run.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from visiontk.data.synth import _is_int, _Output
+from visiontk.data.synth import _Output, check_split_args
 from visiontk.errors import UserError
 
 CLASSES = tuple(str(d) for d in range(10))
@@ -40,12 +40,7 @@ def mnist1d_arrays(n: int = 5000, seed: int = 42, val_fraction: float = 0.2) -> 
 
 def synth_signals(out: Path, n: int = 5000, seed: int = 42, val_fraction: float = 0.2) -> dict:
     """out/train.npz and out/val.npz: x [N, 40] float32, y [N] int64, classes '0'..'9'."""
-    if not _is_int(n) or n < 20:
-        raise UserError(f"n: must be an integer >= 20 (two signals of each digit), got {n!r}")
-    if not _is_int(seed) or seed < 0:
-        raise UserError(f"seed: must be an integer >= 0, got {seed!r}")
-    if not 0.0 < float(val_fraction) < 1.0:
-        raise UserError(f"val_fraction: must be strictly between 0 and 1, got {val_fraction!r}")
+    check_split_args(n, seed, val_fraction, n_min=20, n_why="two signals of each digit")
     data = mnist1d_arrays(n, seed, val_fraction)
     o = _Output(out)
     counts = {}

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from visiontk.data.synth import _is_int, _Output
-from visiontk.errors import UserError
+from visiontk.data.synth import _Output, check_split_args
 
 CLASSES = ("negative", "positive")
 POSITIVE = ("good", "great", "fine", "nice", "wonderful")
@@ -42,12 +41,7 @@ def sentence(rng: np.random.Generator) -> tuple[str, str]:
 
 def synth_text(out: Path, n: int = 2000, seed: int = 0, val_fraction: float = 0.25) -> dict:
     """out/train.tsv and out/val.tsv: `text<TAB>label` with a header row."""
-    if not _is_int(n) or n < 4:
-        raise UserError(f"n: must be an integer >= 4, got {n!r}")
-    if not _is_int(seed) or seed < 0:
-        raise UserError(f"seed: must be an integer >= 0, got {seed!r}")
-    if not 0.0 < float(val_fraction) < 1.0:
-        raise UserError(f"val_fraction: must be strictly between 0 and 1, got {val_fraction!r}")
+    check_split_args(n, seed, val_fraction, n_min=4, n_why="both splits of both labels")
     n_val = min(max(int(round(n * val_fraction)), 1), n - 1)
     counts = {"train": n - n_val, "val": n_val}
     o = _Output(out)
