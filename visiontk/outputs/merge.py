@@ -14,7 +14,7 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO, Iterator, Sequence
 
 from visiontk.errors import UserError
 
@@ -51,12 +51,18 @@ def _merge_jsonl(parts: Sequence[Path], out: IO[str]) -> int:
     records = [_lines(p) for p in parts]
     _check_counts(parts, [len(r) for r in records])
     n = 0
-    for k in range(len(records[0])):
-        for r in records:
-            if k < len(r):
-                out.write(r[k])
-                n += 1
+    for line in _input_order(records):
+        out.write(line)
+        n += 1
     return n
+
+
+def _input_order(parts: Sequence[list]) -> Iterator:
+    """Shard I of N holds inputs I, I + N, ...: the parts' items dealt back in turn."""
+    for k in range(len(parts[0])):
+        for items in parts:
+            if k < len(items):
+                yield items[k]
 
 
 def _merge_csv(parts: Sequence[Path], out: IO[str]) -> int:
@@ -74,11 +80,9 @@ def _merge_csv(parts: Sequence[Path], out: IO[str]) -> int:
     writer = csv.DictWriter(out, fieldnames=[*columns, "error"], extrasaction="ignore")
     writer.writeheader()
     n = 0
-    for k in range(len(tables[0][1])):
-        for _, rows in tables:
-            if k < len(rows):
-                writer.writerow(rows[k])
-                n += 1
+    for row in _input_order([rows for _, rows in tables]):
+        writer.writerow(row)
+        n += 1
     return n
 
 
