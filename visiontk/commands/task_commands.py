@@ -51,8 +51,10 @@ def run_train(task: str, recipe: str, set: Optional[list[str]], device: str, pre
     run_dir = Path(result["run_dir"])
     if launch_info()[1] == 0 and (run_dir / "best.pt").exists():  # under torchrun, rank 0 alone says it
         info(f"done: best fitness {result['best_fitness']:.4f} at epoch {result['best_epoch']}")
-        per_class = " per_class.csv," if (run_dir / "per_class.csv").exists() else ""
-        info(f"outputs in {run_dir}/ (best.pt, last.pt, results.csv,{per_class} recipe.yaml, plots/)")
+        # Only what this run wrote: plots/ is absent with output.plots false.
+        names = ["best.pt", "last.pt", "results.csv", "per_class.csv", "recipe.yaml", "report.html", "plots"]
+        made = [n + ("/" if (run_dir / n).is_dir() else "") for n in names if (run_dir / n).exists()]
+        info(f"outputs in {run_dir}/ ({', '.join(made)})")
 
 
 def train_params(recipe_help: str = shared.RECIPE_HELP, resume_help: str = shared.RESUME_HELP) -> list:

@@ -277,7 +277,7 @@ class Trainer:
         # One row per evaluated epoch and class: per_class.csv, rebuilt from last.pt on resume.
         self.per_class_history: list[dict] = []
         self.best_fitness, self.best_epoch, start_epoch = -math.inf, 0, 0
-        self.saved_epoch, self.bad_epochs = 0, 0
+        self.bad_epochs = 0  # early stopping's patience count (saved in last.pt)
         if self.resume_ckpt is not None:
             ck = self.resume_ckpt
             if ck.get("classes") != list(classes):
