@@ -361,27 +361,36 @@ class _Output:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"{out}: cannot create directory ({exc.strerror or exc})") from exc
-        self.root, self.written = out, []
+        self.root, self.written, self.previous = out, [], previous
         self.made: set[Path] = set() if existed else {out}
-        # The set is incomplete from now until finish(): said before an earlier file goes.
-        self._manifest({"generator": _GENERATOR, "format_version": _FORMAT_VERSION, "complete": False,
-                        "files": previous})
-        _remove_previous(out, [name for name in previous if name != _MANIFEST_TMP])
-        with writing(out / _JOURNAL):
-            self.journal = open(out / _JOURNAL, "w", encoding="utf-8")
+        self.journal = None
 
     def _manifest(self, record: dict) -> None:
         """synth.json replaced in one rename: a reader sees the old one or the new one, never half of one."""
         tmp = self.root / _MANIFEST_TMP
-        with writing(self.root / _MANIFEST, tmp):
-            tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-            os.replace(tmp, self.root / _MANIFEST)
+        try:
+            with writing(self.root / _MANIFEST, tmp):
+                tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+                os.replace(tmp, self.root / _MANIFEST)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> "_Output":
+        try:
+            # The set is incomplete from now until finish(): said before an earlier file goes.
+            self._manifest({"generator": _GENERATOR, "format_version": _FORMAT_VERSION, "complete": False,
+                            "files": self.previous})
+            _remove_previous(self.root, [name for name in self.previous if name != _MANIFEST_TMP])
+            with writing(self.root / _JOURNAL):
+                self.journal = open(self.root / _JOURNAL, "w", encoding="utf-8")
+        except BaseException as e:  # a full disk at the first byte: nothing of this run stays
+            self.__exit__(type(e), e, e.__traceback__)
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        self.journal.close()
+        if self.journal is not None:
+            self.journal.close()
         if exc is not None:
             # Stopped (Ctrl-C, SIGTERM) or failed (a full disk) part way: a partial set
             # would later pass for a whole one (a later `train` would use it), so what
@@ -389,8 +398,8 @@ class _Output:
             # synth.json stays, saying "complete": false, when anything else is left in
             # the folder (a later synth may then write there again); else it goes too.
             _remove_previous(self.root, [*self.written, _JOURNAL, _MANIFEST_TMP])
-            if [p.name for p in self.root.iterdir()] == [_MANIFEST]:
-                (self.root / _MANIFEST).unlink()
+            if [p.name for p in self.root.iterdir()] in ([_MANIFEST], []):
+                (self.root / _MANIFEST).unlink(missing_ok=True)
             for folder in sorted(self.made, key=lambda p: len(p.parts), reverse=True):
                 if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
                     folder.rmdir()
