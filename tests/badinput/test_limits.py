@@ -192,3 +192,38 @@ def test_png_exif_after_the_pixels_still_turns_the_image(tmp_path):
     assert b"eXIf" not in stored and path.read_bytes().index(b"eXIf") > path.read_bytes().index(b"IDAT")
     assert np.array_equal(load_image(path), np.asarray(upright))
     assert image_size(path) == (40, 48)
+
+
+def test_export_batch_larger_than_memory_is_refused_before_allocating(tiny_ckpt, tmp_path):
+    """tiny_ckpt's input is 32 x 32 RGB: a batch of 10^11 would be 1.2 PB of example images."""
+    out = invoke("export", tiny_ckpt, "--format", "torchscript", "--out", tmp_path / "m.pt",
+                 "--batch-size", "100000000000")
+    assert_error(out, re.compile(r"error: --batch-size 100000000000: one batch of 100000000000 x 3 x 32 x 32 float32 "
+                                 r"values needs [\d.]+ GB, more than the [\d.]+ GB of memory available; "
+                                 r"lower the batch size or data.image_size"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_validation_loader_workers_are_capped_too(tiny_data, tmp_path):
+    """Both loaders of a training run get the capped count (the cap note is tested above)."""
+    from visiontk.engine.resources import usable_cpus
+    from visiontk.engine.trainer import Trainer
+    from visiontk.tasks.recipes import load_recipe
+
+    recipe = load_recipe("classify/shapes", [s for s in TINY if s != "--set"] +
+                         [f"data.root={tiny_data}", f"train.workers={usable_cpus() + 61}"])
+    train_loader, val_loader, _ = Trainer(recipe, device="cpu", project=str(tmp_path))._loaders()
+    assert train_loader.num_workers == val_loader.num_workers == usable_cpus()
+
+
+def test_embed_workers_above_the_cpu_count_are_capped_with_a_note(tiny_ckpt, tmp_path):
+    from visiontk.engine.resources import usable_cpus
+
+    image = tmp_path / "x.png"
+    pattern_image().save(image)
+    out = invoke("transfer", "embed", tiny_ckpt, image, "--workers", "100000")
+    assert out.returncode == 0, out.stderr
+    cpus = usable_cpus()
+    assert [line for line in out.lines if line.startswith("note:")] == [
+        f"note: --workers 100000 is more than the {cpus} CPUs this process can use; using {cpus}"]
+    assert len(out.stdout.splitlines()) == 1  # the image's embedding
