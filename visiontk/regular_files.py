@@ -11,6 +11,7 @@ data set, follow the same rule.
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -20,6 +21,10 @@ from visiontk.errors import DataError
 
 _KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
           (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+
+
+# What Path.is_file takes for "no file": nothing there, a path through a file, a link loop.
+_NOTHING_THERE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EBADF})
 
 
 def file_kind(mode: int) -> str:
@@ -41,8 +46,12 @@ def file_present(path: str | Path) -> bool:
     """
     try:
         mode = os.stat(path).st_mode
-    except (FileNotFoundError, NotADirectoryError, ValueError):
+    except ValueError:  # a NUL in the name
         return False
+    except OSError as e:
+        if e.errno in _NOTHING_THERE:
+            return False
+        raise
     if not stat.S_ISREG(mode):
         raise NotRegularFile(path, mode)
     return True
