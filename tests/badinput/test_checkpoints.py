@@ -252,3 +252,19 @@ def test_resume_with_the_same_command_line_says_nothing_changed(tmp_path):
     assert out.returncode == 0, out.stderr
     assert [line for line in out.lines if "resuming with" in line] == [
         f"{last}: resuming with the stored recipe; changed by this command line: train.epochs 1 -> 2"]
+
+
+def test_resume_from_a_last_pt_whose_weights_do_not_fit_the_model(tiny_run, tiny_data, tmp_path):
+    """Checked on a meta-device model before the real one is built: the file and the first key that differs."""
+    ckpt = torch.load(tiny_run / "last.pt", weights_only=True)
+    keys = list(ckpt["model"])
+    second = keys[1]
+    needed = list(ckpt["model"][second].shape)
+    ckpt["model"][second] = torch.zeros(5, 7)
+    path = tmp_path / "run" / "last.pt"
+    path.parent.mkdir()
+    torch.save(ckpt, path)
+    out = invoke("classify", "train", "classify/shapes", *TINY, "--set", f"data.root={tiny_data}", "--resume", path)
+    assert_error(out, f"{path}: weights 'model.{second}' have shape [5, 7], but the model its metadata describes "
+                      f"(3 classes, its recipe) needs {needed}", alone=False)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]

@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import csv
+import multiprocessing
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
+
+from helpers import wait_until
 
 from .support import TINY, assert_error, invoke, pattern_image, warnings_of, write_truncated
 
@@ -213,3 +218,44 @@ def test_synth_over_an_output_of_an_older_synth_is_refused(tmp_path):
                  f"{out}: synth.json does not list the files it wrote (an older visiontk's); "
                  "choose a new or empty directory, or empty this one yourself")
     assert (out / "train" / "mine.png").read_text() == "keep me"
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_synth_killed_part_way_into_an_earlier_synth_folder_says_its_set_is_incomplete(tmp_path):
+    """SIGKILL (no handler runs) after the first images are written: synth.json must not go on
+    claiming the earlier, complete set; the next synth and the next `train` see the set is
+    incomplete, and the next synth removes every file of the killed run, and only those."""
+    import json
+
+    from visiontk.data.synth import incomplete_synth, synth_classify
+    from visiontk.tasks.recipes import load_recipe
+    from visiontk.tasks.registry import get_task
+
+    out = tmp_path / "set"
+    synth_classify(out, n=8, size=16, seed=0)  # the earlier, complete set
+    (out / "train" / "circle" / "mine.png").write_bytes(b"the user's")
+    # `data synth` is synth_classify with its arguments checked: forked from this process, it
+    # starts in milliseconds (a fresh interpreter took seconds on a busy machine).
+    process = multiprocessing.get_context("fork").Process(target=synth_classify, args=(out, 20000, 16, 1))
+    process.start()
+    journal = out / "synth.incomplete"
+    wait_until(lambda: journal.is_file() and journal.read_text().count("\n") >= 10, what="ten images written")
+    os.kill(process.pid, signal.SIGKILL)
+    process.join()
+    assert process.exitcode == -signal.SIGKILL
+    assert json.loads((out / "synth.json").read_text())["complete"] is False
+    assert incomplete_synth(out)
+    recipe = load_recipe("classify/shapes", [f"data.root={out}"])
+    assert get_task("classify").needs_synthesis(recipe)  # `train` would write the set again, not train on a part
+    written = journal.read_text().splitlines()
+    assert all((out / name).is_file() for name in written[:10])
+
+    synth_classify(out, n=8, size=16, seed=1)
+    fresh = tmp_path / "fresh"
+    synth_classify(fresh, n=8, size=16, seed=1)
+    assert _files(out) == sorted([*_files(fresh), "train/circle/mine.png"])
+    assert (out / "synth.json").read_bytes() == (fresh / "synth.json").read_bytes()
+    assert not incomplete_synth(out) and (out / "train" / "circle" / "mine.png").read_bytes() == b"the user's"

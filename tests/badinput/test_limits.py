@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from .support import TINY, assert_error, invoke, pattern_image
+from .support import TINY, assert_error, encoded, invoke, pattern_image
 
 # 390 bytes naming 9^9 = 387 million strings: everything that walks it would take hours.
 ALIAS_BOMB = "".join([
@@ -132,3 +132,98 @@ def test_inference_batch_larger_than_memory_is_refused(tiny_ckpt, tiny_data, com
     assert_error(out, re.compile(r"error: --batch-size 100000000000: one batch of 100000000000 x 3 x 32 x 32 float32 "
                                  r"values needs [\d.]+ GB, more than the [\d.]+ GB of memory available; "
                                  r"lower the batch size or data.image_size"))
+
+
+# The peak resident memory of this process alone: VmHWM starts afresh at exec, whereas
+# getrusage's ru_maxrss keeps the peak of the process that forked it (pytest with torch).
+_PEAK_MEMORY = """
+import json, sys
+from visiontk.data.formats.files import image_size
+from visiontk.data.images import open_image
+from visiontk.errors import DataError
+def peak_kb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+before = peak_kb()
+try:
+    open_image(sys.argv[1])
+    error = None
+except DataError as e:
+    error = str(e)
+size = image_size(sys.argv[1])
+grew = peak_kb() - before
+print(json.dumps({"error": error, "size": size, "peak_grew_kb": grew}))
+"""
+
+
+def test_huge_16bit_png_is_refused_from_its_header_alone(tmp_path):
+    """Nothing decoded before the limit: PIL's PNG getexif decoded all 392 MB of samples
+    (the peak grew by 385 MB) to look for an EXIF chunk, before the limit refused the image."""
+    import json
+    import subprocess
+    import sys
+
+    big = write_grey16_png(tmp_path / "deep.png", 14000, 14000)  # 1.7 MB on disk
+    run = subprocess.run([sys.executable, "-c", _PEAK_MEMORY, str(big)], capture_output=True, text=True, check=True)
+    result = json.loads(run.stdout)
+    assert result["error"] == (f"{big}: image too large: 14000 x 14000 pixels of mode I;16 take 980 MB to decode as "
+                               f"RGB (limit 600 MB)")
+    assert result["size"] == [14000, 14000]  # its size is still read, from the header
+    assert result["peak_grew_kb"] < 30_000, result
+
+
+def _chunk(tag: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
+
+
+def test_png_exif_after_the_pixels_still_turns_the_image(tmp_path):
+    """The EXIF chunk is found from the chunk headers (not by decoding), also when it follows the pixel data."""
+    from visiontk.data.formats.files import image_size
+    from visiontk.data.images import load_image
+
+    upright = pattern_image(40, 48)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    body = exif.tobytes()[len(b"Exif\x00\x00"):] if exif.tobytes().startswith(b"Exif") else exif.tobytes()
+    stored = encoded(upright.transpose(Image.Transpose.ROTATE_90), "PNG")
+    iend = stored.rindex(b"IEND") - 4
+    path = tmp_path / "late-exif.png"
+    path.write_bytes(stored[:iend] + _chunk(b"eXIf", body) + stored[iend:])
+    assert b"eXIf" not in stored and path.read_bytes().index(b"eXIf") > path.read_bytes().index(b"IDAT")
+    assert np.array_equal(load_image(path), np.asarray(upright))
+    assert image_size(path) == (40, 48)
+
+
+def test_export_batch_larger_than_memory_is_refused_before_allocating(tiny_ckpt, tmp_path):
+    """tiny_ckpt's input is 32 x 32 RGB: a batch of 10^11 would be 1.2 PB of example images."""
+    out = invoke("export", tiny_ckpt, "--format", "torchscript", "--out", tmp_path / "m.pt",
+                 "--batch-size", "100000000000")
+    assert_error(out, re.compile(r"error: --batch-size 100000000000: one batch of 100000000000 x 3 x 32 x 32 float32 "
+                                 r"values needs [\d.]+ GB, more than the [\d.]+ GB of memory available; "
+                                 r"lower the batch size or data.image_size"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_validation_loader_workers_are_capped_too(tiny_data, tmp_path):
+    """Both loaders of a training run get the capped count (the cap note is tested above)."""
+    from visiontk.engine.resources import usable_cpus
+    from visiontk.engine.trainer import Trainer
+    from visiontk.tasks.recipes import load_recipe
+
+    recipe = load_recipe("classify/shapes", [s for s in TINY if s != "--set"] +
+                         [f"data.root={tiny_data}", f"train.workers={usable_cpus() + 61}"])
+    train_loader, val_loader, _ = Trainer(recipe, device="cpu", project=str(tmp_path))._loaders()
+    assert train_loader.num_workers == val_loader.num_workers == usable_cpus()
+
+
+def test_embed_workers_above_the_cpu_count_are_capped_with_a_note(tiny_ckpt, tmp_path):
+    from visiontk.engine.resources import usable_cpus
+
+    image = tmp_path / "x.png"
+    pattern_image().save(image)
+    out = invoke("transfer", "embed", tiny_ckpt, image, "--workers", "100000")
+    assert out.returncode == 0, out.stderr
+    cpus = usable_cpus()
+    assert [line for line in out.lines if line.startswith("note:")] == [
+        f"note: --workers 100000 is more than the {cpus} CPUs this process can use; using {cpus}"]
+    assert len(out.stdout.splitlines()) == 1  # the image's embedding

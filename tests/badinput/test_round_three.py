@@ -180,6 +180,10 @@ CONSISTENCY = {
                                           "'input_size' is [32, 32] but 'preprocess.size' is [4096, 4096]"),
     "channels beside the model's": (lambda c: c["preprocess"].__setitem__("channels", 1),
                                     "'preprocess.channels' is 1 but 'recipe.model.in_channels' is 3"),
+    # A checkpoint from before `preprocess` existed: its top-level mean, bounded as the recipe's.
+    "older checkpoint's mean of two values": (
+        lambda c: c.update(preprocess=None, input_size=[32, 32], in_channels=3, mean=[0.5, 0.5], std=[0.2] * 3),
+        "'mean' must have 1 or 3 values, got [0.5, 0.5]"),
     # Before: 9.6 GB allocated for the 4096-wide model, then "size mismatch".
     "backbone width in the stored recipe": (
         lambda c: c["recipe"]["model"]["backbone_options"].__setitem__("width", 4096),

@@ -6,11 +6,12 @@ problem, so callers can either skip the image with a warning or stop.
 from __future__ import annotations
 
 import os
+import struct
 import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -53,6 +54,42 @@ def _bit_depth(img: Image.Image) -> int:
     if img.mode.startswith("I;16") or any(";16" in str(t[3]) for t in (img.tile or []) if len(t) > 3):
         return 16
     return 32 if img.mode in ("I", "F") else 8
+
+
+def _png_exif_after_pixels(fp: BinaryIO) -> bytes | None:
+    """The eXIf chunk of a PNG whose EXIF comes after its pixel data, found by
+    hopping from chunk header to chunk header (nothing decompressed)."""
+    start = fp.tell()
+    try:
+        fp.seek(8)
+        while True:
+            head = fp.read(8)
+            if len(head) < 8:
+                return None
+            length, tag = struct.unpack(">I4s", head)
+            if tag == b"eXIf":
+                return fp.read(length)
+            if tag == b"IEND":
+                return None
+            fp.seek(length + 4, os.SEEK_CUR)  # the chunk's data and its CRC
+    finally:
+        fp.seek(start)
+
+
+def exif_orientation(img: Image.Image, fp: BinaryIO) -> int:
+    """The EXIF orientation tag of an opened (not loaded) image, read without decoding a pixel.
+
+    PIL's PNG `getexif` decodes the whole image to reach an eXIf chunk stored
+    after the pixels: a 14000 x 14000 16-bit PNG took 0.4 GB before the
+    decoded-size limit could refuse it. The chunk is found from the headers
+    instead, and PIL's format-independent reader parses it.
+    """
+    if img.format != "PNG" or "exif" in img.info:
+        return img.getexif().get(_ORIENTATION, 1)
+    trailing = _png_exif_after_pixels(fp)
+    if trailing is not None:
+        img.info["exif"] = b"Exif\x00\x00" + trailing  # as PIL's own eXIf reader stores it
+    return Image.Image.getexif(img).get(_ORIENTATION, 1)
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
@@ -113,9 +150,9 @@ def _open_and_orientation(path: Path) -> Iterator[tuple[Image.Image, int, int]]:
             warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(fp)
-            bits = _bit_depth(img)  # before getexif, which loads a PNG (and empties its tile list)
+            bits = _bit_depth(img)
             try:
-                orientation = img.getexif().get(_ORIENTATION, 1)
+                orientation = exif_orientation(img, fp)  # no pixel decoded before the size limit
             except Exception as e:  # noqa: BLE001 - a broken EXIF block must not make the image unreadable
                 caught.append(warnings.WarningMessage(f"unreadable EXIF data ignored ({e.__class__.__name__})", UserWarning, "", 0))
                 orientation = 1

@@ -1,10 +1,10 @@
 """The one rule for what is read from disk: regular files only, and folder walks that end.
 
-Every file a data set, a SOURCE folder, a list or a mask names is opened with
-`open_regular`: a FIFO, a device or a socket is refused without blocking (a FIFO
-named `x.png` would otherwise hang the reader forever; /dev/zero would never
-end). Every folder is walked with `walk_files`: a symlinked folder is followed
-once per real folder, and never into a folder that contains the walk's root
+Every file a data set, a SOURCE folder, a list or a mask names is checked and
+opened by visiontk/regular_files.py (re-exported here): a FIFO, a device or a
+socket is refused without blocking and named as what it is. Every folder is
+walked with `walk_files`: a symlinked folder is followed once per real folder,
+and never into a folder that contains the walk's root
 (`up -> ..` would walk out of the root and round the loop forever).
 """
 from __future__ import annotations
@@ -12,55 +12,11 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import Callable, Iterator
 
 from visiontk.console import warn
-from visiontk.errors import DataError
-
-_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
-
-
-def file_kind(mode: int) -> str:
-    """'a FIFO', 'a character device'... for a stat mode that is not a regular file."""
-    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
-
-
-class NotRegularFile(DataError):
-    def __init__(self, path: str | Path, mode: int):
-        super().__init__(f"{path}: {file_kind(mode)}, not a regular file; not read")
-
-
-def open_regular(path: str | Path) -> BinaryIO:
-    """`path` opened for binary reading, or NotRegularFile (a DataError) when it is not a regular file.
-
-    O_NONBLOCK makes opening a FIFO return at once (it would wait for a
-    writer), and fstat on the opened descriptor checks the very file that
-    will be read (a stat before open could be raced by a rename).
-    """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise NotRegularFile(path, mode)
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def read_regular_text(path: str | Path) -> str:
-    """The UTF-8 text of a regular file (OSError, UnicodeDecodeError or NotRegularFile otherwise)."""
-    with open_regular(path) as f:
-        return f.read().decode("utf-8")
-
-
-def is_regular(path: str | Path) -> bool:
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except (OSError, ValueError):
-        return False
+from visiontk.regular_files import (NotRegularFile, file_kind, file_present, is_regular, open_regular,  # noqa: F401
+                                    read_regular_text, require_file)
 
 
 def walk_files(folder: str | Path, wanted: Callable[[Path], bool] = lambda p: True,

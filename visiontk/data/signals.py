@@ -34,7 +34,7 @@ import torch
 from pydantic import Field
 from torch.utils.data import Dataset
 
-from visiontk.data.regular_files import open_regular, read_regular_text
+from visiontk.data.regular_files import open_regular, read_regular_text, require_file
 from visiontk.data.sources import SourceRule, StdinLine
 from visiontk.errors import DataError, UserError
 from visiontk.recipe import Section, register_format_options
@@ -111,8 +111,7 @@ def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, list]:
 
 def read_signal_file(path: Path, options: SignalOptions, split: str) -> tuple[np.ndarray, list, list[str] | None]:
     """(signals [N, C, L] float32, N raw labels, the file's class names or None)."""
-    if not path.is_file():
-        raise UserError(f"{path}: signal file does not exist (data.options.file)")
+    require_file(path, f"{path}: signal file does not exist (data.options.file)")
     suffix = path.suffix.lower()
     names = None
     if suffix == ".npz":
@@ -126,8 +125,7 @@ def read_signal_file(path: Path, options: SignalOptions, split: str) -> tuple[np
     elif suffix == ".npy":
         x = _load_npy_like(path, "signals")
         labels_path = path.parent / options.labels.replace("{split}", split)
-        if not labels_path.is_file():
-            raise UserError(f"{labels_path}: labels file does not exist (data.options.labels)")
+        require_file(labels_path, f"{labels_path}: labels file does not exist (data.options.labels)")
         y = _load_npy_like(labels_path, "labels")
     elif suffix == ".csv":
         x, y = _read_csv(path, options.label_column)
@@ -176,8 +174,7 @@ def _training_shape(path: str, mtime: float, size: int, options_json: str) -> tu
 def training_shape(recipe) -> tuple[int, int]:
     """(channels, length) of the training signals (read once per file version)."""
     path, _ = split_file(recipe, "train")
-    if not path.is_file():
-        raise UserError(f"{path}: signal file does not exist (data.options.file)")
+    require_file(path, f"{path}: signal file does not exist (data.options.file)")
     st = os.stat(path)
     return _training_shape(str(path), st.st_mtime, st.st_size, recipe.data.options.model_dump_json())
 

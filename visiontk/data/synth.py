@@ -36,6 +36,14 @@ MAX_SIZE = 4096
 _GENERATOR = "visiontk.data.synth"
 # 2: synth.json lists the files written ("files"), the only ones a later synth removes.
 _FORMAT_VERSION = 2
+# While a synth runs, synth.json says "complete": false (before any earlier file goes)
+# and every file's name is appended to the journal before the file is written: a run
+# killed part way (even by SIGKILL) leaves a set that says it is incomplete, and the
+# names a later synth must remove. The final synth.json replaces the marker in one
+# rename, once every file is there.
+_MANIFEST = "synth.json"
+_JOURNAL = "synth.incomplete"
+_MANIFEST_TMP = ".synth.json.tmp"
 # Part of the per-image seed, so that the three tasks don't draw the same scenes.
 _TASK_CODES = {"classify": 1, "detect": 2, "segment": 3}
 
@@ -279,12 +287,24 @@ def _split_counts(n: int, size: int, seed: int, val_fraction: float,
     return n - n_val, n_val
 
 
-def _previous_files(out: Path) -> list[str]:
-    """The files an earlier synth wrote into `out`, from its synth.json; refused when `out` is not one."""
+def _read_manifest(out: Path) -> dict | None:
     try:
-        previous = json.loads(read_regular_text(out / "synth.json"))
+        record = json.loads(read_regular_text(out / _MANIFEST))
     except (OSError, ValueError, DataError):
-        previous = None
+        return None
+    return record if isinstance(record, dict) and record.get("generator") == _GENERATOR else None
+
+
+def incomplete_synth(out: str | Path) -> bool:
+    """Whether `out` holds a synthetic set whose writing was stopped part way (its synth.json says so)."""
+    record = _read_manifest(Path(out))
+    return record is not None and record.get("complete") is False
+
+
+def _previous_files(out: Path) -> list[str]:
+    """The files an earlier synth wrote into `out`, from its synth.json (and, when that run
+    was stopped part way, its journal); refused when `out` is not a synth output."""
+    previous = _read_manifest(out)
     if not isinstance(previous, dict) or previous.get("generator") != _GENERATOR:
         raise UserError(f"{out}: directory is not empty and is not a previous synth output "
                         "(no valid synth.json); choose a new or empty directory")
@@ -292,7 +312,12 @@ def _previous_files(out: Path) -> list[str]:
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
         raise UserError(f"{out}: synth.json does not list the files it wrote (an older visiontk's); "
                         "choose a new or empty directory, or empty this one yourself")
-    return files
+    if previous.get("complete") is False:
+        try:
+            files = files + read_regular_text(out / _JOURNAL).splitlines()
+        except (OSError, ValueError, DataError):
+            pass  # stopped before its first file
+    return [*files, _JOURNAL, _MANIFEST_TMP]
 
 
 def _remove_previous(out: Path, files: list[str]) -> None:
@@ -307,7 +332,7 @@ def _remove_previous(out: Path, files: list[str]) -> None:
     folders = set()
     for name in files:
         path = inside(out, name)
-        if path is None or name == "synth.json":
+        if path is None or name == _MANIFEST:
             continue
         real_parent = os.path.realpath(path.parent)
         if real_parent != real_out and not real_parent.startswith(real_out + os.sep):
@@ -330,25 +355,51 @@ class _Output:
         out = Path(out)
         if out.exists() and not out.is_dir():
             raise UserError(f"{out}: exists and is not a directory")
-        if out.is_dir() and any(out.iterdir()):
-            _remove_previous(out, _previous_files(out))
+        previous = _previous_files(out) if out.is_dir() and any(out.iterdir()) else []
         existed = out.is_dir()
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"{out}: cannot create directory ({exc.strerror or exc})") from exc
-        self.root, self.written = out, []
+        self.root, self.written, self.previous = out, [], previous
         self.made: set[Path] = set() if existed else {out}
+        self.journal = None
+
+    def _manifest(self, record: dict) -> None:
+        """synth.json replaced in one rename: a reader sees the old one or the new one, never half of one."""
+        tmp = self.root / _MANIFEST_TMP
+        try:
+            with writing(self.root / _MANIFEST, tmp):
+                tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+                os.replace(tmp, self.root / _MANIFEST)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> "_Output":
+        try:
+            # The set is incomplete from now until finish(): said before an earlier file goes.
+            self._manifest({"generator": _GENERATOR, "format_version": _FORMAT_VERSION, "complete": False,
+                            "files": self.previous})
+            _remove_previous(self.root, [name for name in self.previous if name != _MANIFEST_TMP])
+            with writing(self.root / _JOURNAL):
+                self.journal = open(self.root / _JOURNAL, "w", encoding="utf-8")
+        except BaseException as e:  # a full disk at the first byte: nothing of this run stays
+            self.__exit__(type(e), e, e.__traceback__)
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        if self.journal is not None:
+            self.journal.close()
         if exc is not None:
             # Stopped (Ctrl-C, SIGTERM) or failed (a full disk) part way: a partial set
             # would later pass for a whole one (a later `train` would use it), so what
             # this run wrote goes -- its files and the folders it made -- and nothing else.
-            _remove_previous(self.root, self.written)
+            # synth.json stays, saying "complete": false, when anything else is left in
+            # the folder (a later synth may then write there again); else it goes too.
+            _remove_previous(self.root, [*self.written, _JOURNAL, _MANIFEST_TMP])
+            if [p.name for p in self.root.iterdir()] in ([_MANIFEST], []):
+                (self.root / _MANIFEST).unlink(missing_ok=True)
             for folder in sorted(self.made, key=lambda p: len(p.parts), reverse=True):
                 if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
                     folder.rmdir()
@@ -366,7 +417,11 @@ class _Output:
     def path(self, *parts: str) -> Path:
         """`root/parts`, its folder made, listed as written (before the write: a failed one is removed too)."""
         self.folder(*parts[:-1])
-        self.written.append("/".join(parts))
+        name = "/".join(parts)
+        self.written.append(name)
+        with writing(self.root / _JOURNAL):
+            self.journal.write(name + "\n")
+            self.journal.flush()  # in the file before the file it names is: a SIGKILL loses no name
         return self.root.joinpath(*parts)
 
     def png(self, array: np.ndarray, *parts: str) -> None:
@@ -389,7 +444,10 @@ class _Output:
         record.update({k: v for k, v in summary.items() if k != "root"})
         record["params"] = params
         record["files"] = sorted(self.written)
-        self.json(record, "synth.json")
+        record["complete"] = True
+        self._manifest(record)
+        self.journal.close()
+        (self.root / _JOURNAL).unlink()
         return summary
 
 

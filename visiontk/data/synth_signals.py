@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from visiontk.data.synth import _Output, check_split_args
-from visiontk.errors import UserError
+from visiontk.errors import UserError, writing
 
 CLASSES = tuple(str(d) for d in range(10))
 
@@ -42,12 +42,14 @@ def synth_signals(out: Path, n: int = 5000, seed: int = 42, val_fraction: float 
     """out/train.npz and out/val.npz: x [N, 40] float32, y [N] int64, classes '0'..'9'."""
     check_split_args(n, seed, val_fraction, n_min=20, n_why="two signals of each digit")
     data = mnist1d_arrays(n, seed, val_fraction)
-    o = _Output(out)
     counts = {}
-    for split, (x, y) in {"train": (data["x"], data["y"]), "val": (data["x_test"], data["y_test"])}.items():
-        with open(o.path(f"{split}.npz"), "wb") as f:
-            np.savez(f, x=np.asarray(x, dtype=np.float32), y=np.asarray(y, dtype=np.int64), classes=np.asarray(CLASSES))
-        counts[split] = int(len(y))
-    summary = {"task": "signals", "root": str(o.root), "classes": list(CLASSES), "length": int(data["x"].shape[1]),
-               **counts}
-    return o.finish(summary, {"n": n, "seed": seed, "val_fraction": float(val_fraction), "generator": "mnist1d"})
+    with _Output(out) as o:
+        for split, (x, y) in {"train": (data["x"], data["y"]), "val": (data["x_test"], data["y_test"])}.items():
+            path = o.path(f"{split}.npz")
+            with writing(path), open(path, "wb") as f:
+                np.savez(f, x=np.asarray(x, dtype=np.float32), y=np.asarray(y, dtype=np.int64),
+                         classes=np.asarray(CLASSES))
+            counts[split] = int(len(y))
+        summary = {"task": "signals", "root": str(o.root), "classes": list(CLASSES),
+                   "length": int(data["x"].shape[1]), **counts}
+        return o.finish(summary, {"n": n, "seed": seed, "val_fraction": float(val_fraction), "generator": "mnist1d"})

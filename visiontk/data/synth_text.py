@@ -44,10 +44,10 @@ def synth_text(out: Path, n: int = 2000, seed: int = 0, val_fraction: float = 0.
     check_split_args(n, seed, val_fraction, n_min=4, n_why="both splits of both labels")
     n_val = min(max(int(round(n * val_fraction)), 1), n - 1)
     counts = {"train": n - n_val, "val": n_val}
-    o = _Output(out)
-    for split, count in counts.items():
-        rng = np.random.default_rng([seed, _SEED_OFFSET[split]])
-        rows = ["text\tlabel"] + ["\t".join(sentence(rng)) for _ in range(count)]
-        o.text("\n".join(rows) + "\n", f"{split}.tsv")
-    summary = {"task": "text", "root": str(o.root), "classes": list(CLASSES), **counts}
-    return o.finish(summary, {"n": n, "seed": seed, "val_fraction": float(val_fraction)})
+    with _Output(out) as o:
+        for split, count in counts.items():
+            rng = np.random.default_rng([seed, _SEED_OFFSET[split]])
+            rows = ["text\tlabel"] + ["\t".join(sentence(rng)) for _ in range(count)]
+            o.text("\n".join(rows) + "\n", f"{split}.tsv")
+        summary = {"task": "text", "root": str(o.root), "classes": list(CLASSES), **counts}
+        return o.finish(summary, {"n": n, "seed": seed, "val_fraction": float(val_fraction)})

@@ -31,7 +31,7 @@ import torch
 from pydantic import Field
 from torch.utils.data import Dataset
 
-from visiontk.data.regular_files import read_regular_text
+from visiontk.data.regular_files import read_regular_text, require_file
 from visiontk.data.sources import SourceRule, StdinLine
 from visiontk.errors import DataError, UserError
 from visiontk.recipe import Section, register_format_options
@@ -72,8 +72,7 @@ def tokenize(text: str, lowercase: bool = True) -> list[str]:
 
 def read_text_file(path: Path, options: TextOptions) -> tuple[list[str], list[str]]:
     """(texts, labels) of a TSV/CSV file with a header row."""
-    if not path.is_file():
-        raise UserError(f"{path}: text file does not exist (data.options.file)")
+    require_file(path, f"{path}: text file does not exist (data.options.file)")
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     try:
         rows = list(csv.reader(io.StringIO(read_regular_text(path)), delimiter=delimiter))
@@ -127,8 +126,7 @@ def _training_vocabulary(path: str, mtime: float, size: int, options_json: str) 
 def training_vocabulary(recipe) -> tuple[str, ...]:
     """The vocabulary of the recipe's training split (built once per file version)."""
     path = split_file(recipe, "train")
-    if not path.is_file():
-        raise UserError(f"{path}: text file does not exist (data.options.file)")
+    require_file(path, f"{path}: text file does not exist (data.options.file)")
     st = os.stat(path)
     return _training_vocabulary(str(path), st.st_mtime, st.st_size, recipe.data.options.model_dump_json())
 

@@ -71,8 +71,12 @@ def _export_torchscript(wrapper: nn.Module, example: torch.Tensor, out: OutputFi
         warnings.simplefilter("ignore", FutureWarning)
         traced = torch.jit.trace(wrapper, example, check_trace=False)
         traced = torch.jit.freeze(traced.eval())
+        # Saved to memory, then written by Python: libtorch's zip writer, on a full disk,
+        # throws from a destructor and aborts the process (exit 134, a core, the temp left).
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
     with out.staged() as tmp:
-        traced.save(str(tmp))
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def _export_onnx(wrapper: nn.Module, example: torch.Tensor, out: OutputFile, names: list[str],

@@ -175,7 +175,7 @@ class Trainer:
     def _loaders(self):
         r, task = self.recipe, self.task
         if self.is_main:
-            if self.foreign_root is not None and r.data.synthetic is not None and not task.has_training_data(r):
+            if self.foreign_root is not None and task.needs_synthesis(r):
                 raise UserError(f"{self.resume_path}: the stored data.root {self.foreign_root} is not this command "
                                 f"line's; resume never writes data there (give --set data.root=DIR to choose where)")
             task.prepare_data(r)

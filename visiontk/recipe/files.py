@@ -7,6 +7,7 @@ from typing import Any
 import yaml
 
 from visiontk.errors import UserError
+from visiontk.regular_files import NotRegularFile, file_present, read_regular_text
 from visiontk.recipe.overrides import apply_overrides
 from visiontk.recipe.schema import Recipe
 
@@ -14,16 +15,27 @@ RECIPES_DIR = Path(__file__).resolve().parent.parent.parent / "recipes"
 
 
 def resolve_recipe_path(name_or_path: str) -> Path:
-    """A path to a YAML file, or the name of a shipped recipe (e.g. classify/shapes)."""
+    """A path to a YAML file, or the name of a shipped recipe (e.g. classify/shapes).
+
+    A FIFO or a folder of that name is not read; it is named as what it is
+    unless a shipped recipe has the name (a data folder `membrane` next to
+    `segment train membrane`).
+    """
     p = Path(name_or_path)
-    if p.is_file():
-        return p
+    special = None
+    try:
+        if file_present(p):
+            return p
+    except NotRegularFile as e:
+        special = e
     for candidate in (RECIPES_DIR / name_or_path, RECIPES_DIR / f"{name_or_path}.yaml"):
         if candidate.is_file():
             return candidate
     matches = sorted(RECIPES_DIR.glob(f"*/{name_or_path}.yaml")) if RECIPES_DIR.is_dir() else []
     if len(matches) == 1:
         return matches[0]
+    if special is not None:
+        raise special
     raise UserError(f"{name_or_path}: no such recipe file or shipped recipe (see 'visiontk recipes list')")
 
 
@@ -33,7 +45,7 @@ def list_recipes() -> list[Path]:
 
 def read_yaml(path: Path) -> Any:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_regular_text(path)  # never opens a FIFO to wait on it
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
     try:

@@ -91,10 +91,18 @@ class Task:
     def has_training_data(self, recipe) -> bool:
         return (Path(recipe.data.root) / recipe.data.train).is_dir()
 
+    def needs_synthesis(self, recipe) -> bool:
+        """The recipe asks for a synthetic set, and it is not there yet, or only part of it is
+        (a synth stopped part way: its synth.json says so)."""
+        from visiontk.data.synth import incomplete_synth
+
+        return recipe.data.synthetic is not None and (not self.has_training_data(recipe)
+                                                      or incomplete_synth(recipe.data.root))
+
     def prepare_data(self, recipe) -> None:
         """Generate the synthetic set when the recipe asks for one and it is not there yet."""
         s = recipe.data.synthetic
-        if s is not None and not self.has_training_data(recipe):
+        if self.needs_synthesis(recipe):
             err_console.print(f"generating the synthetic shapes set into {recipe.data.root}", highlight=False)
             self.synthesize(Path(recipe.data.root), n=s.n, size=s.size, seed=s.seed)
 

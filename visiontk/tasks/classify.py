@@ -112,7 +112,7 @@ class ClassifyTask(Task):
 
     def prepare_data(self, recipe) -> None:
         kind, s = modality(recipe.data.format), recipe.data.synthetic
-        if s is not None and not kind.has_training_data(recipe):
+        if self.needs_synthesis(recipe):
             from visiontk.console import err_console
 
             err_console.print(f"generating the synthetic {kind.synthetic_set} set into {recipe.data.root}",

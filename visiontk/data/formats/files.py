@@ -8,13 +8,13 @@ from typing import Any
 import yaml
 from PIL import Image
 
+from visiontk.data.images import exif_orientation
 from visiontk.data.regular_files import open_regular, read_regular_text
 from visiontk.errors import DataError
 from visiontk.recipe.expansion import check_expansion
 
 from .issues import BAD_IMAGE, Issues, one_line
 
-_EXIF_ORIENTATION = 0x0112
 
 
 def _cannot_read(path: Path, e: OSError) -> DataError:
@@ -60,7 +60,7 @@ def image_size(path: Path) -> tuple[int, int]:
     try:
         with open_regular(path) as f, Image.open(f) as im:
             w, h = im.size
-            orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+            orientation = exif_orientation(im, f)  # the header only (PIL's PNG getexif decodes every pixel)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise DataError(one_line(f"{path}: cannot read image ({e})")) from None
     # Orientations 5-8 rotate by 90 degrees: the displayed image has its sides swapped.

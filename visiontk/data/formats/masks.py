@@ -20,12 +20,12 @@ from pydantic import AfterValidator
 
 from visiontk.console import warn
 from visiontk.data.images import MAX_DECODED_BYTES, MAX_PIXELS, decoded_bytes
-from visiontk.data.regular_files import open_regular
+from visiontk.data.regular_files import NotRegularFile, file_present, open_regular
 from visiontk.errors import DataError
 from visiontk.recipe import Fraction, Section, register_format_options, rule_error
 
 from .files import read_image_size
-from .issues import MISSING_MASK, Issues, Policy, one_line
+from .issues import BAD_MASK, MISSING_MASK, Issues, Policy, one_line
 from .options import PathOption
 from .paths import find_images
 from .records import AnnotatedImage, AnnotatedSet, annotated
@@ -95,13 +95,24 @@ def read_mask_folders(images_dir: Path, masks_dir: Path, mask_suffix: str = "", 
     records = []
     for key, image in by_key.items():
         mask = masks_dir / key.parent / f"{key.name}{mask_suffix}.png"
-        if not mask.is_file():
-            issues(MISSING_MASK, str(image), f"no mask {mask}")
+        if not mask_present(image, mask, issues):
             continue
         record = mask_record(image, mask, key.as_posix(), issues)
         if record is not None:
             records.append(record)
     return AnnotatedSet(records, None, None, issues.finish())
+
+
+def mask_present(image: Path, mask: Path, issues: Issues) -> bool:
+    """Whether `image` has its mask file; a missing mask, or a FIFO or folder in its place
+    (named as what it is), is reported."""
+    try:
+        if file_present(mask):
+            return True
+        issues(MISSING_MASK, str(image), f"no mask {mask}")
+    except NotRegularFile as e:
+        issues.message(BAD_MASK, str(e))
+    return False
 
 
 def mask_record(image: Path, mask: Path, image_id: str, issues: Issues) -> AnnotatedImage | None:

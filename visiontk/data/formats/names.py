@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from visiontk.errors import DataError
+from visiontk.regular_files import require_file
 
 from .files import load_yaml
 
@@ -35,8 +36,7 @@ def names_map(names: Any, source: str | Path) -> dict[int, str]:
 def read_names_yaml(path: Path) -> dict[int, str]:
     """The ``names`` of a data-set yaml (e.g. an Ultralytics data yaml) as ``{id: name}``."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: class-map yaml not found (data.options.data_yaml)")
+    require_file(path, f"{path}: class-map yaml not found (data.options.data_yaml)")
     cfg = load_yaml(path)
     if not isinstance(cfg, dict) or "names" not in cfg:
         raise DataError(f"{path}: expected a mapping with 'names' (a list or {{id: name}})")

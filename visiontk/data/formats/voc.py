@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Optional
 
 from visiontk.data.images import IMAGE_SUFFIXES
-from visiontk.data.regular_files import open_regular
+from visiontk.data.regular_files import open_regular, require_file
 from visiontk.errors import DataError
 from visiontk.recipe import Section, register_format_options
 
 from .boxes import check_box
 from .files import read_image_size, read_text
-from .issues import MALFORMED, MISSING_ANNOTATION, MISSING_IMAGE, MISSING_MASK, UNKNOWN_CLASS, UNSAFE_PATH, Issues, Policy, one_line
-from .masks import mask_record
+from .issues import MALFORMED, MISSING_ANNOTATION, MISSING_IMAGE, UNKNOWN_CLASS, UNSAFE_PATH, Issues, Policy, one_line
+from .masks import mask_present, mask_record
 from .options import PathOption
 from .paths import inside, resolve
 from .records import AnnotatedSet, annotated
@@ -65,8 +65,7 @@ def read_id_list(path: Path) -> list[tuple[str, str]]:
     """``(where, id)`` of each image of a split list, in file order, once each
     (``where``: file and line, for messages)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: image id list not found (data.options.ids)")
+    require_file(path, f"{path}: image id list not found (data.options.ids)")
     text = read_text(path)
     listed = []
     if path.suffix.lower() == ".csv":
@@ -120,7 +119,7 @@ def read_voc(
         xml_files = []
         for where, image_id in read_id_list(id_list):
             xml = _listed_file(ann_dir, image_id, ".xml", where, issues, "annotation directory")
-            if xml is not None and not xml.is_file():
+            if xml is not None and not xml.exists():  # a FIFO is there: reading it says so (open_regular)
                 issues(MISSING_ANNOTATION, str(xml), f"no annotation file for id {image_id!r}")
             elif xml is not None:
                 xml_files.append(xml)
@@ -223,8 +222,7 @@ def read_voc_masks(mask_dir: Path, image_dir: Path, policy: Policy = "skip", id_
         if image is None:
             issues(MISSING_IMAGE, f"{image_dir}/{image_id}.jpg", "image missing")
             continue
-        if not mask.is_file():
-            issues(MISSING_MASK, str(image), f"no mask {mask}")
+        if not mask_present(image, mask, issues):
             continue
         record = mask_record(image, mask, image_id, issues)
         if record is not None:

@@ -18,7 +18,7 @@ import math
 import os
 from pathlib import Path
 
-from visiontk.data.regular_files import read_regular_text, walk_files
+from visiontk.data.regular_files import file_present, read_regular_text, require_file, walk_files
 from visiontk.errors import DataError, UserError
 from visiontk.recipe import Section, register_format_options
 
@@ -48,14 +48,10 @@ def data_yaml_path(root: Path | str, data_yaml: str) -> Path:
     ``data.options.data_yaml`` under it. Missing: one line naming the file and both keys."""
     root = Path(root)
     if root.suffix.lower() in YAML_SUFFIXES and not root.is_dir():
-        if not root.is_file():
-            raise UserError(f"{root}: YOLO data yaml not found (data.root)")
-        return root
+        return require_file(root, f"{root}: YOLO data yaml not found (data.root)")
     path = under(root, data_yaml)
-    if not path.is_file():
-        raise UserError(f"{path}: YOLO data yaml not found (data.options.data_yaml = {data_yaml!r}, relative to "
-                        f"data.root {root}; data.root may also point at the yaml file itself, any name)")
-    return path
+    return require_file(path, f"{path}: YOLO data yaml not found (data.options.data_yaml = {data_yaml!r}, relative "
+                              f"to data.root {root}; data.root may also point at the yaml file itself, any name)")
 
 
 def read_yolo(data_yaml: Path, split: str, policy: Policy = "skip", within: Path | None = None) -> AnnotatedSet:
@@ -84,7 +80,7 @@ def read_yolo(data_yaml: Path, split: str, policy: Policy = "skip", within: Path
         target = resolve(root, item, str(data_yaml), issues, f"'{split}' folder", "dataset root", absolute=True)
         if target is None:
             continue
-        if target.is_file() and target.suffix.lower() == ".txt":
+        if target.suffix.lower() == ".txt" and file_present(target):
             records += _read_images(_listed_images(target, issues, root), len(classes), issues)
         elif target.is_dir():
             labels_dir = _labels_dir(target, data_yaml)
@@ -111,7 +107,7 @@ def _listed_images(listing: Path, issues: Issues, root: Path) -> list[tuple[Path
                         "image", "list's folder" if not os.path.isabs(name) else "dataset root", absolute=True)
         if image is None:
             continue
-        if not image.is_file():
+        if not image.exists():  # a FIFO is there: reading its size says so (open_regular)
             issues(MISSING_IMAGE, f"{listing}:{lineno}", f"image file {image} not found")
             continue
         pairs.append((image, _labels_dir(image.parent, listing) / f"{image.stem}.txt"))

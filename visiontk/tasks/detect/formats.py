@@ -19,6 +19,7 @@ from visiontk.data.formats.options import split_path, under
 from visiontk.data.formats.records import AnnotatedSet
 from visiontk.data.formats.voc import VocXmlOptions, read_voc
 from visiontk.data.formats.yolo import YoloOptions, data_yaml_path, read_yolo
+from visiontk.data.regular_files import file_present
 from visiontk.errors import DataError, UserError
 from visiontk.recipe import Number, Section, register_format_options
 
@@ -83,7 +84,7 @@ def read_annotations(recipe, split: str, classes: list[str] | None = None, root:
     d = recipe.data
     root_dir = Path(root or d.root)
     # YOLO: data.root may be the data yaml itself (data_yaml_path).
-    if not root_dir.is_dir() and not (d.format == "yolo" and root_dir.is_file()):
+    if not root_dir.is_dir() and not (d.format == "yolo" and file_present(root_dir)):
         raise UserError(f"{root_dir}: data root does not exist (data.root)")
     opts, name, policy = d.options, split_name(recipe, split), d.bad_annotations
     wanted = list(classes) if classes is not None else (list(d.classes) if d.classes else None)

@@ -93,8 +93,16 @@ class SegmentationDataset(Dataset):
             mask = np.full(full_hw, IGNORE_INDEX, dtype=np.uint8)
         return image, mask
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = self.load(index)
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        try:
+            image, mask = self.load(index)
+        except DataError as e:
+            # An image that cannot be decoded (the set's reading checks headers only):
+            # dropped by collate, as in detection and classification, unless the policy is 'error'.
+            if self.policy == "error":
+                raise
+            warn(f"{e} (skipped)")
+            return None
         if self.transform is not None:
             out = self.transform(image=image, mask=resize_mask(mask, image.shape[:2]))
             image, mask = out["image"], out["mask"]

@@ -26,6 +26,7 @@ from visiontk.data.formats.names import read_names_yaml
 from visiontk.data.formats.options import split_path, under
 from visiontk.data.formats.records import AnnotatedSet
 from visiontk.data.formats.voc import VOC_CLASSES, VocSegmentationOptions, read_voc_masks
+from visiontk.data.regular_files import file_present
 from visiontk.errors import DataError, UserError
 from visiontk.recipe import register_format_options
 
@@ -51,7 +52,7 @@ def class_names(recipe, root: Path, given: list[str] | None) -> list[str] | None
     if recipe.data.classes:
         return list(recipe.data.classes)
     listed = root / "classes.txt"
-    if listed.is_file():
+    if file_present(listed):  # a FIFO or folder named classes.txt: said so, not 'does not exist'
         names = [line.strip() for line in read_text(listed).splitlines() if line.strip()]
         if len(names) < 2:
             raise UserError(f"{listed}: needs at least 2 class names, one per line (index 0 first)")
