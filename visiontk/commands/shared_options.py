@@ -74,8 +74,15 @@ def workers(help: str = "Image-decoding workers (threads on the CPU, processes w
 
 DEVICE = Param("device", str, typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps"))
 PRECISION = Param("precision", str, typer.Option(
-    "auto", "--precision", help="auto | fp32 | bf16 | fp16. auto: fp32 on the CPU, bf16 (or fp16) on CUDA; bf16 is ~2x "
-                                "faster on CPUs with AVX-512 BF16 or AMX."))
+    "auto", "--precision", help="auto | fp32 | bf16 | fp16. auto: on the CPU, fp32 and bf16 are timed on a few batches "
+                                "of this model (once; the choice is cached) and the faster runs; bf16 autocast on CUDA "
+                                "(fp16 where the GPU lacks bf16). bf16 pays on CPUs with AMX (~1.8x), barely or not at "
+                                "all with AVX-512 BF16 alone, and is several times slower on AVX2 CPUs."))
+BACKEND = Param("backend", str, typer.Option(
+    "torch", "--backend", help="torch | onnxruntime | openvino | auto: what runs the model's forward pass (pre- and "
+                               "post-processing stay visiontk's). onnxruntime and openvino run on the CPU the model "
+                               "exported to ONNX on first use (cached); auto times them against torch on this model "
+                               "and runs the fastest. --cam and --compile need torch."))
 COMPILE = Param("compile", bool, typer.Option(
     False, "--compile", help="torch.compile the model: slow start, faster on long runs."))
 LOADER = Param("loader", str, typer.Option(

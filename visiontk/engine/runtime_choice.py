@@ -1,0 +1,213 @@
+"""Which backend and precision `predict` runs with: `--backend` and `--precision`, auto by measurement.
+
+On the CPU, `auto` does not guess from CPU flags: bf16 was ~1.8x faster than
+fp32 on a Xeon with AMX, 0.88x end to end on one with AVX-512 BF16 but no AMX,
+and far slower on AVX2-only CPUs (README, "Speed"). So it times a few forward
+batches of the real model at the real batch shape for each candidate (torch
+fp32 and bf16 under `--precision auto`; onnxruntime and OpenVINO too under
+`--backend auto`), after a warm-up of each, in interleaved rounds, and picks the
+smallest median: it never picks a setting that measured slower. The choice and
+its numbers go to stderr in one line, and into the cache (choices.json, keyed by
+the CPU model, thread count, versions, the model's architecture and the batch
+shape), so the timing is paid once. An explicit --precision or --backend is
+not measured. On CUDA today's rules hold: torch, bf16 autocast where the GPU has
+it, else fp16.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from visiontk.console import info
+from visiontk.engine.cache_dir import cache_dir, read_json, write_atomic
+from visiontk.engine.device import PRECISIONS, amp_dtype, describe_precision
+from visiontk.engine.performance import autocast, prepare_for_inference, to_float32
+from visiontk.engine.runtimes import CHOICES, BACKENDS, ExportedModel, can_export_onnx, installed, precisions, require
+from visiontk.errors import UserError
+
+# Timed rounds after the warm-up, and the time after which no new round starts:
+# the demo models are measured in well under 2 s, a big model in one warm-up and
+# one round of each candidate.
+ROUNDS = 5
+TIME_CAP = 1.5
+CHOICES_FILE = "choices.json"
+
+
+@dataclass
+class Runtime:
+    """What the predictor calls: the model (a prepared torch module or an `ExportedModel`) and how it runs."""
+
+    model: Callable
+    backend: str
+    precision: str  # fp32 | bf16 | fp16
+    dtype: torch.dtype | None  # the torch autocast dtype (None: none, and for the other backends)
+    channels_last: bool
+
+    def describe(self) -> str:
+        if self.backend != "torch":
+            return f"{self.backend} {self.precision}"
+        return f"{describe_precision(self.dtype)}{', channels_last' if self.channels_last else ''}"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def measure(runners: dict[str, Callable[[], object]], clock: Callable[[], float] = time.perf_counter,
+            rounds: int = ROUNDS, time_cap: float = TIME_CAP) -> tuple[str, dict[str, float]]:
+    """(the fastest, {candidate: median seconds}): each runner once to warm up, then
+    interleaved rounds (one call of each per round) until `rounds` or `time_cap`."""
+    for run in runners.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    start = clock()
+    for _ in range(rounds):
+        for name, run in runners.items():
+            t0 = clock()
+            run()
+            times[name].append(clock() - t0)
+        if clock() - start > time_cap:
+            break
+    medians = {name: statistics.median(ts) for name, ts in times.items()}
+    return min(medians, key=medians.get), medians
+
+
+def model_signature(model: nn.Module, example: torch.Tensor) -> str:
+    """The architecture (the module tree with every layer's sizes) and the batch shape: what speed depends on."""
+    text = repr(model) + json.dumps([list(example.shape), str(example.dtype),
+                                     sum(p.numel() for p in model.parameters())])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _candidates(backend: str, precision: str, exportable: bool) -> list[tuple[str, str]]:
+    backends = BACKENDS if backend == "auto" else (backend,)
+    out = []
+    for b in backends:
+        if b != "torch" and (not exportable or not installed(b)):
+            continue
+        allowed = precisions(b)
+        # auto: fp32 and bf16 (fp16 autocast is slow on CPUs: not a candidate unless asked for).
+        wanted = [p for p in ("fp32", "bf16") if p in allowed] if precision == "auto" else [precision]
+        if backend != "auto" and precision != "auto" and precision not in allowed:
+            raise UserError(f"--backend {b} --precision {precision}: {b} runs {' or '.join(allowed)} on this CPU")
+        out += [(b, p) for p in wanted if p in allowed]
+    return out
+
+
+def choose_runtime(model: nn.Module, checkpoint: str | Path | None, device: torch.device, precision: str,
+                   backend: str, channels_last: bool, compile: bool, example: torch.Tensor | None,
+                   needs_torch: str | None = None) -> Runtime:
+    """The runtime for `predict`. `example`: a batch of the real shape (None when inputs
+    vary in size, e.g. tiles: nothing is measured then, auto is torch fp32).
+    `needs_torch`: why the torch model is needed (e.g. "--cam"), refusing other backends."""
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if backend not in CHOICES:
+        raise UserError(f"--backend {backend!r}: expected one of {', '.join(CHOICES)}")
+    if backend not in ("torch", "auto"):
+        why = needs_torch or ("--compile" if compile else None) or (None if checkpoint else "this model")
+        if why:
+            raise UserError(f"--backend {backend}: {why} needs the torch backend")
+        if device.type != "cpu":
+            raise UserError(f"--backend {backend} runs on the CPU; use --device cpu (or --backend torch)")
+        require(backend)
+    if device.type != "cpu" or backend == "torch" and precision != "auto" or compile:
+        # CUDA and MPS keep their rules (bf16/fp16 on CUDA); explicit settings are not measured.
+        return _torch(model, device, amp_dtype(device, precision if precision != "auto" or device.type != "cpu"
+                                               else "fp32"), channels_last, compile)
+    exportable = checkpoint is not None and needs_torch is None and (backend != "auto" or can_export_onnx())
+    candidates = _candidates(backend, precision, exportable)
+    if not candidates:
+        raise UserError(f"--backend {backend} --precision {precision}: no backend here runs it")
+    if len(candidates) == 1 or example is None:
+        return _build(candidates[0], model, checkpoint, device, channels_last, example)
+    key = json.dumps({"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+                      "model": model_signature(model, example), "candidates": [list(c) for c in candidates]})
+    store = cache_dir(CHOICES_FILE)
+    cached = read_json(store).get(hashlib.sha256(key.encode()).hexdigest())
+    names = {f"{b} {p}": (b, p) for b, p in candidates}
+    if cached and cached.get("pick") in names:
+        _say(cached["pick"], cached["ms"], example, f"measured before on this CPU; {store}")
+        return _build(names[cached["pick"]], model, checkpoint, device, channels_last, example)
+    # The exports first (of the plain model), then the torch model in its memory format.
+    runtimes = {name: _build(c, model, checkpoint, device, channels_last, example)
+                for name, c in names.items() if c[0] != "torch"}
+    if any(b == "torch" for b, _ in candidates):
+        model = prepare_for_inference(model, device, None, channels_last)
+        runtimes.update({name: Runtime(model, "torch", p, amp_dtype(device, p), channels_last)
+                         for name, (b, p) in names.items() if b == "torch"})
+    runtimes = {name: runtimes[name] for name in names}  # in the candidates' order
+    pick, medians = measure({name: _runner(rt, device, example) for name, rt in runtimes.items()})
+    ms = {name: round(s * 1000, 2) for name, s in medians.items()}
+    entries = read_json(store)
+    entries[hashlib.sha256(key.encode()).hexdigest()] = {"pick": pick, "ms": ms, "key": json.loads(key),
+                                                         "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    try:
+        write_atomic(store, json.dumps(entries, indent=1) + "\n")
+    except OSError:
+        pass  # an unwritable cache costs the measurement again next time, nothing else
+    _say(pick, ms, example, f"kept in {store}")
+    chosen = runtimes[pick]
+    if chosen.backend == "torch" and chosen.dtype is not None:
+        # Post-processing reads fp32 (performance.prepare_for_inference does the same).
+        chosen.model.register_forward_hook(lambda module, args, output: to_float32(output))
+    return chosen
+
+
+def _say(pick: str, ms: dict[str, float], example: torch.Tensor, where: str) -> None:
+    numbers = ", ".join(f"{name} {v:g} ms" for name, v in ms.items())
+    info(f"auto: {pick} (forward of a {'x'.join(map(str, example.shape))} batch: {numbers}; {where})")
+
+
+def _torch(model: nn.Module, device: torch.device, dtype: torch.dtype | None, channels_last: bool,
+           compile: bool = False) -> Runtime:
+    precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+    return Runtime(prepare_for_inference(model, device, dtype, channels_last, compile), "torch", precision, dtype,
+                   channels_last)
+
+
+def _build(candidate: tuple[str, str], model: nn.Module, checkpoint, device: torch.device, channels_last: bool,
+           example: torch.Tensor | None) -> Runtime:
+    """The runtime of one (backend, precision)."""
+    backend, precision = candidate
+    if backend == "torch":
+        return _torch(model, device, amp_dtype(device, precision), channels_last)
+    from visiontk.engine.export_cache import ExportCache
+
+    exports = ExportCache(checkpoint, model)
+
+    def source(shape: tuple) -> tuple[Path, list[str]]:
+        match = example if example is not None and tuple(example.shape[1:]) == shape else None
+        return exports.onnx_for(shape, match)
+
+    runtime = ExportedModel(backend, source, torch.get_num_threads(), precision)
+    if example is not None:
+        runtime._session(tuple(example.shape[1:]))  # exported and loaded now, not in the first batch
+    return Runtime(runtime, backend, precision, None, False)
+
+
+def _runner(runtime: Runtime, device: torch.device, example: torch.Tensor) -> Callable[[], object]:
+    x = example.to(device)
+    if runtime.channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)  # as the predictor's batches are
+
+    def run():
+        with torch.inference_mode(), autocast(device, runtime.dtype):
+            return runtime.model(x)
+
+    return run
