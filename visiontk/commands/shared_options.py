@@ -34,8 +34,9 @@ def resume(help: str = RESUME_HELP) -> Param:
 
 
 # -- eval and predict -------------------------------------------------------
-def checkpoint(task: str) -> Param:
-    return Param("checkpoint", str, typer.Argument(..., help=f"A {task} checkpoint (best.pt)."))
+def checkpoint(task: str, exported: bool = False) -> Param:
+    more = " or a .onnx / .xml file of 'visiontk export' (with its .json)" if exported else ""
+    return Param("checkpoint", str, typer.Argument(..., help=f"A {task} checkpoint (best.pt){more}."))
 
 
 DATA = Param("data", Optional[str], typer.Argument(
@@ -78,11 +79,12 @@ PRECISION = Param("precision", str, typer.Option(
                                 "of this model (once; the choice is cached) and the faster runs; bf16 autocast on CUDA "
                                 "(fp16 where the GPU lacks bf16). bf16 pays on CPUs with AMX (~1.8x), barely or not at "
                                 "all with AVX-512 BF16 alone, and is several times slower on AVX2 CPUs."))
-BACKEND = Param("backend", str, typer.Option(
-    "torch", "--backend", help="torch | onnxruntime | openvino | auto: what runs the model's forward pass (pre- and "
-                               "post-processing stay visiontk's). onnxruntime and openvino run on the CPU the model "
-                               "exported to ONNX on first use (cached); auto times them against torch on this model "
-                               "and runs the fastest. --cam and --compile need torch."))
+BACKEND = Param("backend", Optional[str], typer.Option(
+    None, "--backend", help="torch | onnxruntime | openvino | auto: what runs the model's forward pass (pre- and "
+                            "post-processing stay visiontk's). onnxruntime and openvino run on the CPU the model "
+                            "exported to ONNX on first use (cached); auto times them against torch on this model "
+                            "and runs the fastest. --cam and --compile need torch. Default: torch; for a .onnx or "
+                            ".xml file of 'visiontk export' given as the model, onnxruntime or openvino."))
 COMPILE = Param("compile", bool, typer.Option(
     False, "--compile", help="torch.compile the model: slow start, faster on long runs."))
 LOADER = Param("loader", str, typer.Option(

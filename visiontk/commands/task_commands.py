@@ -96,7 +96,7 @@ def run_eval(task_name: str, options: object, checkpoint: str, data: Optional[st
 
 def run_predict(task_name: str, options: object, checkpoint: str, sources: list[str], batch_size: int, device: str,
                 workers: int, precision: str, compile: bool, loader: str, out: Optional[str] = None,
-                overwrite: bool = False, shard: Optional[str] = None, backend: str = "torch") -> None:
+                overwrite: bool = False, shard: Optional[str] = None, backend: Optional[str] = None) -> None:
     from visiontk.engine import distributed, sharding
     from visiontk.engine.predictor import Predictor
     from visiontk.errors import UserError
@@ -156,7 +156,7 @@ def task_app(spec: CommandSpec) -> typer.Typer:
                    shared.plots_dir(spec.plots_help)]
     # A task without a results file (segment) has no --out / --overwrite.
     out_params = [] if spec.out_help is None else [shared.out(spec.out_help), shared.overwrite(spec.overwrite_help)]
-    predict_params = [shared.checkpoint(spec.name), shared.SOURCES, *option_params(spec.predict_options), *out_params,
+    predict_params = [shared.checkpoint(spec.name, exported=True), shared.SOURCES, *option_params(spec.predict_options), *out_params,
                       shared.batch_size(spec.predict_batch_size, spec.predict_batch_help), shared.DEVICE,
                       shared.workers(), shared.PRECISION, shared.BACKEND, shared.COMPILE, shared.LOADER,
                       shared.SHARD]

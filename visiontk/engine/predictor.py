@@ -21,6 +21,7 @@ from visiontk.data.preprocess import Preprocess
 from visiontk.engine.build import model_from_checkpoint
 from visiontk.engine.cam import add_cams
 from visiontk.engine.decode_batches import check_loader, decode_batches
+from visiontk.engine.exported_file import is_exported_file, load_exported_file
 from visiontk.engine.device import select_device
 from visiontk.engine.performance import autocast, use_channels_last
 from visiontk.engine.progress import ProgressBar
@@ -36,7 +37,7 @@ class Predictor:
     def __init__(self, checkpoint: str | Path | None, task: str | None, device: str = "auto", batch_size: int = 32,
                  workers: int = 2, options: object | None = None, loaded: tuple | None = None,
                  precision: str = "auto", channels_last: bool | str = "auto", compile: bool = False,
-                 loader: str = "auto", backend: str = "torch"):
+                 loader: str = "auto", backend: str | None = None):
         """`loaded` = (model, meta, task object) predicts with an in-memory model instead of
         a checkpoint (e.g. `transfer embed`); meta holds what a checkpoint would:
         preprocess (or input_size, mean, std, in_channels), and optionally classes and predict.
@@ -47,14 +48,16 @@ class Predictor:
         precision: auto | fp32 | bf16 | fp16 (auto: fp32 on the CPU, bf16 or fp16 on
         CUDA); channels_last: auto | True | False; compile: torch.compile the model;
         loader: auto | threads | processes (engine/decode_batches.py); backend: torch |
-        onnxruntime | openvino | auto (engine/runtime_choice.py: only the forward pass is
+        onnxruntime | openvino | auto; None: torch, or an exported file's runtime (engine/runtime_choice.py: only the forward pass is
         swapped; auto precision and backend are chosen by measuring them on the CPU)."""
         check_loader(loader)  # before the model is loaded: a typo fails at once
         if loaded is not None:
             self.model, self.ckpt, self.task = loaded
         else:
             self.task = get_task(task)
-            self.model, self.ckpt = model_from_checkpoint(checkpoint, task)
+            # A checkpoint, or a file of `visiontk export` with its sidecar (engine/exported_file.py).
+            self.model, self.ckpt = (load_exported_file(checkpoint, task) if is_exported_file(checkpoint)
+                                     else model_from_checkpoint(checkpoint, task))
         self.device = select_device(device)
         self.model.to(self.device)
         self.loader = loader

@@ -30,6 +30,7 @@ from torch import nn
 from visiontk.console import info
 from visiontk.engine.cache_dir import cache_dir, read_json, write_atomic
 from visiontk.engine.device import PRECISIONS, amp_dtype, describe_precision
+from visiontk.engine.exported_file import ExportedFile
 from visiontk.engine.performance import autocast, prepare_for_inference, to_float32
 from visiontk.engine.runtimes import CHOICES, BACKENDS, ExportedModel, can_export_onnx, installed, precisions, require
 from visiontk.errors import UserError
@@ -87,18 +88,28 @@ def measure(runners: dict[str, Callable[[], object]], clock: Callable[[], float]
     return min(medians, key=medians.get), medians
 
 
-def model_signature(model: nn.Module, example: torch.Tensor) -> str:
-    """The architecture (the module tree with every layer's sizes) and the batch shape: what speed depends on."""
-    text = repr(model) + json.dumps([list(example.shape), str(example.dtype),
-                                     sum(p.numel() for p in model.parameters())])
+def model_signature(model: nn.Module | ExportedFile, example: torch.Tensor) -> str:
+    """The architecture (the module tree with every layer's sizes; an exported file's
+    path, size and time) and the batch shape: what speed depends on."""
+    if isinstance(model, ExportedFile):
+        stat = model.path.stat()
+        text = json.dumps([str(model.path.resolve()), stat.st_size, stat.st_mtime_ns])
+    else:
+        text = repr(model) + json.dumps(sum(p.numel() for p in model.parameters()))
+    text += json.dumps([list(example.shape), str(example.dtype)])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _candidates(backend: str, precision: str, exportable: bool) -> list[tuple[str, str]]:
+def _candidates(backend: str, precision: str, exportable: bool, openvino_only: bool = False,
+                with_torch: bool = True) -> list[tuple[str, str]]:
     backends = BACKENDS if backend == "auto" else (backend,)
     out = []
     for b in backends:
-        if b != "torch" and (not exportable or not installed(b)):
+        if b != "torch" and (not exportable or not installed(b)) or b == "torch" and not with_torch:
+            continue
+        if openvino_only and b == "onnxruntime":
+            if backend != "auto":
+                raise UserError("--backend onnxruntime: onnxruntime reads .onnx files, not OpenVINO's .xml")
             continue
         allowed = precisions(b)
         # auto: fp32 and bf16 (fp16 autocast is slow on CPUs: not a candidate unless asked for).
@@ -110,28 +121,37 @@ def _candidates(backend: str, precision: str, exportable: bool) -> list[tuple[st
 
 
 def choose_runtime(model: nn.Module, checkpoint: str | Path | None, device: torch.device, precision: str,
-                   backend: str, channels_last: bool, compile: bool, example: torch.Tensor | None,
+                   backend: str | None, channels_last: bool, compile: bool, example: torch.Tensor | None,
                    needs_torch: str | None = None) -> Runtime:
     """The runtime for `predict`. `example`: a batch of the real shape (None when inputs
     vary in size, e.g. tiles: nothing is measured then, auto is torch fp32).
     `needs_torch`: why the torch model is needed (e.g. "--cam"), refusing other backends."""
     if precision not in PRECISIONS:
         raise UserError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    file = model if isinstance(model, ExportedFile) else None
+    if backend is None:  # the default: torch, or the runtime of an exported file
+        backend = "torch" if file is None else "openvino" if file.path.suffix == ".xml" else "onnxruntime"
     if backend not in CHOICES:
         raise UserError(f"--backend {backend!r}: expected one of {', '.join(CHOICES)}")
-    if backend not in ("torch", "auto"):
-        why = needs_torch or ("--compile" if compile else None) or (None if checkpoint else "this model")
-        if why:
+    if file is not None and backend == "torch":
+        raise UserError(f"{file.path}: an exported model runs on --backend onnxruntime, openvino or auto")
+    if backend != "torch":
+        why = needs_torch or ("--compile" if compile else None) or (None if checkpoint or file else "this model")
+        if why and backend != "auto" or why and file:
             raise UserError(f"--backend {backend}: {why} needs the torch backend")
-        if device.type != "cpu":
+        if device.type != "cpu" and (backend != "auto" or file):
             raise UserError(f"--backend {backend} runs on the CPU; use --device cpu (or --backend torch)")
-        require(backend)
-    if device.type != "cpu" or backend == "torch" and precision != "auto" or compile:
+        if backend != "auto":
+            require(backend)
+    if file is None and (device.type != "cpu" or backend == "torch" and precision != "auto" or compile):
         # CUDA and MPS keep their rules (bf16/fp16 on CUDA); explicit settings are not measured.
         return _torch(model, device, amp_dtype(device, precision if precision != "auto" or device.type != "cpu"
                                                else "fp32"), channels_last, compile)
-    exportable = checkpoint is not None and needs_torch is None and (backend != "auto" or can_export_onnx())
-    candidates = _candidates(backend, precision, exportable)
+    if file is not None:
+        candidates = _candidates(backend, precision, True, file.path.suffix == ".xml", with_torch=False)
+    else:
+        exportable = checkpoint is not None and needs_torch is None and (backend != "auto" or can_export_onnx())
+        candidates = _candidates(backend, precision, exportable)
     if not candidates:
         raise UserError(f"--backend {backend} --precision {precision}: no backend here runs it")
     if len(candidates) == 1 or example is None:
@@ -187,6 +207,9 @@ def _build(candidate: tuple[str, str], model: nn.Module, checkpoint, device: tor
     backend, precision = candidate
     if backend == "torch":
         return _torch(model, device, amp_dtype(device, precision), channels_last)
+    if isinstance(model, ExportedFile):
+        return Runtime(ExportedModel(backend, model.source, torch.get_num_threads(), precision, model.fixed_batch),
+                       backend, precision, None, False)
     from visiontk.engine.export_cache import ExportCache
 
     exports = ExportCache(checkpoint, model)
