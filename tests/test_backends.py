@@ -182,15 +182,27 @@ def test_measure_picks_the_smallest_median_after_a_warm_up():
             now[0] += scripted[name][sum(c == name for c in calls) - 1]
         return run
 
-    pick, medians = runtime_choice.measure({n: runner(n) for n in scripted}, clock=lambda: now[0], rounds=5,
-                                           time_cap=1e9)
+    pick, medians, _ = runtime_choice.measure({n: runner(n) for n in scripted}, clock=lambda: now[0], rounds=5,
+                                              time_cap=1e9)
     # The warm-up (first call of each) is not counted: c's 0.5 would win, a's 9.0 would lose.
     assert medians == {"a": 3.0, "b": 2.5, "c": 4.0} and pick == "b"
     assert calls[:3] == ["a", "b", "c"] and calls[3:6] == ["a", "b", "c"]  # interleaved rounds
     # The time cap ends the rounds (at least one is always timed).
     now[0], calls[:] = 0.0, []
-    pick, medians = runtime_choice.measure({n: runner(n) for n in scripted}, clock=lambda: now[0], time_cap=1.0)
+    pick, medians, _ = runtime_choice.measure({n: runner(n) for n in scripted}, clock=lambda: now[0], time_cap=1.0)
     assert len(calls) == 6 and medians == {"a": 3.0, "b": 2.5, "c": 4.0}
+    # Probes on a small batch: a candidate more than 2x slower than the fastest probe is not timed further.
+    now[0], calls[:] = 0.0, []
+    probe_times = {"a": 1.0, "b": 1.5, "c": 2.5}
+
+    def probe(name):
+        def run():
+            now[0] += probe_times[name]
+        return run
+
+    pick, medians, pruned = runtime_choice.measure({n: runner(n) for n in scripted}, clock=lambda: now[0],
+                                                   time_cap=1e9, probes={n: probe(n) for n in scripted})
+    assert pruned == {"c": 2.5} and set(medians) == {"a", "b"} and pick == "b" and "c" not in calls
 
 
 def test_auto_runs_the_fastest_it_measured_and_caches_the_choice(setup, monkeypatch, visiontk_cache):
@@ -198,10 +210,10 @@ def test_auto_runs_the_fastest_it_measured_and_caches_the_choice(setup, monkeypa
     images = setup["images"]
     _, predictor = _records(ckpt, "classify", images, "auto", precision="auto")
     entries = json.loads((visiontk_cache / runtime_choice.CHOICES_FILE).read_text())
-    mine = [e for e in entries.values() if e["key"]["model"] and set(e["ms"]) == {
-        "torch fp32", "torch bf16", "onnxruntime fp32", "openvino fp32", *(["openvino bf16"] if "openvino bf16" in e["ms"] else [])}]
+    mine = [e for e in entries.values() if len(e["key"]["candidates"]) >= 4]
     assert len(mine) == 1
-    ms = mine[0]["ms"]
+    ms, pruned = mine[0]["ms"], mine[0]["pruned_probe_ms"]
+    assert {" ".join(c) for c in mine[0]["key"]["candidates"]} == set(ms) | set(pruned)
     # Never a setting that measured slower: the pick is the smallest median, and it is what runs.
     assert mine[0]["pick"] == min(ms, key=ms.get)
     assert f"{predictor.runtime.backend} {predictor.runtime.precision}" == mine[0]["pick"]

@@ -40,6 +40,8 @@ from visiontk.errors import UserError
 # one round of each candidate.
 ROUNDS = 5
 TIME_CAP = 1.5
+# A candidate this many times slower than the fastest on a batch of 2 is not timed on full batches.
+PRUNE = 2.0
 CHOICES_FILE = "choices.json"
 
 
@@ -70,9 +72,26 @@ def cpu_name() -> str:
 
 
 def measure(runners: dict[str, Callable[[], object]], clock: Callable[[], float] = time.perf_counter,
-            rounds: int = ROUNDS, time_cap: float = TIME_CAP) -> tuple[str, dict[str, float]]:
-    """(the fastest, {candidate: median seconds}): each runner once to warm up, then
-    interleaved rounds (one call of each per round) until `rounds` or `time_cap`."""
+            rounds: int = ROUNDS, time_cap: float = TIME_CAP, probes: dict[str, Callable[[], object]] | None = None,
+            prune: float = PRUNE) -> tuple[str, dict[str, float], dict[str, float]]:
+    """(the fastest, {candidate: median seconds of a full batch}, {pruned: seconds of a probe}).
+
+    `probes` (the same candidates on a batch of 2): each runs once, and a candidate
+    more than `prune` times slower than the fastest probe is left out, so a setting
+    that is several times slower (bf16 emulated on an AVX2 CPU: 8x on resnet18)
+    costs one small batch instead of full ones. Then each runner runs once to warm
+    up, then interleaved rounds (one call of each per round) until `rounds` or
+    `time_cap`; at least one round."""
+    pruned: dict[str, float] = {}
+    if probes:
+        probe_times = {}
+        for name, run in probes.items():
+            t0 = clock()
+            run()
+            probe_times[name] = clock() - t0
+        best = min(probe_times.values())
+        pruned = {name: t for name, t in probe_times.items() if t > prune * best}
+        runners = {name: run for name, run in runners.items() if name not in pruned}
     for run in runners.values():
         run()
     times: dict[str, list[float]] = {name: [] for name in runners}
@@ -85,7 +104,7 @@ def measure(runners: dict[str, Callable[[], object]], clock: Callable[[], float]
         if clock() - start > time_cap:
             break
     medians = {name: statistics.median(ts) for name, ts in times.items()}
-    return min(medians, key=medians.get), medians
+    return min(medians, key=medians.get), medians, pruned
 
 
 def model_signature(model: nn.Module | ExportedFile, example: torch.Tensor) -> str:
@@ -162,7 +181,8 @@ def choose_runtime(model: nn.Module, checkpoint: str | Path | None, device: torc
     cached = read_json(store).get(hashlib.sha256(key.encode()).hexdigest())
     names = {f"{b} {p}": (b, p) for b, p in candidates}
     if cached and cached.get("pick") in names:
-        _say(cached["pick"], cached["ms"], example, f"measured before on this CPU; {store}")
+        _say(cached["pick"], cached["ms"], example, f"measured before on this CPU; {store}",
+             cached.get("pruned_probe_ms", {}))
         return _build(names[cached["pick"]], model, checkpoint, device, channels_last, example)
     # The exports first (of the plain model), then the torch model in its memory format.
     runtimes = {name: _build(c, model, checkpoint, device, channels_last, example)
@@ -172,16 +192,20 @@ def choose_runtime(model: nn.Module, checkpoint: str | Path | None, device: torc
         runtimes.update({name: Runtime(model, "torch", p, amp_dtype(device, p), channels_last)
                          for name, (b, p) in names.items() if b == "torch"})
     runtimes = {name: runtimes[name] for name in names}  # in the candidates' order
-    pick, medians = measure({name: _runner(rt, device, example) for name, rt in runtimes.items()})
+    probes = {name: _runner(rt, device, example[:2]) for name, rt in runtimes.items()} if len(example) > 2 else None
+    pick, medians, pruned = measure({name: _runner(rt, device, example) for name, rt in runtimes.items()},
+                                    probes=probes)
     ms = {name: round(s * 1000, 2) for name, s in medians.items()}
+    probe_ms = {name: round(s * 1000, 2) for name, s in pruned.items()}
     entries = read_json(store)
-    entries[hashlib.sha256(key.encode()).hexdigest()] = {"pick": pick, "ms": ms, "key": json.loads(key),
+    entries[hashlib.sha256(key.encode()).hexdigest()] = {"pick": pick, "ms": ms, "pruned_probe_ms": probe_ms,
+                                                         "key": json.loads(key),
                                                          "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
     try:
         write_atomic(store, json.dumps(entries, indent=1) + "\n")
     except OSError:
         pass  # an unwritable cache costs the measurement again next time, nothing else
-    _say(pick, ms, example, f"kept in {store}")
+    _say(pick, ms, example, f"kept in {store}", probe_ms)
     chosen = runtimes[pick]
     if chosen.backend == "torch" and chosen.dtype is not None:
         # Post-processing reads fp32 (performance.prepare_for_inference does the same).
@@ -189,9 +213,10 @@ def choose_runtime(model: nn.Module, checkpoint: str | Path | None, device: torc
     return chosen
 
 
-def _say(pick: str, ms: dict[str, float], example: torch.Tensor, where: str) -> None:
+def _say(pick: str, ms: dict[str, float], example: torch.Tensor, where: str, pruned: dict[str, float]) -> None:
     numbers = ", ".join(f"{name} {v:g} ms" for name, v in ms.items())
-    info(f"auto: {pick} (forward of a {'x'.join(map(str, example.shape))} batch: {numbers}; {where})")
+    slow = "".join(f", {name} > {PRUNE:g}x slower ({v:g} ms for 2)" for name, v in pruned.items())
+    info(f"auto: {pick} (forward of a {'x'.join(map(str, example.shape))} batch: {numbers}{slow}; {where})")
 
 
 def _torch(model: nn.Module, device: torch.device, dtype: torch.dtype | None, channels_last: bool,
