@@ -20,7 +20,7 @@ SET = Param("set", Optional[List[str]], typer.Option(
     None, "--set", help="Override a recipe key, e.g. --set train.lr=0.01 (value parsed as YAML)."))
 TRAIN_PRECISION = Param("precision", Optional[str], typer.Option(
     None, "--precision", help="fp32 | bf16 | fp16 | auto: sets train.amp (default: the recipe's; auto: mixed precision "
-                              "on CUDA, fp32 on the CPU; bf16 trains ~2x faster on CPUs with AVX-512 BF16 or AMX)."))
+                              "on CUDA, fp32 on the CPU; bf16 trains ~2x faster on CPUs with AMX, is slower on AVX2 CPUs)."))
 TRAIN_COMPILE = Param("compile", bool, typer.Option(
     False, "--compile", help="torch.compile the model (sets train.compile): slow start, faster steps on long runs."))
 PROJECT = Param("project", Optional[str], typer.Option(
