@@ -76,7 +76,8 @@ def measure(runners: dict[str, Callable[[], object]], clock: Callable[[], float]
             prune: float = PRUNE) -> tuple[str, dict[str, float], dict[str, float]]:
     """(the fastest, {candidate: median seconds of a full batch}, {pruned: seconds of a probe}).
 
-    `probes` (the same candidates on a batch of 2): each runs once, and a candidate
+    `probes` (the same candidates on a batch of 2): each runs twice (warm, then
+    timed), and a candidate
     more than `prune` times slower than the fastest probe is left out, so a setting
     that is several times slower (bf16 emulated on an AVX2 CPU: 8x on resnet18)
     costs one small batch instead of full ones. Then each runner runs once to warm
@@ -84,6 +85,8 @@ def measure(runners: dict[str, Callable[[], object]], clock: Callable[[], float]
     `time_cap`; at least one round."""
     pruned: dict[str, float] = {}
     if probes:
+        for run in probes.values():
+            run()  # the first call of each (one-time set-up: kernels, weight casts) is not timed
         probe_times = {}
         for name, run in probes.items():
             t0 = clock()
