@@ -27,6 +27,7 @@ from visiontk.engine.performance import autocast, use_channels_last
 from visiontk.engine.progress import ProgressBar
 from visiontk.engine.resources import cap_workers, check_batch_memory
 from visiontk.engine.runtime_choice import choose_runtime
+from visiontk.engine.runtimes import check_backend
 from visiontk.errors import DataError
 from visiontk.tasks.base import PredictContext, Task
 from visiontk.tasks.options.fields import with_checkpoint_defaults
@@ -51,6 +52,7 @@ class Predictor:
         onnxruntime | openvino | auto; None: torch, or an exported file's runtime (engine/runtime_choice.py: only the forward pass is
         swapped; auto precision and backend are chosen by measuring them on the CPU)."""
         check_loader(loader)  # before the model is loaded: a typo fails at once
+        check_backend(backend)
         if loaded is not None:
             self.model, self.ckpt, self.task = loaded
         else:

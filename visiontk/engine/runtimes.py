@@ -30,8 +30,8 @@ INSTALL = "pip install 'visiontk[export]'"
 _KEPT_SHAPES = 4
 
 
-def check_backend(name: str) -> None:
-    if name not in CHOICES:
+def check_backend(name: str | None) -> None:
+    if name is not None and name not in CHOICES:
         raise UserError(f"--backend {name!r}: expected one of {', '.join(CHOICES)}")
 
 
