@@ -192,9 +192,11 @@ def test_measure_picks_the_smallest_median_after_a_warm_up():
     now[0], calls[:] = 0.0, []
     pick, medians, _ = runtime_choice.measure({n: runner(n) for n in scripted}, clock=lambda: now[0], time_cap=1.0)
     assert len(calls) == 6 and medians == {"a": 3.0, "b": 2.5, "c": 4.0}
-    # Probes on a small batch: a candidate more than 2x slower than the fastest probe is not timed further.
+    # Probes on a small batch: a precision more than 2x slower than its backend's fastest is not timed
+    # further; backends are compared on full batches only (their fixed costs differ on 2 images).
     now[0], calls[:] = 0.0, []
-    probe_times = {"a": 1.0, "b": 1.5, "c": 2.5}
+    scripted.update({"t fp32": scripted["a"], "t bf16": scripted["c"], "o fp32": scripted["b"]})
+    probe_times = {"t fp32": 1.0, "t bf16": 2.5, "o fp32": 9.0}
 
     def probe(name):
         def run():
@@ -203,10 +205,11 @@ def test_measure_picks_the_smallest_median_after_a_warm_up():
             now[0] += probe_times[name] if calls.count(f"probe {name}") > 1 else 100.0
         return run
 
-    pick, medians, pruned = runtime_choice.measure({n: runner(n) for n in scripted}, clock=lambda: now[0],
-                                                   time_cap=1e9, probes={n: probe(n) for n in scripted})
-    assert pruned == {"c": 2.5} and set(medians) == {"a", "b"} and pick == "b" and "c" not in calls
-    assert calls[:6] == ["probe a", "probe b", "probe c"] * 2
+    names = ["t fp32", "t bf16", "o fp32"]
+    pick, medians, pruned = runtime_choice.measure({n: runner(n) for n in names}, clock=lambda: now[0],
+                                                   time_cap=1e9, probes={n: probe(n) for n in names})
+    assert pruned == {"t bf16": 2.5} and medians == {"t fp32": 3.0, "o fp32": 2.5} and pick == "o fp32"
+    assert calls[:6] == [f"probe {n}" for n in names] * 2 and "t bf16" not in calls
 
 
 def test_auto_runs_the_fastest_it_measured_and_caches_the_choice(setup, monkeypatch, visiontk_cache):

@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from visiontk.console import info
+from visiontk.console import info, warn
 from visiontk.engine.cache_dir import cache_dir, read_json, write_atomic
 from visiontk.engine.device import PRECISIONS, amp_dtype, describe_precision
 from visiontk.engine.exported_file import ExportedFile
@@ -40,7 +40,7 @@ from visiontk.errors import UserError
 # one round of each candidate.
 ROUNDS = 5
 TIME_CAP = 1.5
-# A candidate this many times slower than the fastest on a batch of 2 is not timed on full batches.
+# A precision this many times slower than its backend's fastest on a batch of 2 is not timed on full batches.
 PRUNE = 2.0
 CHOICES_FILE = "choices.json"
 
@@ -73,14 +73,17 @@ def cpu_name() -> str:
 
 def measure(runners: dict[str, Callable[[], object]], clock: Callable[[], float] = time.perf_counter,
             rounds: int = ROUNDS, time_cap: float = TIME_CAP, probes: dict[str, Callable[[], object]] | None = None,
-            prune: float = PRUNE) -> tuple[str, dict[str, float], dict[str, float]]:
+            prune: float = PRUNE, group: Callable[[str], str] = lambda name: name.split()[0]
+            ) -> tuple[str, dict[str, float], dict[str, float]]:
     """(the fastest, {candidate: median seconds of a full batch}, {pruned: seconds of a probe}).
 
     `probes` (the same candidates on a batch of 2): each runs twice (warm, then
-    timed), and a candidate
-    more than `prune` times slower than the fastest probe is left out, so a setting
-    that is several times slower (bf16 emulated on an AVX2 CPU: 8x on resnet18)
-    costs one small batch instead of full ones. Then each runner runs once to warm
+    timed), and a candidate more than `prune` times slower than the fastest probe
+    of its `group` (the same backend: its precisions) is left out, so a setting
+    several times slower (bf16 emulated on an AVX2 CPU: 8x on resnet18) costs a
+    small batch instead of full ones. Backends are compared on full batches only:
+    on 2 images their fixed costs differ (torch 4x onnxruntime's on the segment
+    demo, 0.7x on a batch of 32). Then each runner runs once to warm
     up, then interleaved rounds (one call of each per round) until `rounds` or
     `time_cap`; at least one round."""
     pruned: dict[str, float] = {}
@@ -92,8 +95,10 @@ def measure(runners: dict[str, Callable[[], object]], clock: Callable[[], float]
             t0 = clock()
             run()
             probe_times[name] = clock() - t0
-        best = min(probe_times.values())
-        pruned = {name: t for name, t in probe_times.items() if t > prune * best}
+        best: dict[str, float] = {}
+        for name, t in probe_times.items():
+            best[group(name)] = min(t, best.get(group(name), t))
+        pruned = {name: t for name, t in probe_times.items() if t > prune * best[group(name)]}
         runners = {name: run for name, run in runners.items() if name not in pruned}
     for run in runners.values():
         run()
@@ -178,7 +183,7 @@ def choose_runtime(model: nn.Module, checkpoint: str | Path | None, device: torc
         raise UserError(f"--backend {backend} --precision {precision}: no backend here runs it")
     if len(candidates) == 1 or example is None:
         return _build(candidates[0], model, checkpoint, device, channels_last, example)
-    key = json.dumps({"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+    key = json.dumps({"cpu": cpu_name(), "threads": torch.get_num_threads(), "versions": _versions(candidates),
                       "model": model_signature(model, example), "candidates": [list(c) for c in candidates]})
     store = cache_dir(CHOICES_FILE)
     cached = read_json(store).get(hashlib.sha256(key.encode()).hexdigest())
@@ -188,9 +193,21 @@ def choose_runtime(model: nn.Module, checkpoint: str | Path | None, device: torc
              cached.get("pruned_probe_ms", {}))
         return _build(names[cached["pick"]], model, checkpoint, device, channels_last, example)
     # The exports first (of the plain model), then the torch model in its memory format.
-    runtimes = {name: _build(c, model, checkpoint, device, channels_last, example)
-                for name, c in names.items() if c[0] != "torch"}
-    if any(b == "torch" for b, _ in candidates):
+    runtimes = {}
+    for name, c in names.items():
+        if c[0] == "torch":
+            continue
+        try:
+            runtimes[name] = _build(c, model, checkpoint, device, channels_last, example)
+        except Exception as e:  # noqa: BLE001 - a model the exporter or a runtime cannot take
+            if backend != "auto" or file is not None:
+                raise
+            warn(f"--backend auto: {c[0]} left out ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})")
+    names = {name: c for name, c in names.items() if c[0] == "torch" or name in runtimes}
+    if len(names) == 1:
+        return runtimes.get(next(iter(names))) or _build(next(iter(names.values())), model, checkpoint, device,
+                                                         channels_last, example)
+    if any(b == "torch" for b, _ in names.values()):
         model = prepare_for_inference(model, device, None, channels_last)
         runtimes.update({name: Runtime(model, "torch", p, amp_dtype(device, p), channels_last)
                          for name, (b, p) in names.items() if b == "torch"})
@@ -216,9 +233,21 @@ def choose_runtime(model: nn.Module, checkpoint: str | Path | None, device: torc
     return chosen
 
 
+def _versions(candidates: list[tuple[str, str]]) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"torch": torch.__version__}
+    for b in sorted({b for b, _ in candidates} - {"torch"}):
+        try:
+            out[b] = version(b)
+        except PackageNotFoundError:
+            out[b] = "-"
+    return out
+
+
 def _say(pick: str, ms: dict[str, float], example: torch.Tensor, where: str, pruned: dict[str, float]) -> None:
     numbers = ", ".join(f"{name} {v:g} ms" for name, v in ms.items())
-    slow = "".join(f", {name} > {PRUNE:g}x slower ({v:g} ms for 2)" for name, v in pruned.items())
+    slow = "".join(f", {name} > {PRUNE:g}x slower on 2 images ({v:g} ms)" for name, v in pruned.items())
     info(f"auto: {pick} (forward of a {'x'.join(map(str, example.shape))} batch: {numbers}{slow}; {where})")
 
 
