@@ -82,10 +82,10 @@ def measure(runners: dict[str, Callable[[], object]], clock: Callable[[], float]
     of its `group` (the same backend: its precisions) is left out, so a setting
     several times slower (bf16 emulated on an AVX2 CPU: 8x on resnet18) costs a
     small batch instead of full ones. Backends are compared on full batches only:
-    on 2 images their fixed costs differ (torch 4x onnxruntime's on the segment
-    demo, 0.7x on a batch of 32). Then each runner runs once to warm
-    up, then interleaved rounds (one call of each per round) until `rounds` or
-    `time_cap`; at least one round."""
+    on 2 images their fixed costs differ (on the segment demo torch took over 2x
+    onnxruntime's time for 2 images, 0.65x for 32). Then each runner runs once to
+    warm up, then interleaved rounds (one call of each per round) until `rounds`
+    or `time_cap`; at least one round."""
     pruned: dict[str, float] = {}
     if probes:
         for run in probes.values():
