@@ -41,7 +41,7 @@ from visiontk.errors import UserError
 ROUNDS = 5
 TIME_CAP = 1.5
 # A precision this many times slower than its backend's fastest on a batch of 2 is not timed on full batches.
-PRUNE = 2.0
+PRUNE = 1.5
 CHOICES_FILE = "choices.json"
 
 
@@ -213,8 +213,10 @@ def choose_runtime(model: nn.Module, checkpoint: str | Path | None, device: torc
                          for name, (b, p) in names.items() if b == "torch"})
     runtimes = {name: runtimes[name] for name in names}  # in the candidates' order
     probes = {name: _runner(rt, device, example[:2]) for name, rt in runtimes.items()} if len(example) > 2 else None
+    started = time.perf_counter()
     pick, medians, pruned = measure({name: _runner(rt, device, example) for name, rt in runtimes.items()},
                                     probes=probes)
+    took = time.perf_counter() - started
     ms = {name: round(s * 1000, 2) for name, s in medians.items()}
     probe_ms = {name: round(s * 1000, 2) for name, s in pruned.items()}
     entries = read_json(store)
@@ -225,7 +227,7 @@ def choose_runtime(model: nn.Module, checkpoint: str | Path | None, device: torc
         write_atomic(store, json.dumps(entries, indent=1) + "\n")
     except OSError:
         pass  # an unwritable cache costs the measurement again next time, nothing else
-    _say(pick, ms, example, f"kept in {store}", probe_ms)
+    _say(pick, ms, example, f"measured in {took:.1f} s, kept in {store}", probe_ms)
     chosen = runtimes[pick]
     if chosen.backend == "torch" and chosen.dtype is not None:
         # Post-processing reads fp32 (performance.prepare_for_inference does the same).
