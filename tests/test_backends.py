@@ -210,6 +210,12 @@ def test_measure_picks_the_smallest_median_after_a_warm_up():
                                                    time_cap=1e9, probes={n: probe(n) for n in names})
     assert pruned == {"t bf16": 2.5} and medians == {"t fp32": 3.0, "o fp32": 2.5} and pick == "o fp32"
     assert calls[:6] == [f"probe {n}" for n in names] * 2 and "t bf16" not in calls
+    # fp32, the reference, is never left out on a probe.
+    now[0], calls[:] = 0.0, []
+    probe_times.update({"t fp32": 2.5, "t bf16": 1.0})
+    _, medians, pruned = runtime_choice.measure({n: runner(n) for n in names}, clock=lambda: now[0],
+                                                time_cap=1e9, probes={n: probe(n) for n in names})
+    assert pruned == {} and set(medians) == set(names)
 
 
 def test_auto_runs_the_fastest_it_measured_and_caches_the_choice(setup, monkeypatch, visiontk_cache):

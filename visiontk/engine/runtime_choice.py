@@ -42,6 +42,9 @@ ROUNDS = 5
 TIME_CAP = 1.5
 # A precision this many times slower than its backend's fastest on a batch of 2 is not timed on full batches.
 PRUNE = 1.5
+# Probes faster than this (seconds) prune nothing: timing such a candidate in full costs little, and one
+# short probe under load is noise.
+MIN_PRUNED = 0.05
 CHOICES_FILE = "choices.json"
 
 
@@ -78,8 +81,8 @@ def measure(runners: dict[str, Callable[[], object]], clock: Callable[[], float]
     """(the fastest, {candidate: median seconds of a full batch}, {pruned: seconds of a probe}).
 
     `probes` (the same candidates on a batch of 2): each runs twice (warm, then
-    timed), and a candidate more than `prune` times slower than the fastest probe
-    of its `group` (the same backend: its precisions) is left out, so a setting
+    timed), and a reduced precision more than `prune` times slower than the fastest
+    probe of its `group` (the same backend) and slower than MIN_PRUNED is left out, so a setting
     several times slower (bf16 emulated on an AVX2 CPU: 8x on resnet18) costs a
     small batch instead of full ones. Backends are compared on full batches only:
     on 2 images their fixed costs differ (on the segment demo torch took over 2x
@@ -98,7 +101,9 @@ def measure(runners: dict[str, Callable[[], object]], clock: Callable[[], float]
         best: dict[str, float] = {}
         for name, t in probe_times.items():
             best[group(name)] = min(t, best.get(group(name), t))
-        pruned = {name: t for name, t in probe_times.items() if t > prune * best[group(name)]}
+        # fp32 (the reference) is always timed in full, and so is any probe too short to be worth skipping.
+        pruned = {name: t for name, t in probe_times.items()
+                  if t > prune * best[group(name)] and t > MIN_PRUNED and not name.endswith("fp32")}
         runners = {name: run for name, run in runners.items() if name not in pruned}
     for run in runners.values():
         run()
