@@ -34,6 +34,8 @@ BENCHES = {
               ["--models", "demo", "--modes", "fp32", "--rounds", "1"]),
     "data": ("data_bench.py", [], ["--rounds", "1", "--sizes", "640x480:224"]),
     "precision": ("precision_bench.py", [], []),
+    "backends": ("backend_bench.py", ["--models", "demo,detect-demo,segment-demo,resnet18", "--rounds", "5"],
+                 ["--models", "demo", "--rounds", "1"]),
     "memory": ("memory_bench.py", [], ["--counts", "200,400"]),
     "detect": ("detect_bench.py", [], None),  # None: no quick form, skipped by --quick
     "segment": ("segment_bench.py", [], None),

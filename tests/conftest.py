@@ -22,6 +22,15 @@ from helpers import SEED, run_cli, torch_threads  # noqa: E402
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def visiontk_cache(tmp_path_factory) -> Path:
+    """The cache of exported models and measured predict settings (engine/cache_dir.py):
+    one per test session, not the user's ~/.cache (commands run by the tests inherit it)."""
+    if "VISIONTK_CACHE_DIR" not in os.environ:
+        os.environ["VISIONTK_CACHE_DIR"] = str(tmp_path_factory.mktemp("visiontk-cache"))
+    return Path(os.environ["VISIONTK_CACHE_DIR"])
+
+
 @pytest.fixture
 def outcome(request):
     """`outcome(name=value, ...)`: record what an outcome test measured (for the calibration runs)."""

@@ -269,7 +269,8 @@ def test_training_in_bf16_channels_last_saves_fp32_contiguous_weights(tmp_path):
 
 def test_compiled_model_predicts_what_the_eager_one_does(tiny_ckpt, jpegs):
     """--compile (torch.compile, inductor: a C++ compiler on the CPU) changes speed, not answers."""
-    eager = predict(tiny_ckpt, jpegs[:6], batch_size=3, options=ClassifyPredictOptions(topk=3))
+    # fp32 as the compiled run (precision auto may measure bf16 faster on some CPUs).
+    eager = predict(tiny_ckpt, jpegs[:6], batch_size=3, precision="fp32", options=ClassifyPredictOptions(topk=3))
     predictor = Predictor(tiny_ckpt, "classify", device="cpu", batch_size=3, compile=True, options=ClassifyPredictOptions(topk=3))
     assert predictor.model._compiled_call_impl is not None  # Module.compile() really ran
     compiled: list[dict] = []

@@ -1,4 +1,4 @@
-"""`visiontk export CHECKPOINT --format onnx|torchscript`."""
+"""`visiontk export CHECKPOINT --format onnx|torchscript|openvino`."""
 from __future__ import annotations
 
 import sys
@@ -14,16 +14,17 @@ from visiontk.outputs.json_text import dumps
 class ExportFormat(str, Enum):
     onnx = "onnx"
     torchscript = "torchscript"
+    openvino = "openvino"
 
 
 @handle_errors
 def export(
     checkpoint: str = typer.Argument(..., help="A checkpoint of any task (best.pt)."),
-    format: ExportFormat = typer.Option(..., "--format", help="onnx or torchscript."),
+    format: ExportFormat = typer.Option(..., "--format", help="onnx, torchscript or openvino (IR: .xml + .bin)."),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Any batch size (else the fixed --batch-size)."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Batch size of a fixed-batch export."),
     out: Optional[str] = typer.Option(None, help="Output file (default: next to the checkpoint, "
-                                                 "best.onnx / best.torchscript.pt); metadata goes to OUT.json."),
+                                                 "best.onnx / best.torchscript.pt / best.xml); metadata goes to OUT.json."),
     overwrite: bool = typer.Option(False, help="Replace existing output files."),
 ):
     """Export the model's raw outputs, with a JSON sidecar (classes, input size, normalisation,

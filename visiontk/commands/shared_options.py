@@ -20,7 +20,7 @@ SET = Param("set", Optional[List[str]], typer.Option(
     None, "--set", help="Override a recipe key, e.g. --set train.lr=0.01 (value parsed as YAML)."))
 TRAIN_PRECISION = Param("precision", Optional[str], typer.Option(
     None, "--precision", help="fp32 | bf16 | fp16 | auto: sets train.amp (default: the recipe's; auto: mixed precision "
-                              "on CUDA, fp32 on the CPU; bf16 trains ~2x faster on CPUs with AVX-512 BF16 or AMX)."))
+                              "on CUDA, fp32 on the CPU; bf16 trains ~2x faster on CPUs with AMX, is slower on AVX2 CPUs)."))
 TRAIN_COMPILE = Param("compile", bool, typer.Option(
     False, "--compile", help="torch.compile the model (sets train.compile): slow start, faster steps on long runs."))
 PROJECT = Param("project", Optional[str], typer.Option(
@@ -34,8 +34,9 @@ def resume(help: str = RESUME_HELP) -> Param:
 
 
 # -- eval and predict -------------------------------------------------------
-def checkpoint(task: str) -> Param:
-    return Param("checkpoint", str, typer.Argument(..., help=f"A {task} checkpoint (best.pt)."))
+def checkpoint(task: str, exported: bool = False) -> Param:
+    more = " or a .onnx / .xml file of 'visiontk export' (with its .json)" if exported else ""
+    return Param("checkpoint", str, typer.Argument(..., help=f"A {task} checkpoint (best.pt){more}."))
 
 
 DATA = Param("data", Optional[str], typer.Argument(
@@ -74,8 +75,16 @@ def workers(help: str = "Image-decoding workers (threads on the CPU, processes w
 
 DEVICE = Param("device", str, typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps"))
 PRECISION = Param("precision", str, typer.Option(
-    "auto", "--precision", help="auto | fp32 | bf16 | fp16. auto: fp32 on the CPU, bf16 (or fp16) on CUDA; bf16 is ~2x "
-                                "faster on CPUs with AVX-512 BF16 or AMX."))
+    "auto", "--precision", help="auto | fp32 | bf16 | fp16. auto: on the CPU, fp32 and bf16 are timed on a few batches "
+                                "of this model (once; the choice is cached) and the faster runs; bf16 autocast on CUDA "
+                                "(fp16 where the GPU lacks bf16). bf16 pays on CPUs with AMX (~1.8x), barely or not at "
+                                "all with AVX-512 BF16 alone, and is several times slower on AVX2 CPUs."))
+BACKEND = Param("backend", Optional[str], typer.Option(
+    None, "--backend", help="torch | onnxruntime | openvino | auto: what runs the model's forward pass (pre- and "
+                            "post-processing stay visiontk's). onnxruntime and openvino run on the CPU the model "
+                            "exported to ONNX on first use (cached); auto times them against torch on this model "
+                            "and runs the fastest. --cam and --compile need torch. Default: torch; for a .onnx or "
+                            ".xml file of 'visiontk export' given as the model, onnxruntime or openvino."))
 COMPILE = Param("compile", bool, typer.Option(
     False, "--compile", help="torch.compile the model: slow start, faster on long runs."))
 LOADER = Param("loader", str, typer.Option(

@@ -98,7 +98,7 @@ def run_eval(task_name: str, options: object, checkpoint: str, data: Optional[st
 
 def run_predict(task_name: str, options: object, checkpoint: str, sources: list[str], batch_size: int, device: str,
                 workers: int, precision: str, compile: bool, loader: str, out: Optional[str] = None,
-                overwrite: bool = False, shard: Optional[str] = None) -> None:
+                overwrite: bool = False, shard: Optional[str] = None, backend: Optional[str] = None) -> None:
     from visiontk.engine import distributed, sharding
     from visiontk.engine.predictor import Predictor
     from visiontk.errors import UserError
@@ -116,7 +116,7 @@ def run_predict(task_name: str, options: object, checkpoint: str, sources: list[
 
     def predictor_on(dev: str) -> Predictor:
         return Predictor(checkpoint, task_name, device=dev, batch_size=batch_size, workers=workers, options=options,
-                         precision=precision, compile=compile, loader=loader)
+                         precision=precision, compile=compile, loader=loader, backend=backend)
 
     # One process, a --shard of the input, or torchrun's ranks (engine/sharding.py).
     stats, predictor = sharding.predict_sources(plan, predictor_on, sources, device, part)
@@ -158,9 +158,10 @@ def task_app(spec: CommandSpec) -> typer.Typer:
                    shared.plots_dir(spec.plots_help)]
     # A task without a results file (segment) has no --out / --overwrite.
     out_params = [] if spec.out_help is None else [shared.out(spec.out_help), shared.overwrite(spec.overwrite_help)]
-    predict_params = [shared.checkpoint(spec.name), shared.SOURCES, *option_params(spec.predict_options), *out_params,
+    predict_params = [shared.checkpoint(spec.name, exported=True), shared.SOURCES, *option_params(spec.predict_options), *out_params,
                       shared.batch_size(spec.predict_batch_size, spec.predict_batch_help), shared.DEVICE,
-                      shared.workers(), shared.PRECISION, shared.COMPILE, shared.LOADER, shared.SHARD]
+                      shared.workers(), shared.PRECISION, shared.BACKEND, shared.COMPILE, shared.LOADER,
+                      shared.SHARD]
     app.command("train")(build_command(spec.train_help, train_params(), train))
     app.command("eval")(build_command(spec.eval_help, eval_params, eval_))
     app.command("predict")(build_command(spec.predict_help, predict_params, predict))

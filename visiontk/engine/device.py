@@ -43,8 +43,9 @@ def amp_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
     """The autocast dtype, or None for full precision.
 
     auto: on CUDA bf16 where the GPU supports it (no loss scaling needed), else
-    fp16 with a grad scaler; on CPU/MPS full precision. fp32 | bf16 | fp16 ask
-    for that precision on any device (bf16 pays on CPUs with AVX-512 BF16 or AMX).
+    fp16 with a grad scaler; on CPU/MPS full precision (predict measures fp32
+    against bf16 instead: engine/runtime_choice.py). fp32 | bf16 | fp16 ask for
+    that precision on any device (bf16 pays on CPUs with AMX; README, "Speed").
     """
     if amp in _EXPLICIT:
         if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():

@@ -1,4 +1,4 @@
-"""Exporting a checkpoint's model to TorchScript or ONNX, for any task.
+"""Exporting a checkpoint's model to TorchScript, ONNX or OpenVINO IR, for any task.
 
 What is exported is the task model's raw forward pass (the tensors `predict`
 hands to the task's post-processing), on normalised NCHW float32 input of
@@ -8,7 +8,8 @@ goes into a JSON sidecar next to the file, so a runtime without visiontk
 knows how to feed the model and read it.
 
 Every export is checked: the exported model runs on random input and its
-outputs are compared with PyTorch's (ONNX with onnxruntime when installed).
+outputs are compared with PyTorch's (ONNX with onnxruntime when installed,
+OpenVINO IR with OpenVINO's CPU runtime, in fp32).
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import contextlib
 import importlib.util
 import io
 import json
+import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -29,8 +32,9 @@ from visiontk.errors import JobError, UserError
 from visiontk.engine.resources import check_batch_memory
 from visiontk.outputs.output_file import OutputFile
 
-FORMATS = ("torchscript", "onnx")
-SUFFIX = {"torchscript": ".torchscript.pt", "onnx": ".onnx"}
+FORMATS = ("torchscript", "onnx", "openvino")
+# OpenVINO IR is two files: the graph (.xml) and its weights (.bin, same stem).
+SUFFIX = {"torchscript": ".torchscript.pt", "onnx": ".onnx", "openvino": ".xml"}
 TOLERANCE = 1e-4
 
 
@@ -92,6 +96,24 @@ def _export_onnx(wrapper: nn.Module, example: torch.Tensor, out: OutputFile, nam
                           input_names=["images"], output_names=names, dynamic_shapes=dynamic)
 
 
+def _export_openvino(wrapper: nn.Module, example: torch.Tensor, out: OutputFile, weights: OutputFile,
+                     names: list[str], dynamic_batch: bool) -> None:
+    """Through ONNX (torch's exporter, as --format onnx), read by OpenVINO and saved as IR.
+    Weights stay fp32 (OpenVINO's default halves them to fp16)."""
+    if importlib.util.find_spec("openvino") is None:
+        raise UserError("--format openvino needs the openvino package: pip install 'visiontk[export]'")
+    import openvino as ov
+
+    with tempfile.TemporaryDirectory(dir=out.path.parent, prefix=f".{out.path.name}.") as tmp:
+        onnx_file = Path(tmp) / "model.onnx"
+        _export_onnx(wrapper, example, OutputFile(onnx_file, overwrite=True), names, dynamic_batch)
+        model = ov.Core().read_model(str(onnx_file))
+        ov.save_model(model, str(Path(tmp) / "model.xml"), compress_to_fp16=False)
+        # The weights first: a stopped run leaves no graph without them.
+        os.replace(Path(tmp) / "model.bin", weights.path)
+        os.replace(Path(tmp) / "model.xml", out.path)
+
+
 def load_exported(path: Path, fmt: str):
     """A callable images (torch tensor) -> tuple of numpy arrays, or None when no runtime is installed."""
     if fmt == "torchscript":
@@ -105,6 +127,17 @@ def load_exported(path: Path, fmt: str):
             return tuple(o.numpy() for o in (out if isinstance(out, (tuple, list)) else (out,)))
 
         return run
+    if fmt == "openvino":
+        from visiontk.engine.runtimes import ExportedModel
+
+        names = [o.get_any_name() for o in _openvino_outputs(path)]
+        model = ExportedModel("openvino", lambda shape: (path, names), threads=torch.get_num_threads())
+
+        def run_ov(x):
+            out = model(x)
+            return tuple(o.numpy() for o in (out if isinstance(out, tuple) else (out,)))
+
+        return run_ov
     if importlib.util.find_spec("onnxruntime") is None:
         return None
     import onnxruntime as ort
@@ -112,6 +145,12 @@ def load_exported(path: Path, fmt: str):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda x: tuple(session.run(None, {name: x.numpy()}))
+
+
+def _openvino_outputs(path: Path):
+    import openvino as ov
+
+    return ov.Core().read_model(str(path)).outputs
 
 
 def max_difference(model: nn.Module, exported, x: torch.Tensor) -> float:
@@ -142,6 +181,8 @@ def sidecar(ckpt: dict, checkpoint: Path, out: Path, fmt: str, names: list[str],
         "task": ckpt["task"],
         "backbone": ckpt.get("backbone"),
         "classes": ckpt["classes"],
+        # The data set's own id of each class (COCO category ids, mask values), where it has them.
+        **({"category_ids": ckpt["category_ids"]} if ckpt.get("category_ids") else {}),
         # What the model reads and how `predict` makes it from a file (the modality's
         # preprocess, data/modality.py): users of the file get the model's accuracy
         # only with the same inputs.
@@ -169,6 +210,10 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None =
     out_path = Path(out) if out else default_out(checkpoint, fmt)
     meta_path = out_path.with_name(out_path.name + ".json")
     files = OutputFile(out_path, overwrite), OutputFile(meta_path, overwrite)
+    if fmt == "openvino":
+        if out_path.suffix != ".xml":
+            raise UserError(f"{out_path}: an OpenVINO model is a .xml file (its weights go next to it, .bin)")
+        files += (OutputFile(out_path.with_suffix(".bin"), overwrite),)
     for f in files:
         f.check()
         f.refuse_input(checkpoint, "the checkpoint")
@@ -191,6 +236,8 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None =
         names, outputs = flatten_outputs(model(example))
     if fmt == "torchscript":
         _export_torchscript(wrapper, example, files[0])
+    elif fmt == "openvino":
+        _export_openvino(wrapper, example, files[0], files[2], names, dynamic_batch)
     else:
         _export_onnx(wrapper, example, files[0], names, dynamic_batch)
     # Check the file against PyTorch, at another batch size too when it is dynamic.
@@ -206,6 +253,8 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None =
         if worst > TOLERANCE:
             raise JobError(f"{out_path}: exported outputs differ from PyTorch's by {worst:.3g} (> {TOLERANCE})")
     meta = sidecar(ckpt, checkpoint, out_path, fmt, names, [list(o.shape) for o in outputs], dynamic_batch)
+    if fmt == "openvino":
+        meta["weights"] = files[2].path.name
     meta["checked"] = {"max_abs_diff": max(checked.values()) if checked else None, "batch_sizes": sorted(checked)}
     files[1].write_text(json.dumps(meta, indent=2) + "\n")
     info(f"exported {checkpoint} to {out_path} ({fmt}) with its metadata in {meta_path}"

@@ -7,8 +7,10 @@ reads any checkpoint and writes one every other setting reads.
 When each helps (measured in benchmarks/; see the README's "Speed" section):
 - channels_last: convolutions in oneDNN (CPU) and cuDNN (tensor cores) run on
   NHWC data without the layout conversions they otherwise do per layer.
-- bf16/fp16 autocast: CPUs with AVX-512 BF16 or AMX and GPUs with tensor
-  cores run convolutions 2-4x faster; on a CPU without them bf16 is slower.
+- bf16/fp16 autocast: GPUs with tensor cores and CPUs with AMX run
+  convolutions 2-4x faster; with AVX-512 BF16 alone bf16 barely pays or
+  loses, on AVX2 CPUs it is several times slower. predict's `auto` measures
+  it on the model (engine/runtime_choice.py).
 - torch.compile: fuses the element-wise layers around convolutions; it pays
   only for long runs (compiling takes tens of seconds, again for each new
   input shape) and needs a C++ compiler (CPU) or Triton (GPU).

@@ -21,10 +21,13 @@ from visiontk.data.preprocess import Preprocess
 from visiontk.engine.build import model_from_checkpoint
 from visiontk.engine.cam import add_cams
 from visiontk.engine.decode_batches import check_loader, decode_batches
-from visiontk.engine.device import amp_dtype, select_device
-from visiontk.engine.performance import autocast, prepare_for_inference, use_channels_last
+from visiontk.engine.exported_file import is_exported_file, load_exported_file
+from visiontk.engine.device import select_device
+from visiontk.engine.performance import autocast, use_channels_last
 from visiontk.engine.progress import ProgressBar
 from visiontk.engine.resources import cap_workers, check_batch_memory
+from visiontk.engine.runtime_choice import choose_runtime
+from visiontk.engine.runtimes import check_backend
 from visiontk.errors import DataError
 from visiontk.tasks.base import PredictContext, Task
 from visiontk.tasks.options.fields import with_checkpoint_defaults
@@ -35,7 +38,7 @@ class Predictor:
     def __init__(self, checkpoint: str | Path | None, task: str | None, device: str = "auto", batch_size: int = 32,
                  workers: int = 2, options: object | None = None, loaded: tuple | None = None,
                  precision: str = "auto", channels_last: bool | str = "auto", compile: bool = False,
-                 loader: str = "auto"):
+                 loader: str = "auto", backend: str | None = None):
         """`loaded` = (model, meta, task object) predicts with an in-memory model instead of
         a checkpoint (e.g. `transfer embed`); meta holds what a checkpoint would:
         preprocess (or input_size, mean, std, in_channels), and optionally classes and predict.
@@ -45,18 +48,20 @@ class Predictor:
 
         precision: auto | fp32 | bf16 | fp16 (auto: fp32 on the CPU, bf16 or fp16 on
         CUDA); channels_last: auto | True | False; compile: torch.compile the model;
-        loader: auto | threads | processes (engine/decode_batches.py)."""
+        loader: auto | threads | processes (engine/decode_batches.py); backend: torch |
+        onnxruntime | openvino | auto; None: torch, or an exported file's runtime (engine/runtime_choice.py: only the forward pass is
+        swapped; auto precision and backend are chosen by measuring them on the CPU)."""
         check_loader(loader)  # before the model is loaded: a typo fails at once
+        check_backend(backend)
         if loaded is not None:
             self.model, self.ckpt, self.task = loaded
         else:
             self.task = get_task(task)
-            self.model, self.ckpt = model_from_checkpoint(checkpoint, task)
+            # A checkpoint, or a file of `visiontk export` with its sidecar (engine/exported_file.py).
+            self.model, self.ckpt = (load_exported_file(checkpoint, task) if is_exported_file(checkpoint)
+                                     else model_from_checkpoint(checkpoint, task))
         self.device = select_device(device)
         self.model.to(self.device)
-        self.dtype = amp_dtype(self.device, precision)
-        self.channels_last = use_channels_last(channels_last, self.device)
-        self.model = prepare_for_inference(self.model, self.device, self.dtype, self.channels_last, compile)
         self.loader = loader
         self._default_forward = type(self.task).predict_forward is Task.predict_forward
         self.workers = cap_workers(max(0, workers), "--workers")  # never more decoders than CPUs (resources.py)
@@ -77,16 +82,21 @@ class Predictor:
             check_batch_memory("--batch-size", self.batch_size, preprocess.channels, *self.input_size)
         # --cam: a Grad-CAM map per image (engine/cam.py), at the model's input size.
         self.cam = bool(getattr(self.context.options, "cam", None)) and self.input_size is not None
+        # The backend and precision (measured when auto), at the real batch shape.
+        example = (None if self.input_size is None else
+                   self.preprocess.example(self.batch_size, torch.Generator().manual_seed(0)))
+        self.runtime = choose_runtime(self.model, checkpoint if loaded is None else None, self.device, precision,
+                                      backend, use_channels_last(channels_last, self.device), compile, example,
+                                      "--cam" if self.cam else None)
+        self.model, self.dtype, self.channels_last = self.runtime.model, self.runtime.dtype, self.runtime.channels_last
 
     def describe(self) -> str:
         """The settings this predictor runs with, for the log: device, precision, memory format, decoders."""
         from visiontk.engine.decode_batches import resolve_loader
-        from visiontk.engine.device import describe_precision
 
         loader = resolve_loader(self.loader, self.device, self.workers)
         pinned = ", pinned memory" if self.device.type == "cuda" else ""
-        return (f"device {self.device}, {describe_precision(self.dtype)}{', channels_last' if self.channels_last else ''}"
-                f", {self.workers} decoding {loader}{pinned}")
+        return f"device {self.device}, {self.runtime.describe()}, {self.workers} decoding {loader}{pinned}"
 
     def load(self, path: Path) -> tuple[torch.Tensor | None, dict]:
         """Decode, resize and normalise one image into a CHW tensor; errors become a
