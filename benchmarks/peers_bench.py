@@ -7,7 +7,9 @@ batch size:
 classify (the same ResNet-18 at 224, random weights saved once per tool):
 - visiontk: `visiontk classify predict` with each --backend asked for (a backend
   the installed visiontk lacks is skipped, and said so);
-- Ultralytics: `yolo classify predict`, the model built offline from an
+- Ultralytics: `yolo classify predict` (its entry point, with torch's thread
+  count set to 2: on the CPU Ultralytics sets it to cores - 1 whatever
+  OMP_NUM_THREADS says; "ultralytics default" keeps that), the model built offline from an
   Ultralytics yaml: their `TorchVision` module holding torchvision's resnet18
   (weights None) and their `Classify` head; it differs from visiontk's head
   (avg pool + linear) by a 1x1 conv 512->1280 + BN + SiLU before the pool;
@@ -184,6 +186,18 @@ head:
 """
 
 
+def child_yolo(threads: int, argv: list[str]) -> int:
+    """`yolo ...` with `threads` torch threads. Ultralytics sets torch's thread count to
+    min(8, cores - 1) on the CPU whatever OMP_NUM_THREADS says (1 on 2 cores); 0 keeps that."""
+    sys.argv = ["yolo", *argv]  # before the import: Ultralytics reads its arguments then
+    from ultralytics.cfg import entrypoint
+    from ultralytics.utils import torch_utils
+
+    if threads:
+        torch_utils.NUM_THREADS = threads
+    return entrypoint() or 0
+
+
 def child_prepare_peers(cache: str) -> None:
     """In the peers' Python: Ultralytics' classifier built from yaml and saved as their
     checkpoint, smp's U-Net weights, and Ultralytics settings with sync off."""
@@ -322,6 +336,8 @@ def main(argv=None) -> int:
     ap.add_argument("--segment-n", type=int, default=128, help="images in segment's large run")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--precision", default="fp32", help="visiontk --precision (the peers run fp32 on the CPU)")
+    ap.add_argument("--no-ultralytics-default", dest="ultralytics_default", action="store_false",
+                    help="leave out Ultralytics at its own thread count (cores - 1 torch threads on the CPU)")
     ap.add_argument("--peers-python", default=None,
                     help="a Python with ultralytics and segmentation-models-pytorch (default: this one, else .venv-peers)")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 round, few images")
@@ -336,6 +352,8 @@ def main(argv=None) -> int:
             child_plain_classify(rest[0], rest[1], int(rest[2]), int(rest[3]))
         elif kind == "smp-segment":
             child_smp_segment(rest[0], rest[1], int(rest[2]), int(rest[3]), rest[4])
+        elif kind == "yolo":
+            return child_yolo(int(rest[0]), rest[1:])
         elif kind == "prepare-peers":
             child_prepare_peers(rest[0])
         return 0
@@ -430,13 +448,19 @@ def run(args, peers_python: str) -> int:
         backends = visiontk_backends("classify", ckpt, requested, base_env, jpegs[0], tmp, notes)
         contenders = [Contender(f"visiontk {b}", f"`visiontk classify predict{' --backend ' + b if extra else ''}`",
                                 vtk_cmd("classify", ckpt, extra), base_env) for b, extra in backends]
-        yolo = str(Path(peers_python).parent / "yolo")
         u_pt = cache / "ultralytics-resnet18-cls.pt"
-        contenders.append(Contender(
-            "ultralytics", f"`yolo classify predict` {versions['ultralytics']}",
-            lambda f, t: [yolo, "classify", "predict", f"model={u_pt}", f"source={f}", f"batch={args.batch}",
-                          f"imgsz={CLASSIFY_SIZE}", "device=cpu", "save=False", "save_txt=True", f"project={t}",
-                          f"name=yolo-{next(seq)}", "verbose=False"], peers_env))
+
+        def yolo_cmd(threads: int):
+            return lambda f, t: [peers_python, me, "--child", "yolo", str(threads), "classify", "predict",
+                                 f"model={u_pt}", f"source={f}", f"batch={args.batch}", f"imgsz={CLASSIFY_SIZE}",
+                                 "device=cpu", "save=False", "save_txt=True", f"project={t}",
+                                 f"name=yolo-{next(seq)}", "verbose=False"]
+
+        contenders.append(Contender("ultralytics", f"`yolo classify predict` {versions['ultralytics']}, "
+                                    f"{THREADS} torch threads", yolo_cmd(THREADS), peers_env))
+        if args.ultralytics_default:
+            contenders.append(Contender("ultralytics default", "the same with Ultralytics' own thread count "
+                                        "(torch threads = cores - 1)", yolo_cmd(0), peers_env))
         contenders.append(Contender(
             "plain loop", "PIL + torchvision transforms, batched, inference_mode",
             lambda f, t: [sys.executable, me, "--child", "plain-classify", str(plain_weights), str(f), str(args.batch),
@@ -445,7 +469,7 @@ def run(args, peers_python: str) -> int:
         results = measure(contenders, (folder(small), folder(args.n)), (small, args.n), args.rounds, tmp, progress)
         sections.append(task_section("classify", f"ResNet-18 at {CLASSIFY_SIZE}, {args.n} JPEGs 640x480, batch {args.batch}",
                                      results, [c.name for c in contenders if c.name.startswith("visiontk")],
-                                     ["ultralytics", "plain loop"]))
+                                     ["ultralytics", "ultralytics default", "plain loop"]))
 
     if "segment" in tasks:
         ckpt = bu.make_checkpoint("segment/shapes-unet", cache / "visiontk-unet-resnet18.pt",
