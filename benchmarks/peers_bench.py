@@ -362,6 +362,9 @@ def main(argv=None) -> int:
         return 0
 
     peers_python = find_peers_python(args.peers_python)
+    if peers_python is None and args.peers_python:
+        print(f"peers: {args.peers_python} cannot import ultralytics and segmentation_models_pytorch", file=sys.stderr)
+        return 2
     if peers_python is None:
         print(HOW_TO_GET)
         return 0
