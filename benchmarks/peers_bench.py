@@ -26,9 +26,11 @@ the image's size):
   resolution), bilinear upsampling of the logits to the image's size, argmax,
   PNG.
 
-detect is not compared: visiontk's detector and Ultralytics' YOLO heads
-(multi-scale PAN neck, DFL boxes) are different architectures, so a ratio
-would measure the architectures, not the tools.
+detect is not compared: visiontk's detector is a YOLO-v1 head (one S x S grid
+of boxes on a backbone's last feature map, fully connected or conv layers),
+and Ultralytics builds no v1: its detect heads (v3 to v11 and later) are
+multi-scale necks with anchor or DFL box heads. A ratio would measure the two
+architectures and their post-processing, not the tools.
 
 Each round runs every contender (A B C, A B C, ...) twice: on B images (one
 batch) and on N images. From those: wall time per image including start-up
