@@ -234,6 +234,9 @@ def has_peers(python: str) -> bool:
 
 def find_peers_python(given: str | None) -> str | None:
     if given:
+        # Absolute (children run in a temporary folder), but not resolved: a venv's
+        # python is a symlink to the base interpreter, which lacks the venv's packages.
+        given = os.path.abspath(given)
         return given if has_peers(given) else None
     if has_peers(sys.executable):
         return sys.executable
