@@ -69,7 +69,7 @@ $(PEERS_VENV)/.installed: pyproject.toml $(VENV)/.installed
 	touch $@
 
 bench-peers: $(VENV)/.installed $(PEERS_VENV)/.installed
-	$(PY) benchmarks/peers_bench.py --peers-python $(PEERS_VENV)/bin/python $(PEERS_ARGS)
+	$(PY) benchmarks/peers_bench.py --peers-python $(abspath $(PEERS_VENV))/bin/python $(PEERS_ARGS)
 
 # On a machine with a GPU, run this first: each task trains and predicts briefly on
 # cuda (plus torchrun over all GPUs when there are several) and prints throughput and
