@@ -114,7 +114,9 @@ def ratio_table(results: dict[str, dict], pairs: list[tuple[str, str]]) -> str:
         steady = [x["steady"] / y["steady"] for x, y in zip(a, b)]
         rss = max(results[ours]["rss_mb"]) - max(results[theirs]["rss_mb"])
         label = f"**{ours}** (best)" if ours == best and len({o for o, _ in pairs}) > 1 else ours
-        rows.append(f"| {label} | {theirs} | {spread(wall)}x | {spread(steady)}x | {rss:+.0f} |")
+        wall_s, steady_s = spread(wall), spread(steady)
+        rows.append(f"| {label} | {theirs} | {wall_s}{'x' * (wall_s != '-')} | {steady_s}{'x' * (steady_s != '-')} "
+                    f"| {rss:+.0f} |")
     return "\n".join(rows)
 
 

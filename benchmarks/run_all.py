@@ -39,7 +39,7 @@ BENCHES = {
     "segment": ("segment_bench.py", [], None),
     # visiontk against Ultralytics, a plain loop and smp; without the peers installed
     # (here or in .venv-peers: `make bench-peers`) it prints one line saying how to get them.
-    "peers": ("peers_bench.py", [], ["--quick"]),
+    "peers": ("peers_bench.py", [], ["--quick", "--tasks", "classify"]),
 }
 
 
