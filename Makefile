@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 VTK := $(VENV)/bin/visiontk
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: install test test-outcome calibrate demo bench gpu-check clean
+.PHONY: install test test-outcome calibrate demo bench bench-peers gpu-check clean
 
 # lite0 (17 MB of real ImageNet weights) and export (onnx, onnxscript, onnxruntime:
 # ~35 MB, a few seconds) are small, so the tests run with them rather than skip.
@@ -54,6 +54,22 @@ demo: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/run_all.py
+
+# visiontk against the tools users pick instead (Ultralytics, a plain PyTorch loop,
+# segmentation_models_pytorch), end to end on the same images: benchmarks/peers_bench.py.
+# The peers get their own venv: ultralytics needs opencv-python, which clashes with
+# visiontk's opencv-python-headless (both are the cv2 module). Its packages are
+# pyproject's torch pins and its `peers` extra; it takes ~6 GB (torch with its CUDA
+# libraries, like .venv) and ~3 minutes. `make bench` runs the script too once it exists.
+PEERS_VENV ?= .venv-peers
+$(PEERS_VENV)/.installed: pyproject.toml $(VENV)/.installed
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install --quiet $$($(PY) benchmarks/peers_bench.py --print-requirements)
+	touch $@
+
+bench-peers: $(VENV)/.installed $(PEERS_VENV)/.installed
+	$(PY) benchmarks/peers_bench.py --peers-python $(abspath $(PEERS_VENV))/bin/python $(PEERS_ARGS)
 
 # On a machine with a GPU, run this first: each task trains and predicts briefly on
 # cuda (plus torchrun over all GPUs when there are several) and prints throughput and

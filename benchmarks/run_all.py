@@ -39,6 +39,9 @@ BENCHES = {
     "memory": ("memory_bench.py", [], ["--counts", "200,400"]),
     "detect": ("detect_bench.py", [], None),  # None: no quick form, skipped by --quick
     "segment": ("segment_bench.py", [], None),
+    # visiontk against Ultralytics, a plain loop and smp; without the peers installed
+    # (here or in .venv-peers: `make bench-peers`) it prints one line saying how to get them.
+    "peers": ("peers_bench.py", [], ["--quick", "--tasks", "classify"]),
 }
 
 
