@@ -93,6 +93,11 @@ def cli_json(*args: str) -> dict:
     return json.loads(res.stdout)
 
 
+# predict's --precision auto may pick bf16 where it measured faster (runtime_choice.py);
+# eval computes its metrics in fp32, so the predictions compared with it are fp32 too.
+FP32 = ("--precision", "fp32")
+
+
 # ---------------------------------------------------------------- the pixels
 
 
@@ -128,7 +133,7 @@ def test_classify_top1_from_predict_equals_eval(tmp_path):
     ckpt = untrained(tmp_path, "classify/shapes", [f"data.image_size={SIZE}", "model.backbone_options.width=4",
                                                    "model.head.pool=avg"], ["ants", "bees"])
     metrics = cli_json("classify", "eval", str(ckpt), str(root), "--json", "--batch-size", BATCH)
-    res = run_cli("classify", "predict", str(ckpt), *map(str, paths), "--batch-size", BATCH)
+    res = run_cli("classify", "predict", str(ckpt), *FP32, *map(str, paths), "--batch-size", BATCH)
     assert res.returncode == 0, res.stderr
     records = [json.loads(line) for line in res.stdout.splitlines()]
     assert [r["path"] for r in records] == [str(p) for p in paths]
@@ -178,7 +183,7 @@ def test_detect_pycocotools_on_predict_output_equals_eval(tmp_path):
     metrics = cli_json("detect", "eval", str(ckpt), str(root), "--json", "--batch-size", BATCH)
     paths = [str(root / "images" / "val" / im["file_name"]) for im in images]
     out = tmp_path / "predictions.json"
-    res = run_cli("detect", "predict", str(ckpt), *paths, "--format", "coco", "--out", str(out),
+    res = run_cli("detect", "predict", str(ckpt), *FP32, *paths, "--format", "coco", "--out", str(out),
                   "--conf", str(metrics["conf"]), "--iou", str(metrics["iou"]), "--max-det", str(metrics["max_det"]),
                   "--batch-size", BATCH)
     assert res.returncode == 0, res.stderr
@@ -229,7 +234,7 @@ def test_segment_confusion_matrix_from_predicted_masks_equals_eval(tmp_path):
     torch.save(state, ckpt)
     metrics = cli_json("segment", "eval", str(ckpt), str(root), "--json", "--batch-size", BATCH)
     paths = [root / "val" / "images" / n for n in sorted(sizes)]
-    res = run_cli("segment", "predict", str(ckpt), *map(str, paths), "--out-dir", str(tmp_path / "masks"),
+    res = run_cli("segment", "predict", str(ckpt), *FP32, *map(str, paths), "--out-dir", str(tmp_path / "masks"),
                   "--batch-size", BATCH)
     assert res.returncode == 0, res.stderr
     cm = np.zeros((3, 3), dtype=np.int64)
