@@ -33,7 +33,7 @@ from visiontk.errors import DataError, UserError
 from visiontk.recipe import Fraction, Number, Section, recipe_error
 from visiontk.tasks.base import Task, TaskModel, outputs_for, shown_image, spread_indices
 from visiontk.tasks.detect.dataset import DetectionDataset, collate_detection, detection_bbox_params
-from visiontk.tasks.detect.decode import decode_predictions, scale_to_pixels
+from visiontk.tasks.detect.decode import decode_batch, decode_predictions, scale_to_pixels
 from visiontk.tasks.detect.encode import encode_batch
 from visiontk.tasks.detect.formats import annotation_source, read_split
 from visiontk.tasks.detect.head import YoloV1Head
@@ -314,25 +314,34 @@ class DetectTask(Task):
     def postprocess(self, outputs, metas, context) -> Iterable[dict]:
         classes, o = context.classes, context.options
         pred = outputs.float()
-        found = decode_predictions(pred, float(o.conf), float(o.iou), int(o.max_det), boxes_per_cell(pred, len(classes)))
-        for meta, det in zip(metas, found):
+        boxes, scores, ids, counts = decode_batch(pred, float(o.conf), float(o.iou), int(o.max_det),
+                                                  boxes_per_cell(pred, len(classes)))
+        # The whole batch in pixels of each original image, then one tolist per
+        # tensor: the same float32 products as scaling image by image.
+        image = torch.repeat_interleave(torch.arange(len(metas)), counts.cpu())
+        sizes = torch.tensor([[w, h, w, h] for h, w in (m["orig_size"] for m in metas)], dtype=torch.float32)
+        boxes = (boxes.cpu() * sizes[image]).tolist()
+        scores, ids = scores.tolist(), ids.tolist()
+        start = 0
+        for meta, count in zip(metas, counts.tolist()):
+            end = start + count
             h, w = meta["orig_size"]
-            boxes = scale_to_pixels(det["boxes"].cpu(), w, h)
-            ids = det["labels"].tolist()
+            image_ids = ids[start:end]
             record = {
                 "path": meta["path"],
                 "width": w,
                 "height": h,
-                "boxes": [[round(v, 2) for v in box] for box in boxes.tolist()],
-                "scores": [round(s, 5) for s in det["scores"].tolist()],
-                "labels": [classes[i] for i in ids],
-                "label_ids": ids,
+                "boxes": [[round(v, 2) for v in box] for box in boxes[start:end]],
+                "scores": [round(s, 5) for s in scores[start:end]],
+                "labels": [classes[i] for i in image_ids],
+                "label_ids": image_ids,
             }
             if context.category_ids:  # a model trained on COCO files: their own category ids
-                record["category_ids"] = [context.category_ids[i] for i in ids]
+                record["category_ids"] = [context.category_ids[i] for i in image_ids]
             image_id = recipe_image_id(context.recipe, meta["path"])
             if image_id is not None:  # an image of the COCO set the model was trained on
                 record["image_id"] = image_id
+            start = end
             yield record
 
 
