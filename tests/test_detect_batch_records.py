@@ -72,3 +72,13 @@ def test_decode_batch_counts_and_order():
     assert int(counts.max()) == 7  # max_det per image, not per batch
     for s in scores.split(counts.tolist()):
         assert (s[:-1] >= s[1:]).all()
+
+
+def test_rounded_is_pythons_round():
+    from visiontk.outputs.rounding import rounded
+
+    g = torch.Generator().manual_seed(0)
+    values = torch.cat([torch.rand(100_000, generator=g) * 4000, torch.rand(100_000, generator=g),
+                        torch.arange(0, 20_000, dtype=torch.float32) / 64])  # exact ties: x.xx5 and x.xxxxx5
+    for digits in (2, 5):
+        assert rounded(values, digits).tolist() == [round(v, digits) for v in values.tolist()]

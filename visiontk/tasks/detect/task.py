@@ -30,6 +30,7 @@ from visiontk.console import warn
 from visiontk.data.transforms import build_augmentations
 from visiontk.backbones.normalization import recipe_preprocess
 from visiontk.errors import DataError, UserError
+from visiontk.outputs.rounding import rounded
 from visiontk.recipe import Fraction, Number, Section, recipe_error
 from visiontk.tasks.base import Task, TaskModel, outputs_for, shown_image, spread_indices
 from visiontk.tasks.detect.dataset import DetectionDataset, collate_detection, detection_bbox_params
@@ -316,12 +317,13 @@ class DetectTask(Task):
         pred = outputs.float()
         boxes, scores, ids, counts = decode_batch(pred, float(o.conf), float(o.iou), int(o.max_det),
                                                   boxes_per_cell(pred, len(classes)))
-        # The whole batch in pixels of each original image, then one tolist per
-        # tensor: the same float32 products as scaling image by image.
+        # The whole batch in pixels of each original image (the same float32 products
+        # as scaling image by image), rounded as round(v, 2) and round(s, 5) would,
+        # then one tolist per tensor (outputs/rounding.py).
         image = torch.repeat_interleave(torch.arange(len(metas)), counts.cpu())
         sizes = torch.tensor([[w, h, w, h] for h, w in (m["orig_size"] for m in metas)], dtype=torch.float32)
-        boxes = (boxes.cpu() * sizes[image]).tolist()
-        scores, ids = scores.tolist(), ids.tolist()
+        boxes = rounded(boxes.cpu() * sizes[image], 2).tolist()
+        scores, ids = rounded(scores.cpu(), 5).tolist(), ids.tolist()
         start = 0
         for meta, count in zip(metas, counts.tolist()):
             end = start + count
@@ -331,8 +333,8 @@ class DetectTask(Task):
                 "path": meta["path"],
                 "width": w,
                 "height": h,
-                "boxes": [[round(v, 2) for v in box] for box in boxes[start:end]],
-                "scores": [round(s, 5) for s in scores[start:end]],
+                "boxes": boxes[start:end],
+                "scores": scores[start:end],
                 "labels": [classes[i] for i in image_ids],
                 "label_ids": image_ids,
             }
