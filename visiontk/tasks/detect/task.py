@@ -20,14 +20,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Iterable, Literal, Union
 
-import albumentations as A
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 from torchvision.ops import box_convert
 
 from visiontk.console import warn
-from visiontk.data.transforms import build_augmentations
 from visiontk.backbones.normalization import recipe_preprocess
 from visiontk.errors import DataError, UserError
 from visiontk.outputs.rounding import rounded
@@ -154,6 +152,10 @@ class DetectTask(Task):
         found = read_split(recipe, split, classes, root)
         transform = None
         if train and recipe.data.augment:
+            import albumentations as A  # training only: predict never loads it
+
+            from visiontk.data.transforms import build_augmentations
+
             transform = A.Compose(build_augmentations(recipe.data.augment),
                                   bbox_params=detection_bbox_params(recipe.data.options.min_visibility, clip=True))
         dataset = SkippingDetectionDataset(found.records, preprocess or recipe_preprocess(recipe), transform,
