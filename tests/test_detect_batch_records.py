@@ -55,14 +55,14 @@ def test_batched_postprocess_writes_the_same_records(S, B, C, conf, iou, max_det
     context = PredictContext(DetectPredictOptions(conf=conf, iou=iou, max_det=max_det), classes, 16, category_ids)
     task = DetectTask()
     checked = 0
-    for seed in range(3):
+    for seed in range(2):
         pred = _raw(16, S, B, C, seed)
         metas = [{"path": f"img{i}.jpg", "orig_size": (97 + 13 * i, 640 - 17 * i)} for i in range(16)]
         new = [json.dumps(r) for r in task.postprocess(pred, metas, context)]
         old = [json.dumps(r) for r in _old_records(pred, metas, classes, conf, iou, max_det, B, category_ids)]
         assert new == old
         checked += sum(len(json.loads(r)["boxes"]) for r in old)
-    assert checked > 50  # the comparison had boxes to compare
+    assert checked > 30  # the comparison had boxes to compare
 
 
 def test_decode_batch_counts_and_order():
@@ -78,7 +78,7 @@ def test_rounded_is_pythons_round():
     from visiontk.outputs.rounding import rounded
 
     g = torch.Generator().manual_seed(0)
-    values = torch.cat([torch.rand(100_000, generator=g) * 4000, torch.rand(100_000, generator=g),
+    values = torch.cat([torch.rand(30_000, generator=g) * 4000, torch.rand(30_000, generator=g),
                         torch.arange(0, 20_000, dtype=torch.float32) / 64])  # exact ties: x.xx5 and x.xxxxx5
     for digits in (2, 5):
         assert rounded(values, digits).tolist() == [round(v, digits) for v in values.tolist()]
