@@ -88,14 +88,14 @@ def predict_run(checkpoint: Path, paths: list[Path], batch_size: int) -> dict:
     predictor = Predictor(checkpoint, "detect", device="cpu", batch_size=batch_size, workers=2)
     forward = Timed(predictor.model.forward)
     predictor.model.forward = forward
-    decode = Timed(detect_task.decode_predictions)
-    detect_task.decode_predictions = decode
+    decode = Timed(detect_task.decode_batch)  # what postprocess calls: decode + NMS of a batch
+    detect_task.decode_batch = decode
     try:
         start = time.perf_counter()
         stats = predictor.run(paths, JsonlWriter(io.StringIO()))
         total = time.perf_counter() - start
     finally:
-        detect_task.decode_predictions = decode.fn
+        detect_task.decode_batch = decode.fn
     return {"img_s": stats["images"] / total, "forward": forward.seconds / total, "decode": decode.seconds / total}
 
 

@@ -6,12 +6,24 @@ of images. Small JPEGs (96x72) are generated into a temporary folder and
 removed at the end. Each run is a fresh process; its peak RSS comes from
 wait4's resource usage.
 
-    python benchmarks/memory_bench.py [--counts 2000,20000]
+Two references (issue 18: predict's peak within the plain loop's + 100 MB, its
+start-up beyond `import torch` under 0.5 s):
+- plain loop: what a user would write around the same model on the same
+  images, batched: the model traced to TorchScript (so the loop imports torch,
+  PIL and numpy, nothing of visiontk), PIL decode + resize, a batch of 32,
+  softmax, one JSON line per image;
+- start-up: wall and CPU seconds of `visiontk classify predict` on one image
+  against `python -c "import torch"`, interleaved, medians (the CPU seconds of
+  the process and its threads move less than the wall time on a shared machine).
+
+    python benchmarks/memory_bench.py [--counts 2000,20000] [--startup-rounds 5]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +58,92 @@ def run_predict(ckpt: Path, source: str, stdin_file: Path | None, out: Path) -> 
     return usage.ru_maxrss / 1024, seconds, records
 
 
+PLAIN_LOOP = """
+import json, sys
+import numpy as np
+import torch
+from PIL import Image
+
+model_file, list_file, out_file, spec = sys.argv[1:5]
+spec = json.loads(spec)
+model = torch.jit.load(model_file).eval()
+h, w = spec["size"]
+mean = torch.tensor(spec["mean"]).view(1, -1, 1, 1)
+std = torch.tensor(spec["std"]).view(1, -1, 1, 1)
+with open(list_file) as paths, open(out_file, "w") as out, torch.inference_mode():
+    def flush(images, names):
+        x = (torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255 - mean) / std
+        prob, index = model(x).softmax(1).max(1)
+        for name, p, i in zip(names, prob.tolist(), index.tolist()):
+            out.write(json.dumps({"path": name, "label": spec["classes"][i], "prob": round(p, 5)}) + "\\n")
+
+    images, names = [], []
+    for line in paths:
+        path = line.strip()
+        images.append(np.asarray(Image.open(path).convert("RGB").resize((w, h), Image.BILINEAR)))
+        names.append(path)
+        if len(images) == 32:
+            flush(images, names)
+            images, names = [], []
+    if images:
+        flush(images, names)
+"""
+
+
+def traced_model(ckpt: Path, out: Path) -> dict:
+    """The checkpoint's model as TorchScript (for the plain loop), and what the loop needs to feed it."""
+    import torch
+
+    from visiontk.engine.build import model_from_checkpoint
+    from visiontk.data.preprocess import Preprocess
+
+    model, meta = model_from_checkpoint(ckpt, "classify")
+    pre = Preprocess.from_checkpoint(meta)
+    with torch.inference_mode():
+        traced = torch.jit.trace(model.eval(), torch.zeros(1, 3, *pre.size))
+    traced.save(str(out))
+    return {"size": list(pre.size), "mean": list(pre.mean), "std": list(pre.std), "classes": list(meta["classes"])}
+
+
+def run_plain_loop(model_file: Path, spec: dict, stdin_file: Path, out: Path) -> tuple[float, float, int]:
+    """(peak RSS MB, seconds, records written) of the plain loop over the listed images."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", PLAIN_LOOP, str(model_file), str(stdin_file), str(out),
+                             json.dumps(spec)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"plain loop failed: {stderr.decode()[-500:]}")
+    with open(out) as f:
+        records = sum(1 for _ in f)
+    out.unlink()
+    return usage.ru_maxrss / 1024, seconds, records
+
+
+def startup(ckpt: Path, image: Path, rounds: int) -> list[list]:
+    """Rows: wall and CPU seconds of `import torch` and of predict on one image, and the difference."""
+    runs = {"python -c 'import torch'": [sys.executable, "-c", "import torch"],
+            "visiontk classify predict (1 image)": [sys.executable, "-m", "visiontk", "classify", "predict", str(ckpt),
+                                                    str(image), "--device", "cpu"]}
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in runs}
+    for _ in range(rounds):
+        for name, cmd in runs.items():
+            start = time.perf_counter()
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _, status, usage = os.wait4(proc.pid, 0)
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise SystemExit(f"{' '.join(cmd)} failed")
+            times[name].append((time.perf_counter() - start, usage.ru_utime + usage.ru_stime))
+    (base_name, base), (name, ours) = times.items()
+    med = statistics.median
+    rows = [[k, f"{med(t[0] for t in v):.2f}", f"{med(t[1] for t in v):.2f}"] for k, v in times.items()]
+    rows.append(["predict beyond import torch (median of per-round differences)",
+                 f"{med(a[0] - b[0] for a, b in zip(ours, base)):+.2f}",
+                 f"{med(a[1] - b[1] for a, b in zip(ours, base)):+.2f}"])
+    return rows
+
+
 def baseline_rss() -> float:
     """Peak RSS (MB) of a process that only imports torch and torchvision: the
     floor under any predict run (mostly the shared libraries of torch's build)."""
@@ -59,6 +157,7 @@ def baseline_rss() -> float:
 def main(argv=None) -> str:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--counts", default="2000,20000")
+    ap.add_argument("--startup-rounds", type=int, default=5)
     args = ap.parse_args(argv)
     counts = [int(c) for c in args.counts.split(",")]
     ckpt = bu.make_checkpoint("classify/shapes", bu.CACHE / "ckpt-demo.pt")
@@ -66,6 +165,8 @@ def main(argv=None) -> str:
     with tempfile.TemporaryDirectory(prefix="vtk-mem-bench-") as tmp:
         tmp = Path(tmp)
         paths = bu.make_jpegs(tmp / "images", max(counts), size=(96, 72), quality=85)
+        traced = tmp / "model.ts"
+        spec = traced_model(ckpt, traced)
         for n in counts:
             lst = tmp / f"list-{n}.txt"
             lst.write_text("".join(f"{p}\n" for p in paths[:n]))
@@ -77,7 +178,14 @@ def main(argv=None) -> str:
                 rss, seconds, records = run_predict(ckpt, source, stdin, tmp / "out.jsonl")
                 rows.append([how, f"{n:,}", f"{records:,}", f"{rss:.0f}", f"{n / seconds:.0f}"])
                 print(f"  {how} {n}: {rss:.0f} MB, {seconds:.1f} s", file=sys.stderr)
+        n = counts[-1]
+        rss, seconds, records = run_plain_loop(traced, spec, tmp / f"list-{n}.txt", tmp / "plain.jsonl")
+        plain = ["(plain loop: TorchScript model, PIL, batch 32, list of paths)", f"{n:,}", f"{records:,}",
+                 f"{rss:.0f}", f"{n / seconds:.0f}"]
+        print(f"  plain loop {n}: {rss:.0f} MB, {seconds:.1f} s", file=sys.stderr)
+        starts = startup(ckpt, paths[0], args.startup_rounds)
     floor = baseline_rss()
+    rows.append(plain)
     rows.append(["(baseline: `python -c 'import torch, torchvision'`)", "0", "-", f"{floor:.0f}", "-"])
     by = {(r[0], r[1]): float(r[3]) for r in rows}
     growth = [f"{how}: {by[(how, f'{counts[-1]:,}')] - by[(how, f'{counts[0]:,}')]:+.0f} MB"
@@ -88,7 +196,13 @@ def main(argv=None) -> str:
         bu.markdown_table(["paths from", "images", "records written", "peak RSS MB", "img/s (incl. start-up)"], rows),
         f"\ngrowth from {counts[0]:,} to {counts[-1]:,} images: " + ", ".join(growth)
         + f"; predict's own share above the import baseline at {counts[-1]:,}: "
-        + ", ".join(f"{how} {by[(how, f'{counts[-1]:,}')] - floor:+.0f} MB" for how in ("stdin list", "folder")),
+        + ", ".join(f"{how} {by[(how, f'{counts[-1]:,}')] - floor:+.0f} MB" for how in ("stdin list", "folder"))
+        + f"; above the plain loop: "
+        + ", ".join(f"{how} {by[(how, f'{counts[-1]:,}')] - float(plain[3]):+.0f} MB" for how in ("stdin list", "folder"))
+        + " (target: +100 MB at most)",
+        "",
+        f"### Start-up: seconds, median of {args.startup_rounds} interleaved rounds (target: under 0.5 s beyond import torch)\n",
+        bu.markdown_table(["process", "wall s", "CPU s"], starts),
     ])
     print(text)
     return text

@@ -8,7 +8,6 @@ under which key prefix that layer's weights are.
 """
 from __future__ import annotations
 
-import torchvision
 from torch import nn
 
 from visiontk.backbones.pretrained import load_backbone_weights, pretrained_state, resolve_pretrained
@@ -23,6 +22,8 @@ _TORCHVISION_CLASSIFIER = {"resnet18": "fc", "resnet34": "fc", "resnet50": "fc",
 
 def imagenet_categories() -> list[str]:
     """The 1000 ImageNet-1k class names, in the order of every ImageNet classifier here."""
+    import torchvision
+
     return list(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-import torchvision
 from torch import nn
 
 from visiontk.backbones.base import Backbone
@@ -48,6 +47,8 @@ def torchvision_weights(backbone: str, which: str = "imagenet"):
     spec = get_backbone_spec(backbone)
     if spec.torchvision_name is None:
         raise UserError(f"model.pretrained: backbone '{backbone}' has no ImageNet weights in torchvision")
+    import torchvision  # ~1 s of start-up (it loads torch._dynamo): only for torchvision's weights
+
     enum = torchvision.models.get_model_weights(spec.torchvision_name)
     if which.lower() in IMAGENET:
         return enum.DEFAULT

@@ -9,14 +9,17 @@ or two stages becomes a dilation (atrous convolution), as torchvision's
 `replace_stride_with_dilation` does, so the deepest features keep stride 8 or
 16 and the strides read e.g. [2, 4, 8, 8, 8]. Dilation changes no parameter
 shape: the same weights load.
+
+torchvision is imported when one of these backbones is built, not when the
+registry lists them: its import costs about a second (it loads torch._dynamo),
+which a model on another backbone (e.g. `predict` with tinycnn) need not pay.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
-import torchvision
 from torch import nn
-from torchvision.models import feature_extraction
-from torchvision.models.feature_extraction import NodePathTracer, create_feature_extractor
 
 from visiontk.backbones.base import Backbone
 from visiontk.backbones.registry import register_backbone
@@ -34,33 +37,43 @@ def _sequential_stride_nodes(features: nn.Sequential, prefix: str, in_channels: 
     return [last_at_stride[s] for s in sorted(last_at_stride) if s > 1]
 
 
-class _ScopeRecordingTracer(NodePathTracer):
-    """torchvision's tracer, also writing into each node the modules it was traced
-    inside: `node.meta["module_scopes"]` = ((qualified name, class name), ...),
-    outermost first.
+@functools.cache
+def _scope_recording_tracer() -> type:
+    """The tracer class below (made on first use: its base class is torchvision's)."""
+    from torchvision.models.feature_extraction import NodePathTracer
 
-    The fx graph of a feature extractor is flat (leaf modules and functions), so
-    this is what lets a summary show blocks (a ResNet BasicBlock, an Inception
-    module) and place the residual sums and concatenations inside them.
-    """
+    class _ScopeRecordingTracer(NodePathTracer):
+        """torchvision's tracer, also writing into each node the modules it was traced
+        inside: `node.meta["module_scopes"]` = ((qualified name, class name), ...),
+        outermost first.
 
-    def call_module(self, m, forward, args, kwargs):
-        stack = self.__dict__.setdefault("_scope_stack", [])
-        stack.append((self.path_of_module(m), type(m).__name__))
-        try:
-            return super().call_module(m, forward, args, kwargs)
-        finally:
-            stack.pop()
+        The fx graph of a feature extractor is flat (leaf modules and functions), so
+        this is what lets a summary show blocks (a ResNet BasicBlock, an Inception
+        module) and place the residual sums and concatenations inside them.
+        """
 
-    def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, *rest):
-        proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, *rest)
-        proxy.node.meta["module_scopes"] = tuple(self.__dict__.get("_scope_stack", ()))
-        return proxy
+        def call_module(self, m, forward, args, kwargs):
+            stack = self.__dict__.setdefault("_scope_stack", [])
+            stack.append((self.path_of_module(m), type(m).__name__))
+            try:
+                return super().call_module(m, forward, args, kwargs)
+            finally:
+                stack.pop()
+
+        def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, *rest):
+            proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, *rest)
+            proxy.node.meta["module_scopes"] = tuple(self.__dict__.get("_scope_stack", ()))
+            return proxy
+
+    return _ScopeRecordingTracer
 
 
 def _build(tv_name: str, nodes_fn, in_channels: int, prepare=None, **kwargs) -> Backbone:
     # Stems stay RGB whatever in_channels says: the Backbone wrapper repeats grey
     # input to 3 channels, which keeps pretrained RGB filters usable.
+    import torchvision
+    from torchvision.models import feature_extraction
+
     model = torchvision.models.get_model(tv_name, weights=None, **kwargs)
     model.eval()
     if prepare is not None:
@@ -68,9 +81,10 @@ def _build(tv_name: str, nodes_fn, in_channels: int, prepare=None, **kwargs) -> 
     nodes = nodes_fn(model)
     # create_feature_extractor instantiates the tracer class it finds in its module.
     saved = feature_extraction.NodePathTracer
-    feature_extraction.NodePathTracer = _ScopeRecordingTracer
+    feature_extraction.NodePathTracer = _scope_recording_tracer()
     try:
-        body = create_feature_extractor(model, return_nodes={n: str(i) for i, n in enumerate(nodes)})
+        body = feature_extraction.create_feature_extractor(model,
+                                                          return_nodes={n: str(i) for i, n in enumerate(nodes)})
     finally:
         feature_extraction.NodePathTracer = saved
     return Backbone(tv_name, body, in_channels=3)

@@ -12,7 +12,6 @@ import importlib.util
 from pathlib import Path
 
 import torch.hub
-import torchvision
 
 from visiontk.backbones.pretrained import cached_weights_file, checkpoints_dir
 from visiontk.backbones.registry import backbone_names, get_backbone_spec
@@ -20,6 +19,8 @@ from visiontk.backbones.registry import backbone_names, get_backbone_spec
 
 def imagenet_weights() -> list[dict]:
     """One row per (backbone, weights): where the file belongs and whether it is there."""
+    import torchvision
+
     rows = []
     for name in backbone_names():
         spec = get_backbone_spec(name)

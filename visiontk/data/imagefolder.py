@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import albumentations as A
 from torch.utils.data import Dataset
 
 from visiontk.console import warn
@@ -55,7 +54,12 @@ class ClassificationDataset(Dataset):
     def __init__(self, samples, preprocess: Preprocess, augment: list | None = None, policy: str = "skip"):
         self.samples = samples
         self.preprocess, self.policy = preprocess, policy
-        self.augment = A.Compose(augment) if augment else None
+        if augment:
+            import albumentations as A  # training only: predict never loads it
+
+            self.augment = A.Compose(augment)
+        else:
+            self.augment = None
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -1,8 +1,11 @@
 """Building a task model from a recipe or from a checkpoint, the same way for every task."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from visiontk.backbones.pretrained import load_head_weights, load_pretrained, resolve_pretrained
 from visiontk.backbones.registry import create_backbone
@@ -77,17 +80,53 @@ def pretrained_summary(recipe: Recipe) -> dict:
     return {k: ref[k] for k in ("kind", "name", "mean", "std", "input_size")}
 
 
+class _OverBudget(Exception):
+    pass
+
+
+class _AllocationBudget(TorchFunctionMode):
+    """Refuses the tensor factory calls that module constructors make (torch.empty,
+    zeros, ...) once they would hold more than `limit` elements in all, before the
+    memory is taken."""
+
+    FACTORIES = {torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn}
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit, self.used = limit, 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.FACTORIES and args:
+            size = args[0] if isinstance(args[0], (tuple, list, torch.Size)) else args
+            if all(isinstance(n, int) for n in size):
+                self.used += math.prod(size)
+                if self.used > self.limit:
+                    raise _OverBudget
+        return func(*args, **(kwargs or {}))
+
+
 def check_weights_fit(recipe: Recipe, num_classes: int, state: dict, source) -> None:
-    """The model that `recipe` and `num_classes` describe, built on the meta device (no
-    memory), against the stored weights: a tampered class list or backbone width is
-    one line naming the first key that differs, before a real model is allocated
-    (a width of 4096 asked for 10 GB before load_state_dict said "size mismatch")."""
+    """The model that `recipe` and `num_classes` describe against the stored weights: a
+    tampered class list or backbone width is one line naming the first key that
+    differs, before a model larger than the weights is allocated (a width of 4096
+    asked for 10 GB before load_state_dict said "size mismatch").
+
+    Built on the CPU under an allocation budget (twice the stored weights, plus
+    room for the probe's input), and on the meta device (no memory) only when it
+    goes past that: a forward on meta -- the backbone measures its strides with
+    one -- loads torch._dynamo and sympy (a second of start-up and 150 MB that
+    predict otherwise never needs)."""
+    stored = sum(t.numel() for t in state.values() if isinstance(t, torch.Tensor)) if isinstance(state, dict) else 0
     try:
-        with torch.device("meta"):
-            expected = build_model(recipe, num_classes, load_weights=False).state_dict()
+        try:
+            with _AllocationBudget(2 * stored + 4_000_000):
+                expected = build_model(recipe, num_classes, load_weights=False).state_dict()
+        except _OverBudget:
+            with torch.device("meta"):
+                expected = build_model(recipe, num_classes, load_weights=False).state_dict()
     except UserError:
         raise
-    except Exception:  # noqa: BLE001 - a model that cannot be built on meta is checked when built for real
+    except Exception:  # noqa: BLE001 - a model that cannot be built here is checked when built for real
         return
     if not isinstance(state, dict):
         raise UserError(f"{source}: 'model' is not a mapping of weights")

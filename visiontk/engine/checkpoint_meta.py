@@ -159,7 +159,7 @@ def validate_checkpoint(ckpt: dict, path: str | Path) -> Recipe:
     except ValidationError as e:
         raise validation_error(e, CheckpointMeta, ckpt, source) from None
     _check_preprocess(ckpt, source)
-    recipe = recipe_from_dict(ckpt["recipe"], source=f"{source} (recipe)")
+    recipe = recipe_from_dict(ckpt["recipe"], source=f"{source} (recipe)", augmentations=False)
     if recipe.task != ckpt["task"]:
         raise UserError(f"{source}: 'recipe.task' is '{recipe.task}' but the checkpoint's task is '{ckpt['task']}'")
     if ckpt.get("preprocess") is None and ckpt.get("input_size") is None:

@@ -17,7 +17,6 @@ from pydantic import Field
 from torch import nn
 
 from visiontk.data.modality import IMAGE, modality, modality_name
-from visiontk.data.transforms import build_augmentations
 from visiontk.backbones.normalization import recipe_preprocess
 from visiontk.metrics.classification import ClassificationMetric, classification_report
 from visiontk.outputs.cam_writer import with_cam_folder
@@ -97,7 +96,10 @@ class ClassifyTask(Task):
         if modality_name(recipe.data.format) != IMAGE and recipe.data.augment:
             raise recipe_error(source, "data.augment", f"image augmentations do not apply to data.format "
                                                        f"{recipe.data.format}; remove them")
-        build_augmentations(recipe.data.augment, source)  # a bad transform names the recipe file, before any work
+        if recipe.data.augment:  # (a checkpoint's recipe comes without: predict never loads albumentations)
+            from visiontk.data.transforms import build_augmentations
+
+            build_augmentations(recipe.data.augment, source)  # a bad transform names the recipe file, before any work
         if isinstance(recipe.data.classes, dict):
             raise recipe_error(source, "data.classes", "must be a list of names here ({id: name} maps are for "
                                                        "segment's mask values)")
@@ -120,6 +122,8 @@ class ClassifyTask(Task):
             kind.synthesize(Path(recipe.data.root), s)
 
     def build_dataset(self, recipe, split: str, train: bool, classes=None, root=None, preprocess=None):
+        from visiontk.data.transforms import build_augmentations
+
         data = recipe.data
         augment = build_augmentations(data.augment) if train else []
         return modality(data.format).classification_data(recipe, split, train, classes, root,

@@ -12,11 +12,18 @@ from visiontk.recipe import Recipe, parse_recipe, read_recipe, recipe_task
 from visiontk.tasks.registry import get_task
 
 
-def recipe_from_dict(raw: dict, source: str = "recipe") -> Recipe:
-    """A validated recipe from a mapping (a YAML file's, or one stored in a checkpoint)."""
+def recipe_from_dict(raw: dict, source: str = "recipe", augmentations: bool = True) -> Recipe:
+    """A validated recipe from a mapping (a YAML file's, or one stored in a checkpoint).
+
+    augmentations=False: `data.augment` is not built to check it (a checkpoint's
+    recipe, read to predict or evaluate, which never augment: building it would
+    import albumentations, a second of start-up; training and --resume check it)."""
     task = get_task(recipe_task(raw, source), source=source)
     recipe = parse_recipe(raw, task.sections(), source)
-    task.validate_recipe(recipe, source)
+    checked = recipe
+    if not augmentations and getattr(recipe.data, "augment", None):
+        checked = recipe.model_copy(update={"data": recipe.data.model_copy(update={"augment": []})})
+    task.validate_recipe(checked, source)
     return recipe
 
 

@@ -10,8 +10,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 from torchvision.ops import box_convert
 
 from visiontk.console import printable
@@ -68,6 +66,8 @@ def build_coco(gts: Sequence[Mapping], dets: Sequence[Mapping], num_classes: int
                 "iscrowd": 0,
             })
     categories = [{"id": k + 1, "name": str(k)} for k in range(num_classes)]
+    from pycocotools.coco import COCO  # evaluation only: predict never loads it
+
     coco_gt = COCO()
     coco_gt.dataset = {"images": images, "annotations": annotations, "categories": categories}
     _quiet(coco_gt.createIndex)
@@ -115,6 +115,8 @@ def evaluate_coco(gts: Sequence[Mapping], dets: Sequence[Mapping], class_names: 
         raise ValueError(f"evaluate_coco: {len(gts)} ground-truth images but {len(dets)} detection images")
     names = [str(n) for n in class_names]
     coco_gt, coco_dt = build_coco(gts, dets, len(names))
+    from pycocotools.cocoeval import COCOeval
+
     ev = COCOeval(coco_gt, coco_dt, iouType="bbox")
     _quiet(ev.evaluate)
     _quiet(ev.accumulate)

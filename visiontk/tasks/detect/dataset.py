@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import albumentations as A
 import numpy as np
 import torch
 from torch import Tensor
@@ -23,6 +22,8 @@ def detection_bbox_params(min_visibility: float = 0.0, clip: bool = True) -> A.B
     `clip` clamps boxes to the image before the transforms (albumentations
     rejects boxes outside it otherwise).
     """
+    import albumentations as A  # training only: predict never loads it
+
     return A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=min_visibility, clip=clip)
 
 

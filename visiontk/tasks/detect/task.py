@@ -20,20 +20,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Iterable, Literal, Union
 
-import albumentations as A
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 from torchvision.ops import box_convert
 
 from visiontk.console import warn
-from visiontk.data.transforms import build_augmentations
 from visiontk.backbones.normalization import recipe_preprocess
 from visiontk.errors import DataError, UserError
+from visiontk.outputs.rounding import rounded
 from visiontk.recipe import Fraction, Number, Section, recipe_error
 from visiontk.tasks.base import Task, TaskModel, outputs_for, shown_image, spread_indices
 from visiontk.tasks.detect.dataset import DetectionDataset, collate_detection, detection_bbox_params
-from visiontk.tasks.detect.decode import decode_predictions, scale_to_pixels
+from visiontk.tasks.detect.decode import decode_batch, decode_predictions, scale_to_pixels
 from visiontk.tasks.detect.encode import encode_batch
 from visiontk.tasks.detect.formats import annotation_source, read_split
 from visiontk.tasks.detect.head import YoloV1Head
@@ -153,6 +152,10 @@ class DetectTask(Task):
         found = read_split(recipe, split, classes, root)
         transform = None
         if train and recipe.data.augment:
+            import albumentations as A  # training only: predict never loads it
+
+            from visiontk.data.transforms import build_augmentations
+
             transform = A.Compose(build_augmentations(recipe.data.augment),
                                   bbox_params=detection_bbox_params(recipe.data.options.min_visibility, clip=True))
         dataset = SkippingDetectionDataset(found.records, preprocess or recipe_preprocess(recipe), transform,
@@ -314,25 +317,35 @@ class DetectTask(Task):
     def postprocess(self, outputs, metas, context) -> Iterable[dict]:
         classes, o = context.classes, context.options
         pred = outputs.float()
-        found = decode_predictions(pred, float(o.conf), float(o.iou), int(o.max_det), boxes_per_cell(pred, len(classes)))
-        for meta, det in zip(metas, found):
+        boxes, scores, ids, counts = decode_batch(pred, float(o.conf), float(o.iou), int(o.max_det),
+                                                  boxes_per_cell(pred, len(classes)))
+        # The whole batch in pixels of each original image (the same float32 products
+        # as scaling image by image), rounded as round(v, 2) and round(s, 5) would,
+        # then one tolist per tensor (outputs/rounding.py).
+        image = torch.repeat_interleave(torch.arange(len(metas)), counts.cpu())
+        sizes = torch.tensor([[w, h, w, h] for h, w in (m["orig_size"] for m in metas)], dtype=torch.float32)
+        boxes = rounded(boxes.cpu() * sizes[image], 2).tolist()
+        scores, ids = rounded(scores.cpu(), 5).tolist(), ids.tolist()
+        start = 0
+        for meta, count in zip(metas, counts.tolist()):
+            end = start + count
             h, w = meta["orig_size"]
-            boxes = scale_to_pixels(det["boxes"].cpu(), w, h)
-            ids = det["labels"].tolist()
+            image_ids = ids[start:end]
             record = {
                 "path": meta["path"],
                 "width": w,
                 "height": h,
-                "boxes": [[round(v, 2) for v in box] for box in boxes.tolist()],
-                "scores": [round(s, 5) for s in det["scores"].tolist()],
-                "labels": [classes[i] for i in ids],
-                "label_ids": ids,
+                "boxes": boxes[start:end],
+                "scores": scores[start:end],
+                "labels": [classes[i] for i in image_ids],
+                "label_ids": image_ids,
             }
             if context.category_ids:  # a model trained on COCO files: their own category ids
-                record["category_ids"] = [context.category_ids[i] for i in ids]
+                record["category_ids"] = [context.category_ids[i] for i in image_ids]
             image_id = recipe_image_id(context.recipe, meta["path"])
             if image_id is not None:  # an image of the COCO set the model was trained on
                 record["image_id"] = image_id
+            start = end
             yield record
 
 

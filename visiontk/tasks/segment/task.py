@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Iterable, Literal, Optional
 
-import albumentations as A
 import cv2
 import numpy as np
 import torch
@@ -19,7 +18,6 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from visiontk.data.formats.masks import IGNORE_INDEX
-from visiontk.data.transforms import build_augmentations
 from visiontk.backbones.normalization import recipe_preprocess
 from visiontk.errors import UserError
 from visiontk.metrics.report import MANY_CLASSES
@@ -115,6 +113,10 @@ class SegmentTask(Task):
                       mask_at: str = "input_size"):
         """`mask_at`: "input_size" (training, per-epoch validation) or "image_size"
         (`segment eval`: masks at each image's own size, where predict writes its masks)."""
+        import albumentations as A  # training and eval only: predict never loads it
+
+        from visiontk.data.transforms import build_augmentations
+
         records, names, ids = read_records(recipe, split, classes, root)
         augment = build_augmentations(recipe.data.augment) if train else []
         dataset = SegmentationDataset(

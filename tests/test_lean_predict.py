@@ -1,0 +1,63 @@
+"""`visiontk <task> predict` loads only what prediction needs.
+
+Training's augmentations (albumentations), evaluation's COCO scoring
+(pycocotools), plotting (matplotlib) and rich's traceback handler cost start-up
+time and memory and play no part in writing predictions; torchvision (about a
+second: it loads torch._dynamo) is for torchvision backbones and detection's
+NMS, and so is torch._dynamo. Each case runs the real command in a fresh interpreter on one image and
+lists the modules it ended with.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from untrained import save_untrained_checkpoint
+
+NEVER = ("matplotlib", "pycocotools", "albumentations", "rich.traceback", "pandas")
+
+PROBE = """
+import json, runpy, sys
+sys.argv = ["visiontk", *json.loads(sys.argv[1])]
+try:
+    runpy.run_module("visiontk", run_name="__main__")
+except SystemExit as e:
+    if e.code:
+        raise
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def predict_modules(args: list[str]) -> tuple[list[dict], set[str]]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args)], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    records = [json.loads(line) for line in out.stdout.splitlines()]
+    return records, set(json.loads(out.stderr.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("task, recipe, overrides", [
+    ("classify", "classify/shapes", []),  # tinycnn: no torchvision either
+    ("detect", "detect/shapes", []),      # albumentations augmentations in its recipe
+])
+def test_predict_imports_only_what_it_needs(tmp_path, task, recipe, overrides):
+    ckpt = save_untrained_checkpoint(tmp_path / "model.pt", recipe, overrides, ["circle", "square", "triangle"])
+    image = tmp_path / "shape.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(image)
+    records, modules = predict_modules([task, "predict", str(ckpt), str(image), "--device", "cpu"])
+    assert [r["path"] for r in records] == [str(image)]  # it did predict
+    loaded = {m for m in modules for heavy in NEVER if m == heavy or m.startswith(heavy + ".")}
+    assert not loaded, f"{task} predict imported {sorted(loaded)}"
+    if task == "classify":
+        # Nor torchvision, nor torch._dynamo (sympy): the check of the weights against
+        # the checkpoint's recipe builds the model on the CPU, not on the meta device.
+        assert "torchvision" not in modules and "torch._dynamo" not in modules and "sympy" not in modules
+    # The recipe stored in the checkpoint does list augmentations: they were not built.
+    import torch
+
+    assert torch.load(ckpt, weights_only=True)["recipe"]["data"]["augment"]
