@@ -34,7 +34,7 @@ from visiontk.engine.device import amp_dtype, describe_precision
 from visiontk.engine.evaluator import eval_loader, evaluate
 from visiontk.engine.fit_to_data import fit_batch_size, step_schedule_note, warmup_iterations
 from visiontk.engine.performance import compile_model, use_channels_last
-from visiontk.engine.optim import build_optimizer, build_scheduler, param_groups
+from visiontk.engine.optim import build_optimizer, build_scheduler, load_optimizer_state, param_groups
 from visiontk.engine.stages import apply_stage, describe_stage, keep_frozen_in_eval, plan_stages, stage_at, stage_param_groups
 from visiontk.engine.progress import ProgressBar
 from visiontk.engine.run_report import RunReporter, data_summary, hardware
@@ -286,7 +286,7 @@ class Trainer:
             # last.pt from the end of a stage holds the finished stage's optimizer:
             # the stage that starts now begins with a fresh one.
             if ck.get("stage", 0) == self.stage.index:
-                self.optimizer.load_state_dict(ck["optimizer"])
+                load_optimizer_state(self.optimizer, ck["optimizer"])
                 self.scheduler.load_state_dict(ck["scheduler"])
             if self.scaler is not None and ck.get("scaler"):
                 self.scaler.load_state_dict(ck["scaler"])
