@@ -588,8 +588,10 @@ class Trainer:
                                             f"and at least 2 training images") from None
                         raise
                 loss, parts = loss_fn(outputs, targets)
-                if not torch.isfinite(loss):
-                    raise JobError(f"loss became {loss.item()} at epoch {epoch + 1}, batch {n_batches + 1}: "
+                # One read of the value per step (a sync on a GPU): the check and the epoch's mean.
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise JobError(f"loss became {value} at epoch {epoch + 1}, batch {n_batches + 1}: "
                                    f"lower train.lr or raise train.warmup_iters")
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.scaler is not None:
@@ -607,7 +609,7 @@ class Trainer:
                 self.scheduler.step()
                 n_batches += 1
                 n_images += images.shape[0]
-                sums["loss"] = sums.get("loss", 0.0) + loss.item()
+                sums["loss"] = sums.get("loss", 0.0) + value
                 for k, v in parts.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
                 bar.update(images.shape[0], loss=sums["loss"] / n_batches)
