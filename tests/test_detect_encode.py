@@ -96,3 +96,41 @@ def test_decode_per_box_and_xyxy():
     assert decode_grid_boxes(one)[1, 2].tolist() == pytest.approx([2.5 / S, 1.25 / S, 0.2, 0.4])
     torch.testing.assert_close(decode_grid_boxes(cell, "xyxy", per_box=True),
                                box_convert(per_box, "cxcywh", "xyxy"))
+
+
+def _reference_grid(samples, S, C):
+    """The documented rule, box by box in Python: each centre's cell (floor(c * S), the
+    border in the last cell), the largest area wins a shared cell, ties the first box."""
+    out = torch.zeros(len(samples), S, S, 5 + C)
+    for i, (boxes, labels) in enumerate(samples):
+        areas = (boxes[:, 2] * boxes[:, 3]).tolist()  # float32 products, as the encoder compares them
+        winners = {}
+        for k, (cx, cy, _, _) in enumerate(boxes.tolist()):
+            cell = (min(int(cy * S), S - 1), min(int(cx * S), S - 1))
+            if cell not in winners or areas[k] > areas[winners[cell]]:
+                winners[cell] = k
+        for (row, col), k in winners.items():
+            cx, cy, w, h = boxes[k].tolist()
+            out[i, row, col, :5] = torch.tensor([cx * S - col, cy * S - row, w, h, 1.0])
+            out[i, row, col, 5 + int(labels[k])] = 1.0
+    return out
+
+
+def test_batch_encoding_equals_the_rule_image_by_image():
+    """One pass over the whole batch (cells image * S * S + row * S + col) gives each image
+    the grid the per-image rule gives: shared cells, equal areas, centres on cell and image
+    borders, images without boxes. (S = 4: the offsets are exact in float32.)"""
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        samples = []
+        for _ in range(int(torch.randint(1, 6, (1,), generator=g))):
+            k = int(torch.randint(0, 10, (1,), generator=g))
+            boxes = torch.rand(k, 4, generator=g)
+            on_borders = torch.rand(k, generator=g) < 0.5
+            boxes[on_borders, :2] = torch.randint(0, 2 * S + 1, (int(on_borders.sum()), 2), generator=g) / (2 * S)
+            boxes[on_borders, 2:] = torch.randint(1, 4, (int(on_borders.sum()), 2), generator=g) / 4  # equal areas
+            samples.append((boxes, torch.randint(0, C, (k,), generator=g)))
+        grid = encode_batch(samples, S, C)
+        assert torch.equal(grid, _reference_grid(samples, S, C))
+        for i, (boxes, labels) in enumerate(samples):
+            assert torch.equal(grid[i], encode_targets(boxes, labels, S, C))

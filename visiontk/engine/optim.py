@@ -25,12 +25,39 @@ def param_groups(model: nn.Module, weight_decay: float, lr: float, backbone_lr_s
     return out
 
 
+def update_kernel(groups: list[dict]) -> dict:
+    """{"fused": True} when every parameter is a floating-point tensor on the CPU, else {}
+    (torch's default: foreach on GPUs).
+
+    torch's default on the CPU is the per-tensor loop: a handful of Python-dispatched
+    ops per parameter tensor each step. The fused CPU kernels of SGD, Adam and AdamW
+    update each tensor in one vectorised pass: one step of the tinycnn U-Net 9.6 ->
+    2.4 ms, of the detect/shapes model 1.9 -> 0.55 ms (1 thread; benchmarks/README.md).
+    The update formula is the same; the last bit of rounding may differ from the loop's.
+    """
+    params = [p for g in groups for p in g["params"]]
+    if params and all(p.device.type == "cpu" and p.is_floating_point() for p in params):
+        return {"fused": True}
+    return {}
+
+
 def build_optimizer(cfg, groups: list[dict]) -> torch.optim.Optimizer:
+    kernel = update_kernel(groups)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, **kernel)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
-    return torch.optim.Adam(groups, lr=cfg.lr)
+        return torch.optim.AdamW(groups, lr=cfg.lr, **kernel)
+    return torch.optim.Adam(groups, lr=cfg.lr, **kernel)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """`optimizer.load_state_dict(state)` keeping this machine's update kernel: torch
+    restores each group's fused/foreach flags from the checkpoint, which may come from
+    another device or an older visiontk (the maths is the same either way)."""
+    kernel = [(g.get("fused"), g.get("foreach")) for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for g, (fused, foreach) in zip(optimizer.param_groups, kernel):
+        g["fused"], g["foreach"] = fused, foreach
 
 
 def lr_factor(cfg, it: int, iters_per_epoch: int, total_iters: int) -> float:

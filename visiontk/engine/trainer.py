@@ -34,7 +34,7 @@ from visiontk.engine.device import amp_dtype, describe_precision
 from visiontk.engine.evaluator import eval_loader, evaluate
 from visiontk.engine.fit_to_data import fit_batch_size, step_schedule_note, warmup_iterations
 from visiontk.engine.performance import compile_model, use_channels_last
-from visiontk.engine.optim import build_optimizer, build_scheduler, param_groups
+from visiontk.engine.optim import build_optimizer, build_scheduler, load_optimizer_state, param_groups
 from visiontk.engine.stages import apply_stage, describe_stage, keep_frozen_in_eval, plan_stages, stage_at, stage_param_groups
 from visiontk.engine.progress import ProgressBar
 from visiontk.engine.run_report import RunReporter, data_summary, hardware
@@ -286,7 +286,7 @@ class Trainer:
             # last.pt from the end of a stage holds the finished stage's optimizer:
             # the stage that starts now begins with a fresh one.
             if ck.get("stage", 0) == self.stage.index:
-                self.optimizer.load_state_dict(ck["optimizer"])
+                load_optimizer_state(self.optimizer, ck["optimizer"])
                 self.scheduler.load_state_dict(ck["scheduler"])
             if self.scaler is not None and ck.get("scaler"):
                 self.scaler.load_state_dict(ck["scaler"])
@@ -588,8 +588,10 @@ class Trainer:
                                             f"and at least 2 training images") from None
                         raise
                 loss, parts = loss_fn(outputs, targets)
-                if not torch.isfinite(loss):
-                    raise JobError(f"loss became {loss.item()} at epoch {epoch + 1}, batch {n_batches + 1}: "
+                # One read of the value per step (a sync on a GPU): the check and the epoch's mean.
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise JobError(f"loss became {value} at epoch {epoch + 1}, batch {n_batches + 1}: "
                                    f"lower train.lr or raise train.warmup_iters")
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.scaler is not None:
@@ -607,7 +609,7 @@ class Trainer:
                 self.scheduler.step()
                 n_batches += 1
                 n_images += images.shape[0]
-                sums["loss"] = sums.get("loss", 0.0) + loss.item()
+                sums["loss"] = sums.get("loss", 0.0) + value
                 for k, v in parts.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
                 bar.update(images.shape[0], loss=sums["loss"] / n_batches)

@@ -47,28 +47,54 @@ def encode_targets(boxes: Tensor, labels: Tensor, S: int, C: int) -> Tensor:
     the smaller ones are dropped for this image (the ceiling this puts on
     recall is why S should not be too small for the object density).
     """
+    return encode_batch([(boxes, labels)], S, C)[0]
+
+
+def _checked(boxes, labels) -> tuple[Tensor, Tensor]:
     boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
     labels = torch.as_tensor(labels, dtype=torch.long, device=boxes.device).reshape(-1)
     if boxes.shape[0] != labels.shape[0]:
         raise ValueError(f"encode_targets: {boxes.shape[0]} boxes but {labels.shape[0]} labels")
+    return boxes, labels
+
+
+def encode_batch(samples: Sequence[tuple[Tensor, Tensor]], S: int, C: int) -> Tensor:
+    """Encode a batch of ``(boxes cxcywh, labels)`` pairs into ``[N, S, S, 5 + C]``,
+    each image as `encode_targets` says.
+
+    The whole batch in one pass: the boxes of all images are concatenated and
+    each goes to cell ``image * S * S + row * S + col`` of one flat grid, so a
+    batch costs a few tensor ops instead of a few per image (per image they
+    were ~8% of a detect/shapes training step).
+    """
+    n = len(samples)
+    if n == 0:
+        return torch.zeros(0, S, S, 5 + C)
+    checked = [_checked(b, l) for b, l in samples]
+    boxes = torch.cat([b for b, _ in checked])
+    labels = torch.cat([l for _, l in checked])
     if labels.numel() and (labels.min() < 0 or labels.max() >= C):
         raise ValueError(f"encode_targets: labels must be in [0, {C}), got {labels.tolist()}")
-    target = boxes.new_zeros(S * S, 5 + C)
-    if boxes.shape[0] == 0:
-        return target.view(S, S, 5 + C)
-
+    cells = n * S * S
+    target = boxes.new_zeros(cells, 5 + C)
+    K = boxes.shape[0]
+    if K == 0:
+        return target.view(n, S, S, 5 + C)
+    image = torch.repeat_interleave(torch.arange(n, device=boxes.device),
+                                    torch.tensor([len(l) for _, l in checked], device=boxes.device))
     col = cell_indices(boxes[:, 0], S)
     row = cell_indices(boxes[:, 1], S)
-    flat = row * S + col
+    flat = image * (S * S) + row * S + col
 
     # Vectorised "largest box wins" per cell: the max area per cell, then the
     # lowest index among the boxes reaching it, so every cell is written once
-    # (index_put with duplicate indices has no defined winner).
+    # (index_put with duplicate indices has no defined winner). Boxes keep
+    # their order within each image, so the lowest index is the image's first.
     area = boxes[:, 2] * boxes[:, 3]
-    best_area = area.new_full((S * S,), -1.0).scatter_reduce(0, flat, area, reduce="amax")
-    k = torch.arange(boxes.shape[0], device=boxes.device)
-    candidate = torch.where(area == best_area[flat], k, boxes.shape[0])
-    winner = torch.full((S * S,), boxes.shape[0], dtype=torch.long, device=boxes.device)
+    best_area = area.new_full((cells,), -1.0).scatter_reduce(0, flat, area, reduce="amax")
+    k = torch.arange(K, device=boxes.device)
+    candidate = torch.where(area == best_area[flat], k, K)
+    winner = torch.full((cells,), K, dtype=torch.long, device=boxes.device)
     winner = winner.scatter_reduce(0, flat, candidate, reduce="amin")
     keep = winner[flat] == k
 
@@ -77,14 +103,7 @@ def encode_targets(boxes: Tensor, labels: Tensor, S: int, C: int) -> Tensor:
     target[f, TARGET_BOX] = cell
     target[f, TARGET_OBJ] = 1.0
     target[f, TARGET_CLS + labels[keep]] = 1.0
-    return target.view(S, S, 5 + C)
-
-
-def encode_batch(samples: Sequence[tuple[Tensor, Tensor]], S: int, C: int) -> Tensor:
-    """Encode a batch of ``(boxes cxcywh, labels)`` pairs into ``[N, S, S, 5 + C]``."""
-    if len(samples) == 0:
-        return torch.zeros(0, S, S, 5 + C)
-    return torch.stack([encode_targets(b, l, S, C) for b, l in samples])
+    return target.view(n, S, S, 5 + C)
 
 
 def decode_grid_boxes(cell_boxes: Tensor, out_fmt: str = "cxcywh", per_box: bool = False) -> Tensor:
