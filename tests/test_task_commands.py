@@ -21,7 +21,7 @@ from visiontk.tasks.registry import command_spec, get_task, task_names
 
 TRAIN = ["recipe", "set", "device", "precision", "compile", "project", "name", "resume"]
 EVAL = ["checkpoint", "data", "split", "json_out", "device", "batch_size", "plots_dir"]
-PREDICT = ["checkpoint", "sources", "batch_size", "device", "workers", "precision", "compile", "loader", "shard"]
+PREDICT = ["checkpoint", "sources", "batch_size", "device", "workers", "precision", "backend", "compile", "loader", "shard"]
 
 
 def _params(task: str, command: str) -> dict:

@@ -174,7 +174,9 @@ def run_embed(source: str, sources: list[str], out: str | None, overwrite: bool 
     info(f"embedding with {meta['source']}: {meta['dim']}-d {pool}-pooled features at "
          f"{meta['input_size'][0]}x{meta['input_size'][1]}")
     predictor = Predictor(None, None, device=device, batch_size=batch_size, workers=workers,
-                          loaded=(embedder, meta, EmbedTask()))
+                          loaded=(embedder, meta, EmbedTask()),
+                          # fp32: embeddings are compared across runs and machines, never bf16 by a timing.
+                          precision="fp32")
     outputs = embedding_outputs(out, overwrite, meta["dim"])
     outputs.refuse_inputs(sources, source if Path(source).is_file() else None)
     stats = outputs.write(predictor.run, iter_sources(sources), sources)
