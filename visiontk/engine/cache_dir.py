@@ -2,16 +2,14 @@
 onnxruntime and OpenVINO backends, and the measured precision/backend choices.
 
 VISIONTK_CACHE_DIR overrides the place (default: $XDG_CACHE_HOME/visiontk, else
-~/.cache/visiontk). Everything is written atomically (a temp file renamed over
-the target), so two runs at once, or one stopped half-way, never leave a torn file:
-the worst case is work done twice.
+~/.cache/visiontk). Everything is written atomically (engine/checkpoint.py's
+atomic writes: a temp file renamed over the target), so two runs at once, or one
+stopped half-way, never leave a torn file: the worst case is work done twice.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 ENV = "VISIONTK_CACHE_DIR"
@@ -25,18 +23,6 @@ def cache_dir(*parts: str) -> Path:
     return Path(root, *parts)
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_json(path: Path) -> dict:
     """The JSON object in `path`; {} when it is missing or unreadable (a cache is never an error)."""
     try:
@@ -44,11 +30,3 @@ def read_json(path: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

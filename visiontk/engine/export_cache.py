@@ -29,7 +29,8 @@ from torch import nn
 
 from visiontk import __version__
 from visiontk.console import info
-from visiontk.engine.cache_dir import cache_dir, file_sha256
+from visiontk.backbones.weights_cache import sha256_of
+from visiontk.engine.cache_dir import cache_dir
 from visiontk.engine.runtimes import INSTALL, can_export_onnx
 from visiontk.errors import JobError, UserError
 
@@ -68,7 +69,7 @@ class ExportCache:
 
     def key(self, shape: tuple) -> str:
         if self._sha is None:
-            self._sha = file_sha256(self.checkpoint)
+            self._sha = sha256_of(self.checkpoint)
         text = json.dumps([self._sha, list(shape), __version__, torch.__version__, _version("onnxscript"),
                            _version("onnx")])
         return hashlib.sha256(text.encode()).hexdigest()[:32]

@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from visiontk.console import info, warn
-from visiontk.engine.cache_dir import cache_dir, read_json, write_atomic
+from visiontk.engine.cache_dir import cache_dir, read_json
+from visiontk.engine.checkpoint import atomic_write_text
 from visiontk.engine.device import PRECISIONS, amp_dtype, describe_precision
 from visiontk.engine.exported_file import ExportedFile
 from visiontk.engine.performance import autocast, prepare_for_inference, to_float32
@@ -236,8 +237,8 @@ def choose_runtime(model: nn.Module, checkpoint: str | Path | None, device: torc
                                                          "key": json.loads(key),
                                                          "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
     try:
-        write_atomic(store, json.dumps(entries, indent=1) + "\n")
-    except OSError:
+        atomic_write_text(json.dumps(entries, indent=1) + "\n", store)
+    except (OSError, UserError):  # UserError: atomic_write_text's one-line 'cannot write'
         pass  # an unwritable cache costs the measurement again next time, nothing else
     _say(pick, ms, example, f"measured in {took:.1f} s, kept in {store}", probe_ms)
     chosen = runtimes[pick]
