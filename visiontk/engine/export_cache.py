@@ -35,7 +35,8 @@ from visiontk.engine.runtimes import INSTALL, can_export_onnx
 from visiontk.errors import JobError, UserError
 
 
-def _version(package: str) -> str:
+def package_version(package: str) -> str:
+    """The installed version of `package`; "-" when it is not installed."""
     try:
         return version(package)
     except PackageNotFoundError:
@@ -70,8 +71,8 @@ class ExportCache:
     def key(self, shape: tuple) -> str:
         if self._sha is None:
             self._sha = sha256_of(self.checkpoint)
-        text = json.dumps([self._sha, list(shape), __version__, torch.__version__, _version("onnxscript"),
-                           _version("onnx")])
+        text = json.dumps([self._sha, list(shape), __version__, torch.__version__, package_version("onnxscript"),
+                           package_version("onnx")])
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def onnx_for(self, shape: tuple, example: torch.Tensor | None = None) -> tuple[Path, list[str]]:

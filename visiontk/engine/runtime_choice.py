@@ -249,15 +249,10 @@ def choose_runtime(model: nn.Module, checkpoint: str | Path | None, device: torc
 
 
 def _versions(candidates: list[tuple[str, str]]) -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+    from visiontk.engine.export_cache import package_version
 
-    out = {"torch": torch.__version__}
-    for b in sorted({b for b, _ in candidates} - {"torch"}):
-        try:
-            out[b] = version(b)
-        except PackageNotFoundError:
-            out[b] = "-"
-    return out
+    others = sorted({b for b, _ in candidates} - {"torch"})
+    return {"torch": torch.__version__, **{b: package_version(b) for b in others}}
 
 
 def _say(pick: str, ms: dict[str, float], example: torch.Tensor, where: str, pruned: dict[str, float]) -> None:
