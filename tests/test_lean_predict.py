@@ -61,3 +61,28 @@ def test_predict_imports_only_what_it_needs(tmp_path, task, recipe, overrides):
     import torch
 
     assert torch.load(ckpt, weights_only=True)["recipe"]["data"]["augment"]
+
+
+def test_predict_on_a_cached_export_does_not_build_the_torch_model(tmp_path, monkeypatch):
+    """--backend onnxruntime exports the checkpoint once; the runs after it read the cached
+    file and neither build the PyTorch model nor import its backbone's library
+    (torchvision, which loads torch._dynamo: 2.5 s of start-up on a 2-core CPU)."""
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("VISIONTK_CACHE_DIR", str(tmp_path / "cache"))
+    ckpt = save_untrained_checkpoint(tmp_path / "model.pt", "classify/shapes",
+                                     ["model.backbone=mobilenet_v3_small", "model.backbone_options={}",
+                                      "data.image_size=[32,32]"], ["circle", "square", "triangle"])
+    image = tmp_path / "shape.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(image)
+    args = ["classify", "predict", str(ckpt), str(image), "--device", "cpu", "--precision", "fp32"]
+    first, first_modules = predict_modules([*args, "--backend", "onnxruntime"])  # exports: builds the model
+    assert "torchvision" in first_modules
+    again, modules = predict_modules([*args, "--backend", "onnxruntime"])
+    assert again == first
+    assert "torchvision" not in modules and "torch._dynamo" not in modules and "torch.onnx" not in modules
+    # The torch backend builds it, and agrees with the export.
+    torch_records, torch_modules = predict_modules([*args, "--backend", "torch"])
+    assert "torchvision" in torch_modules
+    assert [[t["label"] for t in r["topk"]] for r in torch_records] == [[t["label"] for t in r["topk"]] for r in first]
+    assert [t["prob"] for t in torch_records[0]["topk"]] == pytest.approx([t["prob"] for t in first[0]["topk"]],
+                                                                          abs=1e-4)

@@ -106,28 +106,37 @@ class _AllocationBudget(TorchFunctionMode):
 
 
 def check_weights_fit(recipe: Recipe, num_classes: int, state: dict, source) -> None:
-    """The model that `recipe` and `num_classes` describe against the stored weights: a
-    tampered class list or backbone width is one line naming the first key that
-    differs, before a model larger than the weights is allocated (a width of 4096
-    asked for 10 GB before load_state_dict said "size mismatch").
+    """The model that `recipe` and `num_classes` describe against the stored weights
+    (resuming a run checks its last.pt with this before building anything)."""
+    _fitting_model(recipe, num_classes, state, source)
 
-    Built on the CPU under an allocation budget (twice the stored weights, plus
-    room for the probe's input), and on the meta device (no memory) only when it
-    goes past that: a forward on meta -- the backbone measures its strides with
-    one -- loads torch._dynamo and sympy (a second of start-up and 150 MB that
-    predict otherwise never needs)."""
+
+def _fitting_model(recipe: Recipe, num_classes: int, state: dict, source, preprocess=None) -> nn.Module | None:
+    """The model `recipe` and `num_classes` describe, built once it is known to fit the
+    stored weights: a tampered class list or backbone width is one line naming the
+    first key that differs, before a model larger than the weights is allocated (a
+    width of 4096 asked for 10 GB before load_state_dict said "size mismatch").
+
+    Built on the CPU under an allocation budget (twice the stored weights, plus room
+    for the probe's input), and on the meta device (no memory) only when it goes
+    past that: a forward on meta -- the backbone measures its strides with one --
+    loads torch._dynamo and sympy (a second of start-up and 150 MB that predict
+    otherwise never needs). Returns the model built under the budget (None when it
+    was built on meta or could not be built here: the caller builds it for real)."""
     stored = sum(t.numel() for t in state.values() if isinstance(t, torch.Tensor)) if isinstance(state, dict) else 0
+    model = None
     try:
         try:
             with _AllocationBudget(2 * stored + 4_000_000):
-                expected = build_model(recipe, num_classes, load_weights=False).state_dict()
+                model = build_model(recipe, num_classes, load_weights=False, preprocess=preprocess)
+            expected = model.state_dict()
         except _OverBudget:
             with torch.device("meta"):
-                expected = build_model(recipe, num_classes, load_weights=False).state_dict()
+                expected = build_model(recipe, num_classes, load_weights=False, preprocess=preprocess).state_dict()
     except UserError:
         raise
     except Exception:  # noqa: BLE001 - a model that cannot be built here is checked when built for real
-        return
+        return None
     if not isinstance(state, dict):
         raise UserError(f"{source}: 'model' is not a mapping of weights")
     for key, tensor in expected.items():
@@ -140,20 +149,71 @@ def check_weights_fit(recipe: Recipe, num_classes: int, state: dict, source) -> 
     extra = next((k for k in state if k not in expected), None)
     if extra is not None:
         raise UserError(f"{source}: weights 'model.{extra}' belong to no layer of the model its metadata describes")
+    return model
 
 
 def model_from_checkpoint(path, task: str | None = None) -> tuple[nn.Module, dict]:
     ckpt = load_checkpoint(path, task)
-    check_weights_fit(ckpt["recipe_obj"], len(ckpt["classes"]), ckpt.get("model"), path)
+    return checkpoint_model(path, ckpt), ckpt
+
+
+def checkpoint_model(path, ckpt: dict) -> nn.Module:
+    """The model of a loaded checkpoint (`load_checkpoint`), its weights in, in eval mode."""
+    recipe = ckpt["recipe_obj"]  # validated by load_checkpoint
+    preprocess = Preprocess.from_checkpoint(ckpt)
     try:
-        recipe = ckpt["recipe_obj"]  # validated by load_checkpoint
-        model = build_model(recipe, len(ckpt["classes"]), load_weights=False,
-                            preprocess=Preprocess.from_checkpoint(ckpt))
+        model = _fitting_model(recipe, len(ckpt["classes"]), ckpt.get("model"), path, preprocess)
+        if model is None:
+            model = build_model(recipe, len(ckpt["classes"]), load_weights=False, preprocess=preprocess)
         model.load_state_dict(ckpt["model"])
     except (KeyError, RuntimeError) as e:
         raise UserError(f"{path}: checkpoint does not match its model ({str(e).splitlines()[0][:200]})") from None
     model.eval()
-    return model, ckpt
+    return model
+
+
+class PendingModel:
+    """A checkpoint's model, built when first needed.
+
+    `predict` on the onnxruntime or OpenVINO backend runs a cached ONNX export of
+    the checkpoint (engine/export_cache.py) and needs the PyTorch model only to
+    export it the first time; building it anyway cost a torchvision backbone 2.5 s
+    of start-up here (torchvision's import loads torch._dynamo). The export's key
+    is the checkpoint's sha256, so a cached file was made, and checked against
+    PyTorch, from these very weights."""
+
+    def __init__(self, path, ckpt: dict):
+        self.path, self.ckpt = path, ckpt
+        self.device: torch.device | None = None
+        self._model: nn.Module | None = None
+
+    def to(self, device) -> "PendingModel":
+        self.device = device
+        if self._model is not None:
+            self._model.to(device)
+        return self
+
+    def build(self) -> nn.Module:
+        if self._model is None:
+            self._model = checkpoint_model(self.path, self.ckpt)
+            if self.device is not None:
+                self._model.to(self.device)
+        return self._model
+
+    def architecture(self) -> str:
+        """What the model's speed depends on, without building it: its recipe's model
+        section, the class count, and the name and shape of every stored weight."""
+        import json
+
+        state = self.ckpt.get("model") or {}
+        shapes = [[k, list(v.shape)] for k, v in state.items() if isinstance(v, torch.Tensor)]
+        return json.dumps([self.ckpt["recipe_obj"].model.model_dump(mode="json"), len(self.ckpt["classes"]), shapes],
+                          sort_keys=True, default=str)
+
+
+def built(model):
+    """The PyTorch module of `model` (a `PendingModel` is built now)."""
+    return model.build() if isinstance(model, PendingModel) else model
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -63,7 +63,8 @@ def _legacy_export(wrapper: nn.Module, x: torch.Tensor, file: Path, names: list[
 class ExportCache:
     """The ONNX file of one checkpoint's model for each input shape it is asked for."""
 
-    def __init__(self, checkpoint: str | Path, model: nn.Module):
+    def __init__(self, checkpoint: str | Path, model):
+        """`model`: the checkpoint's module, or an engine/build.PendingModel (built only to export)."""
         self.checkpoint = Path(checkpoint)
         self.model = model
         self._sha: str | None = None
@@ -95,7 +96,9 @@ class ExportCache:
         if not can_export_onnx():
             raise UserError(f"--backend: exporting the model to ONNX needs onnx and onnxscript ({INSTALL})")
         info(f"exporting the model for inputs of {'x'.join(map(str, shape))} to ONNX (once: kept in {folder.parent})")
-        model = self.model.eval()
+        from visiontk.engine.build import built
+
+        model = built(self.model).eval()
         gen = torch.Generator().manual_seed(0)
         # A batch of 2: exporters specialise a size-1 dimension, and the batch is dynamic.
         x = example[:2] if example is not None and len(example) >= 2 else torch.randn(2, *shape, generator=gen)

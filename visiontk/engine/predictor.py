@@ -18,7 +18,8 @@ import torch
 
 from visiontk.console import warn
 from visiontk.data.preprocess import Preprocess
-from visiontk.engine.build import model_from_checkpoint
+from visiontk.engine.build import PendingModel
+from visiontk.engine.checkpoint import load_checkpoint
 from visiontk.engine.cam import add_cams
 from visiontk.engine.decode_batches import check_loader, decode_batches
 from visiontk.engine.exported_file import is_exported_file, load_exported_file
@@ -58,8 +59,12 @@ class Predictor:
         else:
             self.task = get_task(task)
             # A checkpoint, or a file of `visiontk export` with its sidecar (engine/exported_file.py).
-            self.model, self.ckpt = (load_exported_file(checkpoint, task) if is_exported_file(checkpoint)
-                                     else model_from_checkpoint(checkpoint, task))
+            # A checkpoint's model is built when the runtime chosen below needs it: not for a cached export.
+            if is_exported_file(checkpoint):
+                self.model, self.ckpt = load_exported_file(checkpoint, task)
+            else:
+                self.ckpt = load_checkpoint(checkpoint, task)
+                self.model = PendingModel(checkpoint, self.ckpt)
         self.device = select_device(device)
         self.model.to(self.device)
         self.loader = loader

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from visiontk.console import info, warn
+from visiontk.engine.build import PendingModel, built
 from visiontk.engine.cache_dir import cache_dir, read_json
 from visiontk.engine.checkpoint import atomic_write_text
 from visiontk.engine.device import PRECISIONS, amp_dtype, describe_precision
@@ -129,12 +130,15 @@ def measure(runners: dict[str, Callable[[], object]], clock: Callable[[], float]
     return pick, medians, pruned
 
 
-def model_signature(model: nn.Module | ExportedFile, example: torch.Tensor) -> str:
-    """The architecture (the module tree with every layer's sizes; an exported file's
-    path, size and time) and the batch shape: what speed depends on."""
+def model_signature(model: nn.Module | PendingModel | ExportedFile, example: torch.Tensor) -> str:
+    """The architecture (the module tree with every layer's sizes; a checkpoint's model
+    section and weight shapes when the model is not built; an exported file's path,
+    size and time) and the batch shape: what speed depends on."""
     if isinstance(model, ExportedFile):
         stat = model.path.stat()
         text = json.dumps([str(model.path.resolve()), stat.st_size, stat.st_mtime_ns])
+    elif isinstance(model, PendingModel):
+        text = model.architecture()
     else:
         text = repr(model) + json.dumps(sum(p.numel() for p in model.parameters()))
     text += json.dumps([list(example.shape), str(example.dtype)])
@@ -161,12 +165,13 @@ def _candidates(backend: str, precision: str, exportable: bool, openvino_only: b
     return out
 
 
-def choose_runtime(model: nn.Module, checkpoint: str | Path | None, device: torch.device, precision: str,
+def choose_runtime(model: nn.Module | PendingModel | ExportedFile, checkpoint: str | Path | None, device: torch.device, precision: str,
                    backend: str | None, channels_last: bool, compile: bool, example: torch.Tensor | None,
                    needs_torch: str | None = None) -> Runtime:
     """The runtime for `predict`. `example`: a batch of the real shape (None when inputs
     vary in size, e.g. tiles: nothing is measured then, auto is torch fp32).
-    `needs_torch`: why the torch model is needed (e.g. "--cam"), refusing other backends."""
+    `needs_torch`: why the torch model is needed (e.g. "--cam"), refusing other backends.
+    A `PendingModel` is built only when torch runs or an export is made."""
     if precision not in PRECISIONS:
         raise UserError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     file = model if isinstance(model, ExportedFile) else None
@@ -221,7 +226,7 @@ def choose_runtime(model: nn.Module, checkpoint: str | Path | None, device: torc
         return runtimes.get(next(iter(names))) or _build(next(iter(names.values())), model, checkpoint, device,
                                                          channels_last, example)
     if any(b == "torch" for b, _ in names.values()):
-        model = prepare_for_inference(model, device, None, channels_last)
+        model = prepare_for_inference(built(model), device, None, channels_last)
         runtimes.update({name: Runtime(model, "torch", p, amp_dtype(device, p), channels_last)
                          for name, (b, p) in names.items() if b == "torch"})
     runtimes = {name: runtimes[name] for name in names}  # in the candidates' order
@@ -264,7 +269,7 @@ def _say(pick: str, ms: dict[str, float], example: torch.Tensor, where: str, pru
 def _torch(model: nn.Module, device: torch.device, dtype: torch.dtype | None, channels_last: bool,
            compile: bool = False) -> Runtime:
     precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
-    return Runtime(prepare_for_inference(model, device, dtype, channels_last, compile), "torch", precision, dtype,
+    return Runtime(prepare_for_inference(built(model), device, dtype, channels_last, compile), "torch", precision, dtype,
                    channels_last)
 
 
