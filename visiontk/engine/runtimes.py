@@ -88,6 +88,10 @@ class _OnnxRuntime:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # warnings about unused initialisers are noise here
+        # The memory pattern plans one block for every activation of a batch at once: for a
+        # U-Net on 32 images at 256 px it peaked at 1,476 MB against 868 MB without it,
+        # at the same speed (resnet18 at 224: 420 against 400 MB) on a 2-core CPU.
+        options.enable_mem_pattern = False
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
 
