@@ -218,6 +218,44 @@ def test_measure_picks_the_smallest_median_after_a_warm_up():
     assert pruned == {} and set(medians) == set(names)
 
 
+def _scripted_measure(scripted: dict[str, list[float]]):
+    """measure() on a fake clock: each call of a runner advances it by that runner's next scripted time."""
+    now, calls = [0.0], []
+
+    def runner(name):
+        def run():
+            calls.append(name)
+            now[0] += scripted[name][sum(c == name for c in calls) - 1]
+        return run
+
+    pick, medians, _ = runtime_choice.measure({n: runner(n) for n in scripted}, clock=lambda: now[0], rounds=5,
+                                              time_cap=1e9)
+    return pick, medians, calls
+
+
+def test_a_reduced_precision_must_win_clearly_and_in_every_round():
+    # bf16's median is 1.25x faster, but one round of five was slower than fp32: fp32 runs.
+    pick, medians, _ = _scripted_measure({"torch fp32": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+                                          "torch bf16": [1.0, 0.8, 0.8, 1.3, 0.8, 0.8]})
+    assert medians["torch bf16"] < medians["torch fp32"] and pick == "torch fp32"
+    # Faster in every round and by its median by more than 1.1x: bf16 runs.
+    pick, _, _ = _scripted_measure({"torch fp32": [1.0] * 6, "torch bf16": [1.0, 0.8, 0.85, 0.8, 0.9, 0.8]})
+    assert pick == "torch bf16"
+    # Faster in every round, by less than 1.1x: fp32.
+    pick, _, _ = _scripted_measure({"torch fp32": [1.0] * 6, "torch bf16": [1.0, 0.95, 0.95, 0.95, 0.95, 0.95]})
+    assert pick == "torch fp32"
+    # Backends are not held to this (the same numbers within rounding): the smallest median wins.
+    pick, _, _ = _scripted_measure({"torch fp32": [1.0] * 6, "onnxruntime fp32": [1.0, 0.95, 1.2, 0.95, 0.95, 0.95]})
+    assert pick == "onnxruntime fp32"
+
+
+def test_calls_of_a_millisecond_are_repeated_within_a_round():
+    # A 1 ms call is timed 20 times per round (20 ms at least, MIN_CALL), a 50 ms call once.
+    pick, medians, calls = _scripted_measure({"fast fp32": [0.001] * 200, "slow fp32": [0.05] * 200})
+    assert calls.count("fast fp32") == 1 + 5 * 20 and calls.count("slow fp32") == 1 + 5
+    assert medians == {"fast fp32": pytest.approx(0.001), "slow fp32": pytest.approx(0.05)} and pick == "fast fp32"
+
+
 def test_auto_runs_the_fastest_it_measured_and_caches_the_choice(setup, monkeypatch, visiontk_cache):
     ckpt = setup["ckpts"]["classify"]
     images = setup["images"]
