@@ -58,7 +58,13 @@ OTHER_KINDS = ("visiontk.engine.checkpoint_meta.SignalPreprocessMetaHolder",
                "visiontk.engine.checkpoint_meta.TextPreprocessMetaHolder")
 
 
-def predict_modules(args: list[str]) -> tuple[list[dict], set[str], set[str]]:
+def predict_modules(args: list[str]) -> tuple[list[dict], set[str]]:
+    """(records, modules imported) of a predict run in a fresh interpreter."""
+    records, modules, _ = predict_probe(args)
+    return records, modules
+
+
+def predict_probe(args: list[str]) -> tuple[list[dict], set[str], set[str]]:
     """(records, modules imported, recipe sections whose pydantic validator was built)."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args)], capture_output=True, text=True, env=env)
@@ -76,7 +82,7 @@ def test_predict_imports_only_what_it_needs(tmp_path, task, recipe, overrides):
     ckpt = save_untrained_checkpoint(tmp_path / "model.pt", recipe, overrides, ["circle", "square", "triangle"])
     image = tmp_path / "shape.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(image)
-    records, modules, built = predict_modules([task, "predict", str(ckpt), str(image), "--device", "cpu"])
+    records, modules, built = predict_probe([task, "predict", str(ckpt), str(image), "--device", "cpu"])
     assert [r["path"] for r in records] == [str(image)]  # it did predict
     loaded = {m for m in modules for heavy in NEVER if m == heavy or m.startswith(heavy + ".")}
     assert not loaded, f"{task} predict imported {sorted(loaded)}"
