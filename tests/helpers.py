@@ -38,8 +38,12 @@ SEED = int(os.environ.get("VISIONTK_TEST_SEED", "0"))
 # terminal width that does not cut tables.
 BASE_ENV = {"OMP_NUM_THREADS": "1"}
 FORCED_ENV = {"NO_ALBUMENTATIONS_UPDATE": "1", "COLUMNS": "200"}
-# Imported once by the warm process (the commands import the rest lazily).
-PRELOAD = ["visiontk", "torch", "torchvision", "visiontk.cli", "visiontk.engine.trainer", "visiontk.engine.predictor",
+# Imported once by the warm process (the commands import the rest lazily; cli.py imports
+# a command group's module when that group runs: they are preloaded here by name).
+PRELOAD = ["visiontk", "torch", "torchvision", "visiontk.cli", *(f"visiontk.commands.{m}" for m in (
+               "task_commands", "transfer", "misc", "model", "weights", "export", "merge", "report")),
+           "visiontk.tasks.options.detect", "visiontk.tasks.options.segment",
+           "visiontk.engine.trainer", "visiontk.engine.predictor",
            "visiontk.engine.evaluator", "visiontk.tasks.classify", "visiontk.tasks.detect.task",
            "visiontk.tasks.segment.task", "albumentations", "pycocotools.coco", "cv2", "matplotlib.pyplot"]
 

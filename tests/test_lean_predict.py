@@ -6,6 +6,14 @@ time and memory and play no part in writing predictions; torchvision (about a
 second: it loads torch._dynamo) is for torchvision backbones and detection's
 NMS, and so is torch._dynamo. Each case runs the real command in a fresh interpreter on one image and
 lists the modules it ended with.
+
+Start-up (benchmarks/memory_bench.py's table): the command line builds only the
+asked group (commands/lazy_groups.py), so no other group's command module is
+imported; YAML is read for recipe files and --set values, never for a
+checkpoint; recipe sections build their pydantic validators on first use, so
+those of data formats and input kinds the checkpoint does not use stay unbuilt
+(and the models of a signal's or text's stored preprocessing are not even
+defined for an image checkpoint, engine/checkpoint_meta.py).
 """
 import json
 import os
@@ -29,16 +37,41 @@ try:
 except SystemExit as e:
     if e.code:
         raise
-print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+built = []
+if "visiontk.recipe.fields" in sys.modules:
+    from visiontk.recipe.fields import Section
+    todo = [Section]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.__pydantic_complete__:
+            built.append(f"{cls.__module__}.{cls.__qualname__}")
+print(json.dumps({"modules": sorted(sys.modules), "built": sorted(set(built))}), file=sys.stderr)
 """
+
+# Modules of the command groups a `<task> predict` does not run (cli.py builds only the asked group).
+OTHER_GROUPS = ("visiontk.commands.transfer", "visiontk.commands.misc", "visiontk.commands.data_check",
+                "visiontk.commands.model", "visiontk.commands.summary_view", "visiontk.commands.weights",
+                "visiontk.commands.export", "visiontk.commands.merge", "visiontk.commands.report")
+# Stored preprocessing of the input kinds an image checkpoint is not (engine/checkpoint_meta.py).
+OTHER_KINDS = ("visiontk.engine.checkpoint_meta.SignalPreprocessMetaHolder",
+               "visiontk.engine.checkpoint_meta.TextPreprocessMetaHolder")
 
 
 def predict_modules(args: list[str]) -> tuple[list[dict], set[str]]:
+    """(records, modules imported) of a predict run in a fresh interpreter."""
+    records, modules, _ = predict_probe(args)
+    return records, modules
+
+
+def predict_probe(args: list[str]) -> tuple[list[dict], set[str], set[str]]:
+    """(records, modules imported, recipe sections whose pydantic validator was built)."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args)], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     records = [json.loads(line) for line in out.stdout.splitlines()]
-    return records, set(json.loads(out.stderr.strip().splitlines()[-1]))
+    probe = json.loads(out.stderr.strip().splitlines()[-1])
+    return records, set(probe["modules"]), set(probe["built"])
 
 
 @pytest.mark.parametrize("task, recipe, overrides", [
@@ -49,10 +82,22 @@ def test_predict_imports_only_what_it_needs(tmp_path, task, recipe, overrides):
     ckpt = save_untrained_checkpoint(tmp_path / "model.pt", recipe, overrides, ["circle", "square", "triangle"])
     image = tmp_path / "shape.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(image)
-    records, modules = predict_modules([task, "predict", str(ckpt), str(image), "--device", "cpu"])
+    records, modules, built = predict_probe([task, "predict", str(ckpt), str(image), "--device", "cpu"])
     assert [r["path"] for r in records] == [str(image)]  # it did predict
     loaded = {m for m in modules for heavy in NEVER if m == heavy or m.startswith(heavy + ".")}
     assert not loaded, f"{task} predict imported {sorted(loaded)}"
+    # Start-up: only this task's group was built. Nor was yaml imported, for classify (detect's
+    # data formats import it, data/formats/files.py), nor the signal and text modules for detect
+    # (classify's data formats are images, signals and text: it registers all three).
+    unneeded = (["yaml"] if task == "classify" else ["visiontk.data.signals", "visiontk.data.text"])
+    others = [m for m in (*OTHER_GROUPS, *(f"visiontk.tasks.options.{t}" for t in ("classify", "detect", "segment")
+                                           if t != task), *unneeded) if m in modules]
+    assert not others, f"{task} predict imported {others}"
+    # The checkpoint's recipe was validated (its schema built), and nothing else's.
+    assert any(name.startswith("visiontk.recipe.schema.Recipe[") for name in built), sorted(built)
+    unused = [name for name in built if name in OTHER_KINDS
+              or name in ("visiontk.data.signals.SignalOptions", "visiontk.data.text.TextOptions")]
+    assert not unused, f"{task} predict built the validators of {unused}"
     if task == "classify":
         # Nor torchvision, nor torch._dynamo (sympy): the check of the weights against
         # the checkpoint's recipe builds the model on the CPU, not on the meta device.

@@ -5,21 +5,47 @@ import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+import importlib  # noqa: E402
 from typing import Optional  # noqa: E402
 
 import typer  # noqa: E402
 
 from visiontk import __version__  # noqa: E402
-from visiontk.commands import export as export_cmd  # noqa: E402
-from visiontk.commands import merge as merge_cmd  # noqa: E402
-from visiontk.commands import misc  # noqa: E402
-from visiontk.commands import model as model_cmd  # noqa: E402
-from visiontk.commands import report as report_cmd  # noqa: E402
-from visiontk.commands import transfer as transfer_cmd  # noqa: E402
-from visiontk.commands import weights as weights_cmd  # noqa: E402
-from visiontk.commands.errors import STATE, OneLineUsageErrors  # noqa: E402
-from visiontk.commands.task_commands import task_app  # noqa: E402
-from visiontk.tasks.registry import command_spec, task_names  # noqa: E402
+from visiontk.commands.errors import STATE  # noqa: E402
+from visiontk.commands.lazy_groups import LazyGroups  # noqa: E402
+from visiontk.tasks.registry import task_names  # noqa: E402
+
+
+def _task_group(task: str):
+    from visiontk.commands.task_commands import task_app
+    from visiontk.tasks.registry import command_spec
+
+    return task_app(command_spec(task))
+
+
+def _attribute(module: str, name: str):
+    return lambda: getattr(importlib.import_module(module), name)
+
+
+class _Root(LazyGroups):
+    # Each in the order of `visiontk --help` (commands first). A command's module is imported when the
+    # command is (commands/lazy_groups.py): `visiontk classify predict` loads
+    # neither the other tasks' options nor transfer's, the recipes' or the model's commands.
+    groups = {
+        **{task: (lambda task=task: _task_group(task)) for task in task_names()},
+        "transfer": _attribute("visiontk.commands.transfer", "app"),
+        "recipes": _attribute("visiontk.commands.misc", "recipes_app"),
+        "backbones": _attribute("visiontk.commands.misc", "backbones_app"),
+        "data": _attribute("visiontk.commands.misc", "data_app"),
+        "weights": _attribute("visiontk.commands.weights", "app"),
+        "model": _attribute("visiontk.commands.model", "app"),
+    }
+    commands_to_load = {
+        "export": _attribute("visiontk.commands.export", "export"),
+        "merge": _attribute("visiontk.commands.merge", "merge"),
+        "report": _attribute("visiontk.commands.report", "report"),
+    }
+
 
 app = typer.Typer(
     name="visiontk",
@@ -27,8 +53,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
-    cls=OneLineUsageErrors,
+    cls=_Root,
 )
+_Root.app = app
 
 
 def _version(value: bool) -> None:
@@ -43,19 +70,6 @@ def _main(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
 ):
     STATE["debug"] = debug
-
-
-for _task in task_names():
-    app.add_typer(task_app(command_spec(_task)), name=_task)
-app.add_typer(transfer_cmd.app, name="transfer")
-app.add_typer(misc.recipes_app, name="recipes")
-app.add_typer(misc.backbones_app, name="backbones")
-app.add_typer(misc.data_app, name="data")
-app.add_typer(weights_cmd.app, name="weights")
-app.add_typer(model_cmd.app, name="model")
-app.command("export")(export_cmd.export)
-app.command("merge")(merge_cmd.merge)
-app.command("report")(report_cmd.report)
 
 
 def main() -> None:

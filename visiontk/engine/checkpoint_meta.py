@@ -11,6 +11,7 @@ bad value is one line naming the file and the key.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import typing
 from pathlib import Path
@@ -19,8 +20,6 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import ConfigDict, Field, ValidationError, create_model
 
 from visiontk.data.preprocess import Preprocess
-from visiontk.data.signals import MAX_LENGTH as MAX_SIGNAL_LENGTH
-from visiontk.data.text import MAX_LEN as MAX_TEXT_LEN, MAX_VOCAB, PAD as TEXT_PAD, UNK as TEXT_UNK
 from visiontk.errors import UserError
 from visiontk.recipe import Recipe, Section, rule
 from visiontk.recipe.fields import STRICT_VALUES
@@ -64,31 +63,40 @@ class PreprocessMeta(Section):
     jpeg_draft: _recipe_type(DataConfig, "jpeg_draft") = True
 
 
-class SignalPreprocessMeta(Section):
-    """data/signals.py's `SignalPreprocess.to_dict()`."""
+def _signal_meta() -> type[Section]:
+    from visiontk.data.signals import MAX_LENGTH as MAX_SIGNAL_LENGTH
 
-    kind: Literal["signal"]
-    length: Annotated[int, Field(ge=2, le=MAX_SIGNAL_LENGTH)]
-    channels: Annotated[int, Field(ge=1, le=64)] = 1
-    mean: Annotated[list[float], Field(min_length=1, max_length=64)]
-    std: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1, max_length=64)]
+    class SignalPreprocessMeta(Section):
+        """data/signals.py's `SignalPreprocess.to_dict()`."""
+
+        kind: Literal["signal"]
+        length: Annotated[int, Field(ge=2, le=MAX_SIGNAL_LENGTH)]
+        channels: Annotated[int, Field(ge=1, le=64)] = 1
+        mean: Annotated[list[float], Field(min_length=1, max_length=64)]
+        std: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1, max_length=64)]
+
+    return SignalPreprocessMeta
 
 
-def _vocabulary(tokens: list[str]) -> bool:
-    return len(tokens) >= 2 and tokens[:2] == [TEXT_PAD, TEXT_UNK] and len(set(tokens)) == len(tokens)
+def _text_meta() -> type[Section]:
+    from visiontk.data.text import MAX_LEN as MAX_TEXT_LEN, MAX_VOCAB, PAD as TEXT_PAD, UNK as TEXT_UNK
 
+    def _vocabulary(tokens: list[str]) -> bool:
+        return len(tokens) >= 2 and tokens[:2] == [TEXT_PAD, TEXT_UNK] and len(set(tokens)) == len(tokens)
 
-class TextPreprocessMeta(Section):
-    """data/text.py's `TextPreprocess.to_dict()`: the vocabulary built at training."""
+    class TextPreprocessMeta(Section):
+        """data/text.py's `TextPreprocess.to_dict()`: the vocabulary built at training."""
 
-    kind: Literal["text"]
-    vocab: Annotated[list[Annotated[str, Field(max_length=MAX_NAME)]], Field(max_length=MAX_VOCAB),
-                     rule(_vocabulary, f"must start with {TEXT_PAD}, {TEXT_UNK} and repeat no token")]
-    max_len: Annotated[int, Field(ge=1, le=MAX_TEXT_LEN)]
-    lowercase: bool = True
-    min_freq: Annotated[int, Field(ge=1)] = 1
-    pad: Literal["<pad>"] = "<pad>"
-    unk: Literal["<unk>"] = "<unk>"
+        kind: Literal["text"]
+        vocab: Annotated[list[Annotated[str, Field(max_length=MAX_NAME)]], Field(max_length=MAX_VOCAB),
+                         rule(_vocabulary, f"must start with {TEXT_PAD}, {TEXT_UNK} and repeat no token")]
+        max_len: Annotated[int, Field(ge=1, le=MAX_TEXT_LEN)]
+        lowercase: bool = True
+        min_freq: Annotated[int, Field(ge=1)] = 1
+        pad: Literal["<pad>"] = "<pad>"
+        unk: Literal["<unk>"] = "<unk>"
+
+    return TextPreprocessMeta
 
 
 def _preprocess_kind(value: Any) -> str:
@@ -98,11 +106,16 @@ def _preprocess_kind(value: Any) -> str:
 
 # The stored preprocessing of each input modality (data/modality.py), told apart by
 # `kind` (absent: an image's, as in every checkpoint before signals and text); each
-# validated under the key `preprocess`, so that errors name 'preprocess.<key>'.
-_PREPROCESS_META = {
-    kind: create_model(f"{model.__name__}Holder", __base__=Section, preprocess=(model, ...))
-    for kind, model in (("image", PreprocessMeta), ("signal", SignalPreprocessMeta), ("text", TextPreprocessMeta))
-}
+# validated under the key `preprocess`, so that errors name 'preprocess.<key>'. The
+# signal and text models are defined when a checkpoint of theirs is read: an image
+# checkpoint does not import data/signals.py and data/text.py for their bounds.
+_PREPROCESS_META = {"image": lambda: PreprocessMeta, "signal": _signal_meta, "text": _text_meta}
+
+
+@functools.cache
+def _preprocess_holder(kind: str) -> type[Section]:
+    model = _PREPROCESS_META[kind]()
+    return create_model(f"{model.__name__}Holder", __base__=Section, preprocess=(model, ...))
 
 
 def _check_preprocess(ckpt: dict, source: str) -> None:
@@ -110,9 +123,9 @@ def _check_preprocess(ckpt: dict, source: str) -> None:
     if stored is None:
         return
     kind = _preprocess_kind(stored)
-    holder = _PREPROCESS_META.get(kind)
-    if holder is None:
+    if kind not in _PREPROCESS_META:
         raise UserError(f"{source}: 'preprocess.kind' must be one of {', '.join(_PREPROCESS_META)}, got {kind!r}")
+    holder = _preprocess_holder(kind)
     raw = {"preprocess": stored}
     try:
         holder.model_validate(raw)

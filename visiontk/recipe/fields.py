@@ -30,7 +30,10 @@ class Section(BaseModel):
     empty mapping does.
     """
 
-    model_config = ConfigDict(extra="forbid", **STRICT_VALUES)
+    # defer_build: a section's validator is built when it first validates, not when
+    # its class is defined: predict validates a checkpoint's recipe, never the
+    # sections of other modalities' or formats' options it imports.
+    model_config = ConfigDict(extra="forbid", defer_build=True, **STRICT_VALUES)
 
     @model_validator(mode="before")
     @classmethod

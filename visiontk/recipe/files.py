@@ -4,8 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from visiontk.errors import UserError
 from visiontk.regular_files import NotRegularFile, file_present, read_regular_text
 from visiontk.recipe.overrides import apply_overrides
@@ -44,6 +42,8 @@ def list_recipes() -> list[Path]:
 
 
 def read_yaml(path: Path) -> Any:
+    import yaml  # here: reading a checkpoint's recipe (predict) needs no YAML
+
     try:
         text = read_regular_text(path)  # never opens a FIFO to wait on it
     except (OSError, UnicodeDecodeError) as e:
@@ -71,4 +71,6 @@ def read_recipe(name_or_path: str | Path, overrides: list[str] | None = None) ->
 
 
 def dump_recipe(recipe: Recipe) -> str:
+    import yaml
+
     return yaml.safe_dump(recipe.to_dict(), sort_keys=False)

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from visiontk.errors import UserError
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     """`train.lr=0.01` -> ("train.lr", 0.01); the value is parsed as YAML."""
+    import yaml  # here: predict, which takes no --set, needs no YAML
+
     if "=" not in text:
         raise UserError(f"--set {text!r}: expected KEY=VALUE, e.g. train.lr=0.01")
     key, raw = text.split("=", 1)
