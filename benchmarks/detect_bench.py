@@ -8,6 +8,7 @@ Prints one table:
   right after it inside the same fit() (the order alternates between rounds),
   so both see the same machine load; before, the two ran as separate runs
   seconds apart and a burst of load from another process hit one side only.
+  A plain epoch before the rounds warms the process and is not counted.
   The ratio is the median of the rounds' ratios, with their range. The plain
   loop uses torch's default SGD (the per-tensor loop on the CPU); the Trainer
   its own optimizer (engine/optim.py: fused kernel, nesterov, no decay on
@@ -148,6 +149,9 @@ def main() -> None:
         task = get_task("detect")
         err_console.quiet = True  # keep the trainer's progress out of the table
         ours, plain = [], []
+        # Not counted: the process's first epoch may pay one-time costs (oneDNN kernels for these
+        # shapes, the allocator's growth), which would fall on the Trainer alone (round 0 runs it first).
+        plain_epoch(recipe, task, seed=args.train_rounds)
         for i in range(args.train_rounds):
             # Side by side within one fit(); which loop goes first alternates between rounds.
             o, p = side_by_side(recipe, task, tmp / "runs", seed=i, plain_first=i % 2 == 1)
