@@ -1,13 +1,19 @@
 """Segmentation throughput: images/s for training and prediction, FCN-8s and U-Net.
 
 Training: the shared Trainer against a plain PyTorch loop (same model, same
-data set and loader, AdamW and cross-entropy), measured in the same run and
-interleaved (which runs first alternates between rounds), so the ratio holds
-even on a busy machine; ours/plain is the median of the rounds' ratios, with
-their range. The plain loop uses torch's default AdamW (the per-tensor loop on
-the CPU) and F.cross_entropy; the Trainer its own optimizer (engine/optim.py:
-fused kernel, no decay on biases and norms) and the task's loss (which also
-checks for an all-ignored batch). Prediction: the
+data set and loader, AdamW and cross-entropy). The two loops run epoch by
+epoch side by side: the Trainer, unchanged, runs its own fit() and times its
+own epochs, and one plain-loop epoch runs next to each of them (before it on
+odd epochs, after it on even ones), so each pair of epochs sees the same
+machine load. Before, a whole Trainer run and a whole plain run were
+compared, seconds apart: on a shared 2-core machine a burst of load hit one
+side only and the round ratios spread 0.79-1.15. The first epoch of each is a
+warm-up; a round's ratio is its measured Trainer epochs' mean rate over its
+plain epochs', ours/plain the median of the rounds' ratios, with their range.
+The plain loop uses torch's default AdamW (the per-tensor loop on the CPU) and
+F.cross_entropy; the Trainer its own optimizer (engine/optim.py: fused
+kernel, no decay on biases and norms) and the task's loss (which also makes
+an all-ignored batch's loss 0 instead of NaN). Prediction: the
 shared Predictor end to end (decode, resize, forward, mask PNG written) and
 the bare model forward on ready tensors.
 
@@ -16,7 +22,6 @@ the bare model forward on ready tensors.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import tempfile
 import time
@@ -51,34 +56,54 @@ def make_recipe(decoder: str, root: Path, size: int, epochs: int, batch: int):
     })
 
 
-def ours_train(recipe, project: Path) -> float:
-    """Images/s of the Trainer's training loop (its own per-epoch measurement, first epoch dropped as warm-up)."""
-    result = Trainer(recipe, device="cpu", project=str(project)).fit()
-    rows = list(csv.DictReader(open(Path(result["run_dir"]) / "results.csv")))
-    rates = [float(r["train/img_per_s"]) for r in rows[1:]] or [float(rows[0]["train/img_per_s"])]
-    return sum(rates) / len(rates)
+class PlainLoop:
+    """The same model, data and optimizer in the textbook loop; one epoch per call (images/s)."""
 
+    def __init__(self, recipe):
+        task = get_task("segment")
+        dataset, classes = task.build_dataset(recipe, "train", train=True)
+        self.loader = DataLoader(dataset, batch_size=recipe.train.batch_size, shuffle=True)
+        torch.manual_seed(0)
+        self.model = build_model(recipe, len(classes)).train()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=recipe.train.lr,
+                                           weight_decay=recipe.train.weight_decay)
 
-def plain_train(recipe, epochs: int) -> float:
-    """The same model, data and optimizer in the textbook loop."""
-    task = get_task("segment")
-    dataset, classes = task.build_dataset(recipe, "train", train=True)
-    loader = DataLoader(dataset, batch_size=recipe.train.batch_size, shuffle=True)
-    torch.manual_seed(0)
-    model = build_model(recipe, len(classes)).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.train.lr, weight_decay=recipe.train.weight_decay)
-    rates = []
-    for _ in range(epochs):
+    def epoch(self) -> float:
         images_seen, start = 0, time.perf_counter()
-        for images, masks in loader:
-            loss = torch.nn.functional.cross_entropy(model(images), masks, ignore_index=255)
-            optimizer.zero_grad(set_to_none=True)
+        for images, masks in self.loader:
+            loss = torch.nn.functional.cross_entropy(self.model(images), masks, ignore_index=255)
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            self.optimizer.step()
             images_seen += images.shape[0]
-        rates.append(images_seen / (time.perf_counter() - start))
-    rates = rates[1:] or rates
-    return sum(rates) / len(rates)
+        return images_seen / (time.perf_counter() - start)
+
+
+class SideBySide(Trainer):
+    """The Trainer as it is, with one plain-loop epoch run next to each of its training
+    epochs (the order alternates); `pairs`: (Trainer's own images/s, plain's) per epoch."""
+
+    def __init__(self, recipe, plain: PlainLoop, **kwargs):
+        super().__init__(recipe, **kwargs)
+        self.plain, self.pairs = plain, []
+
+    def _train_epoch(self, epoch, *args):
+        plain_first = epoch % 2 == 1
+        plain = self.plain.epoch() if plain_first else None
+        row = super()._train_epoch(epoch, *args)
+        if not plain_first:
+            plain = self.plain.epoch()
+        self.pairs.append((row["train/img_per_s"], plain))
+        return row
+
+
+def train_round(recipe, project: Path) -> tuple[float, float]:
+    """(ours, plain) images/s: means over the epochs after the first (a warm-up) of one Trainer
+    run and the plain-loop epochs paired with them."""
+    trainer = SideBySide(recipe, PlainLoop(recipe), device="cpu", project=str(project))
+    trainer.fit()
+    measured = trainer.pairs[1:] or trainer.pairs
+    return (sum(o for o, _ in measured) / len(measured), sum(p for _, p in measured) / len(measured))
 
 
 def predict_rates(checkpoint: Path, images: list[Path], out_dir: Path, batch: int) -> tuple[float, float]:
@@ -103,7 +128,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=3, help="per measurement; the first is a warm-up")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of one Trainer run and one plain-loop run")
+    parser.add_argument("--rounds", type=int, default=5, help="Trainer runs, each with its plain-loop epochs side by side")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -117,22 +142,18 @@ def main() -> None:
         rows = []
         for decoder in DECODERS:
             recipe = make_recipe(decoder, root, args.size, args.epochs, args.batch)
-            # Interleaved: each pair sees the same machine load, and which runs first
-            # alternates, so a drift in the load during a round favours neither.
             ours, plain = [], []
-            for i in range(args.rounds):
-                for loop in (("ours", "plain") if i % 2 == 0 else ("plain", "ours")):
-                    if loop == "ours":
-                        ours.append(ours_train(recipe, tmp / "runs"))
-                    else:
-                        plain.append(plain_train(recipe, args.epochs))
+            for _ in range(args.rounds):
+                o, p = train_round(recipe, tmp / "runs")
+                ours.append(o)
+                plain.append(p)
             ratios = [o / p for o, p in zip(ours, plain)]
             ckpt = next((tmp / "runs" / "segment").glob(f"bench-{decoder}*/best.pt"))
             e2e, fwd = predict_rates(ckpt, val_images, tmp / f"pred-{decoder}", args.batch)
             rows.append((decoder, median(ours), median(plain), ratios, e2e, fwd))
 
     print(f"segmentation throughput, {args.size} px, batch {args.batch}, {args.threads} threads, CPU (images/s); "
-          f"train: medians of {args.rounds} interleaved rounds (range of ours/plain in brackets)")
+          f"train: medians of {args.rounds} rounds of epochs side by side (range of ours/plain in brackets)")
     header = (f"{'decoder':8} {'train ours':>11} {'train plain':>12} {'ours/plain':>11} {'(range)':>11} "
               f"{'predict e2e':>12} {'forward':>9}")
     print(header)

@@ -84,3 +84,38 @@ def test_rejects_bad_configuration():
     logits, target = _batch()
     with pytest.raises(UserError, match="class_weights"):
         SegmentationLoss("ce", class_weights=[1.0, 2.0])(logits, target)
+
+
+class _TensorOps(torch.overrides.TorchFunctionMode):
+    """The names of the torch functions and tensor methods called inside the block."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.names.append(getattr(func, "__name__", str(func)))
+        return func(*args, **(kwargs or {}))
+
+
+def test_ce_reads_the_mask_once_on_a_labelled_batch():
+    # The all-ignored check used to compare the whole mask with 255 and reduce it on every
+    # step (a second pass over it, ~1 ms of a tinycnn U-Net step); it is made only when the
+    # mean came out NaN. The mask is then read by cross_entropy alone.
+    logits, target = _batch()
+    with _TensorOps() as ops:
+        loss, _ = SegmentationLoss("ce")(logits, target)
+    assert "cross_entropy" in ops.names
+    assert not {"__ne__", "ne", "any"} & set(ops.names), ops.names
+    assert torch.isfinite(loss)
+
+
+def test_ce_of_nan_logits_on_labelled_pixels_stays_nan_for_the_trainer_to_see():
+    logits, target = _batch()
+    nan_logits = logits.detach().clone()
+    nan_logits[0, :, 3, 4] = float("nan")
+    loss, parts = SegmentationLoss("ce")(nan_logits, target)
+    assert torch.isnan(loss) and parts["ce"] != parts["ce"]
+    # All ignored: 0, even when the mean would be NaN (0 / 0).
+    loss, parts = SegmentationLoss("ce", class_weights=[1.0, 2.0, 0.5])(logits, torch.full_like(target, 255))
+    assert loss.item() == 0.0 and parts["ce"] == 0.0
