@@ -171,30 +171,42 @@ def test_cli_backend_flag_and_refusals(setup):
             Predictor(ckpt, "classify", device="cpu", **{"precision": "fp32", **kw})
 
 
-def test_measure_picks_the_smallest_median_after_a_warm_up():
-    """A fake clock: each call of a runner advances it by that runner's scripted time."""
-    now = [0.0]
-    scripted = {"a": [9.0, 3.0, 3.1, 2.9, 9.0, 3.0], "b": [1.0, 2.5, 2.6, 2.7, 2.4, 2.5], "c": [0.5, 4.0, 1.0, 4.0, 4.0, 4.0]}
-    calls: list[str] = []
+class _FakeClock:
+    """A clock for measure(): each call of a runner advances it by that runner's next scripted time."""
 
-    def runner(name):
+    def __init__(self, scripted: dict[str, list[float]]):
+        self.scripted, self.now, self.calls = scripted, [0.0], []
+
+    def reset(self) -> None:
+        self.now[0], self.calls[:] = 0.0, []
+
+    def clock(self) -> float:
+        return self.now[0]
+
+    def runner(self, name: str):
         def run():
-            calls.append(name)
-            now[0] += scripted[name][sum(c == name for c in calls) - 1]
+            self.calls.append(name)
+            self.now[0] += self.scripted[name][self.calls.count(name) - 1]
         return run
 
-    pick, medians, _ = runtime_choice.measure({n: runner(n) for n in scripted}, clock=lambda: now[0], rounds=5,
+
+def test_measure_picks_the_smallest_median_after_a_warm_up():
+    scripted = {"a": [9.0, 3.0, 3.1, 2.9, 9.0, 3.0], "b": [1.0, 2.5, 2.6, 2.7, 2.4, 2.5], "c": [0.5, 4.0, 1.0, 4.0, 4.0, 4.0]}
+    fake = _FakeClock(scripted)
+    now, calls, runner = fake.now, fake.calls, fake.runner
+
+    pick, medians, _ = runtime_choice.measure({n: runner(n) for n in scripted}, clock=fake.clock, rounds=5,
                                               time_cap=1e9)
     # The warm-up (first call of each) is not counted: c's 0.5 would win, a's 9.0 would lose.
     assert medians == {"a": 3.0, "b": 2.5, "c": 4.0} and pick == "b"
     assert calls[:3] == ["a", "b", "c"] and calls[3:6] == ["a", "b", "c"]  # interleaved rounds
     # The time cap ends the rounds (at least one is always timed).
-    now[0], calls[:] = 0.0, []
-    pick, medians, _ = runtime_choice.measure({n: runner(n) for n in scripted}, clock=lambda: now[0], time_cap=1.0)
+    fake.reset()
+    pick, medians, _ = runtime_choice.measure({n: runner(n) for n in scripted}, clock=fake.clock, time_cap=1.0)
     assert len(calls) == 6 and medians == {"a": 3.0, "b": 2.5, "c": 4.0}
     # Probes on a small batch: a precision more than 1.5x slower than its backend's fastest is not timed
     # further; backends are compared on full batches only (their fixed costs differ on 2 images).
-    now[0], calls[:] = 0.0, []
+    fake.reset()
     scripted.update({"t fp32": scripted["a"], "t bf16": scripted["c"], "o fp32": scripted["b"]})
     probe_times = {"t fp32": 1.0, "t bf16": 2.5, "o fp32": 9.0}
 
@@ -206,31 +218,24 @@ def test_measure_picks_the_smallest_median_after_a_warm_up():
         return run
 
     names = ["t fp32", "t bf16", "o fp32"]
-    pick, medians, pruned = runtime_choice.measure({n: runner(n) for n in names}, clock=lambda: now[0],
+    pick, medians, pruned = runtime_choice.measure({n: runner(n) for n in names}, clock=fake.clock,
                                                    time_cap=1e9, probes={n: probe(n) for n in names})
     assert pruned == {"t bf16": 2.5} and medians == {"t fp32": 3.0, "o fp32": 2.5} and pick == "o fp32"
     assert calls[:6] == [f"probe {n}" for n in names] * 2 and "t bf16" not in calls
     # fp32, the reference, is never left out on a probe.
-    now[0], calls[:] = 0.0, []
+    fake.reset()
     probe_times.update({"t fp32": 2.5, "t bf16": 1.0})
-    _, medians, pruned = runtime_choice.measure({n: runner(n) for n in names}, clock=lambda: now[0],
+    _, medians, pruned = runtime_choice.measure({n: runner(n) for n in names}, clock=fake.clock,
                                                 time_cap=1e9, probes={n: probe(n) for n in names})
     assert pruned == {} and set(medians) == set(names)
 
 
 def _scripted_measure(scripted: dict[str, list[float]]):
-    """measure() on a fake clock: each call of a runner advances it by that runner's next scripted time."""
-    now, calls = [0.0], []
-
-    def runner(name):
-        def run():
-            calls.append(name)
-            now[0] += scripted[name][sum(c == name for c in calls) - 1]
-        return run
-
-    pick, medians, _ = runtime_choice.measure({n: runner(n) for n in scripted}, clock=lambda: now[0], rounds=5,
+    """measure() on a _FakeClock, 5 rounds: (pick, medians, the calls in order)."""
+    fake = _FakeClock(scripted)
+    pick, medians, _ = runtime_choice.measure({n: fake.runner(n) for n in scripted}, clock=fake.clock, rounds=5,
                                               time_cap=1e9)
-    return pick, medians, calls
+    return pick, medians, fake.calls
 
 
 def test_a_reduced_precision_must_win_clearly_and_in_every_round():
