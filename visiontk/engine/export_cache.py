@@ -30,6 +30,7 @@ from torch import nn
 from visiontk import __version__
 from visiontk.console import info
 from visiontk.backbones.weights_cache import sha256_of
+from visiontk.engine.build import built
 from visiontk.engine.cache_dir import cache_dir
 from visiontk.engine.runtimes import INSTALL, can_export_onnx
 from visiontk.errors import JobError, UserError
@@ -96,8 +97,6 @@ class ExportCache:
         if not can_export_onnx():
             raise UserError(f"--backend: exporting the model to ONNX needs onnx and onnxscript ({INSTALL})")
         info(f"exporting the model for inputs of {'x'.join(map(str, shape))} to ONNX (once: kept in {folder.parent})")
-        from visiontk.engine.build import built
-
         model = built(self.model).eval()
         gen = torch.Generator().manual_seed(0)
         # A batch of 2: exporters specialise a size-1 dimension, and the batch is dynamic.

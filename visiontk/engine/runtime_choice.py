@@ -182,9 +182,9 @@ def _candidates(backend: str, precision: str, exportable: bool, openvino_only: b
     return out
 
 
-def choose_runtime(model: nn.Module | PendingModel | ExportedFile, checkpoint: str | Path | None, device: torch.device, precision: str,
-                   backend: str | None, channels_last: bool, compile: bool, example: torch.Tensor | None,
-                   needs_torch: str | None = None) -> Runtime:
+def choose_runtime(model: nn.Module | PendingModel | ExportedFile, checkpoint: str | Path | None,
+                   device: torch.device, precision: str, backend: str | None, channels_last: bool, compile: bool,
+                   example: torch.Tensor | None, needs_torch: str | None = None) -> Runtime:
     """The runtime for `predict`. `example`: a batch of the real shape (None when inputs
     vary in size, e.g. tiles: nothing is measured then, auto is torch fp32).
     `needs_torch`: why the torch model is needed (e.g. "--cam"), refusing other backends.
