@@ -4,21 +4,20 @@ Prints one table:
 * train images/s: visiontk's Trainer epoch loop vs. a plain PyTorch loop over
   the same model, data (augmentation included), collate and loss (target
   encoding included). Each round runs one Trainer epoch (the Trainer
-  unchanged, timing its own epoch) and the plain loop's epoch right before or
-  right after it inside the same fit() (the order alternates between rounds),
-  so both see the same machine load; before, the two ran as separate runs
-  seconds apart and a burst of load from another process hit one side only.
-  A plain epoch before the rounds warms the process and is not counted.
-  The ratio is the median of the rounds' ratios, with their range. The plain
-  loop uses torch's default SGD (the per-tensor loop on the CPU); the Trainer
-  its own optimizer (engine/optim.py: fused kernel, nesterov, no decay on
-  biases and norms);
+  unchanged, timing its own epoch) and one plain-loop epoch taking turns step
+  by step inside the same fit() (step_interleave.py: the machine's speed
+  drifts by +-13% from second to second, so whole epochs side by side, even
+  adjacent ones, spread 0.72-1.20 on an idle machine). A plain epoch before
+  the rounds warms the process and is not counted. The ratio is the median
+  of the rounds' ratios, with their range. The plain loop uses torch's
+  default SGD (the per-tensor loop on the CPU); the Trainer its own optimizer
+  (engine/optim.py: fused kernel, nesterov, no decay on biases and norms);
 * predict images/s through the streaming Predictor (decode PNG, resize,
   forward, decode + NMS, write jsonl to a null stream), and the share of that
   wall time spent in the forward pass and in decode + NMS (timed around the
   calls inside the same run).
 
-    python benchmarks/detect_bench.py [--train-rounds 15] [--repeats 3] [--threads 1] [--checkpoint runs/detect/shapes/best.pt]
+    python benchmarks/detect_bench.py [--train-rounds 7] [--repeats 3] [--threads 1] [--checkpoint runs/detect/shapes/best.pt]
 """
 from __future__ import annotations
 
@@ -29,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -37,56 +37,58 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from step_interleave import StepBySide  # noqa: E402
+
+
+class PlainLoop:
+    """A hand-written loop on the same pieces: the data set (augmentation included), collate,
+    model and loss (target encoding included), torch's SGD and a warm-up schedule."""
+
+    def __init__(self, recipe, task, seed: int) -> None:
+        from torch.utils.data import DataLoader
+
+        from visiontk.engine.build import build_model
+
+        torch.manual_seed(seed)
+        dataset, classes = task.build_dataset(recipe, "train", train=True)
+        self.loader = DataLoader(dataset, batch_size=recipe.train.batch_size, shuffle=True, collate_fn=task.collate)
+        self.model = build_model(recipe, len(classes))
+        self.loss_fn = task.build_loss(recipe, len(classes))
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=recipe.train.lr, momentum=recipe.train.momentum,
+                                   weight_decay=recipe.train.weight_decay)
+        warmup = max(recipe.train.warmup_iters, 1)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda it: min(1.0, (it + 1) / warmup))
+        self.model.train()
+
+    def steps(self) -> Iterator[int]:
+        """One epoch; each next() runs one step (its batch fetched inside) and gives its image count."""
+        for images, targets in self.loader:
+            loss, _ = self.loss_fn(self.model(images), targets)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.sched.step()
+            yield images.shape[0]
+
 
 def plain_epoch(recipe, task, seed: int) -> float:
-    """One epoch of a hand-written loop on the same pieces; returns images/s."""
-    from torch.utils.data import DataLoader
-
-    from visiontk.engine.build import build_model
-
-    torch.manual_seed(seed)
-    dataset, classes = task.build_dataset(recipe, "train", train=True)
-    loader = DataLoader(dataset, batch_size=recipe.train.batch_size, shuffle=True, collate_fn=task.collate)
-    model = build_model(recipe, len(classes))
-    loss_fn = task.build_loss(recipe, len(classes))
-    opt = torch.optim.SGD(model.parameters(), lr=recipe.train.lr, momentum=recipe.train.momentum,
-                          weight_decay=recipe.train.weight_decay)
-    warmup = max(recipe.train.warmup_iters, 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: min(1.0, (it + 1) / warmup))
-    model.train()
-    n, start = 0, time.perf_counter()
-    for images, targets in loader:
-        loss, _ = loss_fn(model(images), targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        n += images.shape[0]
+    """One epoch of the plain loop alone; images/s."""
+    loop = PlainLoop(recipe, task, seed)
+    start = time.perf_counter()
+    n = sum(loop.steps())
     return n / (time.perf_counter() - start)
 
 
-def side_by_side(recipe, task, project: Path, seed: int, plain_first: bool) -> tuple[float, float]:
-    """(ours, plain) images/s: one epoch through the Trainer, unchanged (its own measurement of
-    the epoch loop; eval and checkpoints excluded), with the plain loop's epoch run right
-    before or right after it inside the same fit(), so both see the same machine load."""
-    from visiontk.engine.trainer import Trainer
-
-    plain: list[float] = []
-
-    class SideBySide(Trainer):
-        def _train_epoch(self, epoch, *args):
-            if plain_first:
-                plain.append(plain_epoch(recipe, task, seed))
-            row = super()._train_epoch(epoch, *args)
-            if not plain_first:
-                plain.append(plain_epoch(recipe, task, seed))
-            return row
-
+def step_by_side(recipe, task, project: Path, seed: int) -> tuple[float, float]:
+    """(ours, plain) images/s of one Trainer epoch (the Trainer unchanged; eval and
+    checkpoints excluded) taking turns step by step with the plain loop's epoch."""
     r = recipe.model_copy(update={"train": recipe.train.model_copy(update={"epochs": 1, "seed": seed}),
                                   "output": recipe.output.model_copy(update={"plots": False})})
-    trainer = SideBySide(r, device="cpu", project=str(project), name=f"bench-{seed}")
+    trainer = StepBySide(r, lambda: PlainLoop(recipe, task, seed).steps(), device="cpu", project=str(project),
+                         name=f"bench-{seed}")
     trainer.fit()
-    return trainer.history[-1]["train/img_per_s"], plain[0]
+    return trainer.pairs[-1]
 
 
 class Timed:
@@ -123,10 +125,10 @@ def predict_run(checkpoint: Path, paths: list[Path], batch_size: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    # 15: one epoch here is 1-2 s and swings by +-20% on a 2-core machine; three runs of 7 rounds
-    # gave medians 0.93 and 1.07, one of 15 gave 1.01 (0.87-1.28).
-    parser.add_argument("--train-rounds", type=int, default=15,
-                        help="rounds of one Trainer epoch and one plain-loop epoch side by side (the order alternates)")
+    # 7: taking turns step by step, 7 rounds gave 1.03 (1.01-1.03); whole epochs side by side
+    # needed 15 and still spread 0.72-1.20.
+    parser.add_argument("--train-rounds", type=int, default=7,
+                        help="rounds of one Trainer epoch and one plain-loop epoch taking turns step by step")
     parser.add_argument("--repeats", type=int, default=3, help="predict runs")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadier on a shared machine)")
     parser.add_argument("--batch-size", type=int, default=32, help="predict batch size")
@@ -155,8 +157,8 @@ def main() -> None:
         # shapes, the allocator's growth), which would fall on the Trainer alone (round 0 runs it first).
         plain_epoch(recipe, task, seed=args.train_rounds)
         for i in range(args.train_rounds):
-            # Side by side within one fit(); which loop goes first alternates between rounds.
-            o, p = side_by_side(recipe, task, tmp / "runs", seed=i, plain_first=i % 2 == 1)
+            # Step by step in turn within one fit() (step_interleave.py).
+            o, p = step_by_side(recipe, task, tmp / "runs", seed=i)
             ours.append(o)
             plain.append(p)
         ratios = [o / p for o, p in zip(ours, plain)]

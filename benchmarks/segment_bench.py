@@ -1,15 +1,15 @@
 """Segmentation throughput: images/s for training and prediction, FCN-8s and U-Net.
 
 Training: the shared Trainer against a plain PyTorch loop (same model, same
-data set and loader, AdamW and cross-entropy). The two loops run epoch by
-epoch side by side: the Trainer, unchanged, runs its own fit() and times its
-own epochs, and one plain-loop epoch runs next to each of them (before it on
-odd epochs, after it on even ones), so each pair of epochs sees the same
-machine load. Before, a whole Trainer run and a whole plain run were
-compared, seconds apart: on a shared 2-core machine a burst of load hit one
-side only and the round ratios spread 0.79-1.15. The first epoch of each is a
-warm-up; a round's ratio is its measured Trainer epochs' mean rate over its
-plain epochs', ours/plain the median of the rounds' ratios, with their range.
+data set and loader, AdamW and cross-entropy). The Trainer, unchanged, runs
+its own fit() and times its own epochs; in each of them a plain-loop epoch
+takes turns with it step by step (step_interleave.py), so both loops run in
+the same seconds of the machine: its speed drifts by +-13% from second to
+second on this shared VM, and whole epochs side by side spread 0.79-1.15
+(runs seconds apart) and 0.98-1.10 (adjacent epochs). The first epoch of
+each is a warm-up; a round's ratio is its measured Trainer epochs' mean rate
+over its plain epochs', ours/plain the median of the rounds' ratios, with
+their range.
 The plain loop uses torch's default AdamW (the per-tensor loop on the CPU) and
 F.cross_entropy; the Trainer its own optimizer (engine/optim.py: fused
 kernel, no decay on biases and norms) and the task's loss (which also makes
@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from statistics import median
 
@@ -36,11 +38,13 @@ from torch.utils.data import DataLoader  # noqa: E402
 from visiontk.data.synth import synth_segment  # noqa: E402
 from visiontk.engine.build import build_model  # noqa: E402
 from visiontk.engine.predictor import Predictor  # noqa: E402
-from visiontk.engine.trainer import Trainer  # noqa: E402
 from visiontk.tasks.recipes import recipe_from_dict  # noqa: E402
 from visiontk.tasks.registry import get_task  # noqa: E402
 from visiontk.outputs.output_file import OutputFile  # noqa: E402
 from visiontk.tasks.options.segment import SegmentPredictOptions  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from step_interleave import StepBySide  # noqa: E402
 
 DECODERS = ("fcn8s", "unet")
 
@@ -57,7 +61,7 @@ def make_recipe(decoder: str, root: Path, size: int, epochs: int, batch: int):
 
 
 class PlainLoop:
-    """The same model, data and optimizer in the textbook loop; one epoch per call (images/s)."""
+    """The same model, data and optimizer in the textbook loop."""
 
     def __init__(self, recipe):
         task = get_task("segment")
@@ -68,39 +72,21 @@ class PlainLoop:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=recipe.train.lr,
                                            weight_decay=recipe.train.weight_decay)
 
-    def epoch(self) -> float:
-        images_seen, start = 0, time.perf_counter()
+    def steps(self) -> Iterator[int]:
+        """One epoch; each next() runs one step (its batch fetched inside) and gives its image count."""
         for images, masks in self.loader:
             loss = torch.nn.functional.cross_entropy(self.model(images), masks, ignore_index=255)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            images_seen += images.shape[0]
-        return images_seen / (time.perf_counter() - start)
-
-
-class SideBySide(Trainer):
-    """The Trainer as it is, with one plain-loop epoch run next to each of its training
-    epochs (the order alternates); `pairs`: (Trainer's own images/s, plain's) per epoch."""
-
-    def __init__(self, recipe, plain: PlainLoop, **kwargs):
-        super().__init__(recipe, **kwargs)
-        self.plain, self.pairs = plain, []
-
-    def _train_epoch(self, epoch, *args):
-        plain_first = epoch % 2 == 1
-        plain = self.plain.epoch() if plain_first else None
-        row = super()._train_epoch(epoch, *args)
-        if not plain_first:
-            plain = self.plain.epoch()
-        self.pairs.append((row["train/img_per_s"], plain))
-        return row
+            yield images.shape[0]
 
 
 def train_round(recipe, project: Path) -> tuple[float, float]:
     """(ours, plain) images/s: means over the epochs after the first (a warm-up) of one Trainer
-    run and the plain-loop epochs paired with them."""
-    trainer = SideBySide(recipe, PlainLoop(recipe), device="cpu", project=str(project))
+    run, each taking turns step by step with a plain-loop epoch (one plain loop, trained on)."""
+    plain = PlainLoop(recipe)
+    trainer = StepBySide(recipe, plain.steps, device="cpu", project=str(project))
     trainer.fit()
     measured = trainer.pairs[1:] or trainer.pairs
     return (sum(o for o, _ in measured) / len(measured), sum(p for _, p in measured) / len(measured))
@@ -128,7 +114,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=3, help="per measurement; the first is a warm-up")
-    parser.add_argument("--rounds", type=int, default=5, help="Trainer runs, each with its plain-loop epochs side by side")
+    parser.add_argument("--rounds", type=int, default=5, help="Trainer runs, each epoch taking turns step by step with a plain-loop epoch")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -153,7 +139,7 @@ def main() -> None:
             rows.append((decoder, median(ours), median(plain), ratios, e2e, fwd))
 
     print(f"segmentation throughput, {args.size} px, batch {args.batch}, {args.threads} threads, CPU (images/s); "
-          f"train: medians of {args.rounds} rounds of epochs side by side (range of ours/plain in brackets)")
+          f"train: medians of {args.rounds} rounds of epochs taking turns step by step (range of ours/plain in brackets)")
     header = (f"{'decoder':8} {'train ours':>11} {'train plain':>12} {'ours/plain':>11} {'(range)':>11} "
               f"{'predict e2e':>12} {'forward':>9}")
     print(header)
