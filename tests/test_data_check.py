@@ -271,3 +271,25 @@ def test_cli_exit_codes_report_and_files(tmp_path):
     res = run_cli("data", "check", str(broken), "--out-dir", str(broken / "report"))
     assert res.returncode == 2 and "inside the data set" in res.stderr
     assert not (broken / "report").exists()
+
+
+def test_unet_style_folders_with_black_and_white_masks_are_a_mask_set(tmp_path):
+    """Found on ISBI 2012: train/image + train/label (0/255 PNGs), no val folder, was taken for an
+    ImageFolder with two classes, 'image' and 'label'. It is a mask set: 255 is class 1 (not
+    ignore), and the last 20 % of train is held out as val."""
+    root = tmp_path / "membrane"
+    rng = np.random.default_rng(4)
+    masks = []
+    for i in range(5):
+        _png(root / "train" / "image" / f"{i}.png", size=16, seed=i, mode="L")
+        mask = np.where(rng.random((16, 16)) < 0.3, 0, 255).astype(np.uint8)
+        (root / "train" / "label").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask).save(root / "train" / "label" / f"{i}.png")
+        masks.append(mask)
+    summary = _check(root, tmp_path)
+    assert (summary["task"], summary["format"], summary["clean"]) == ("segment", "masks", True)
+    train, val = summary["splits"]
+    assert (train["images"]["count"], val["images"]["count"]) == (4, 1)
+    counts = [int((np.stack(masks[:4]) == v).sum()) for v in (0, 255)]
+    assert [(c["name"], c["pixels"]) for c in train["classes"]] == [("0", counts[0]), ("255", counts[1])]
+    assert train["pixels"]["ignored"] == 0
