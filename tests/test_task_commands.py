@@ -172,3 +172,16 @@ def test_eval_names_a_missing_relative_data_root_and_how_to_give_one(tmp_path, m
     synth_classify(tmp_path / "shapes", n=12, size=16, seed=0)
     metrics, _ = evaluate_checkpoint(ckpt, "classify", data=str(tmp_path / "shapes"), device="cpu")
     assert metrics["count"] == len(list((tmp_path / "shapes" / "val").rglob("*.png")))
+
+
+@pytest.mark.parametrize("task, recipe", [("classify", "classify/hymenoptera-lenet"), ("segment", "segment/membrane")])
+def test_train_names_a_missing_data_root_by_its_key(tmp_path, task, recipe):
+    """Found with the shipped real-data recipes (data.root ../shared/data/...) run from another
+    folder: classify said '.../train: data folder does not exist', segment '.../train/image: not
+    a directory', neither naming data.root. One line for every task, nothing left behind."""
+    res = run_cli(task, "train", recipe, "--set", "data.root=../no-such-set", "--project", str(tmp_path / "runs"),
+                  cwd=tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.strip() == (f"error: ../no-such-set: data root does not exist (data.root, read from the current "
+                                  f"folder {tmp_path}); give it: --set data.root=PATH")
+    assert not (tmp_path / "runs").exists()
