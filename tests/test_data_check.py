@@ -293,3 +293,26 @@ def test_unet_style_folders_with_black_and_white_masks_are_a_mask_set(tmp_path):
     counts = [int((np.stack(masks[:4]) == v).sum()) for v in (0, 255)]
     assert [(c["name"], c["pixels"]) for c in train["classes"]] == [("0", counts[0]), ("255", counts[1])]
     assert train["pixels"]["ignored"] == 0
+
+
+def test_voc_xml_beside_an_images_folder_is_a_voc_set(tmp_path):
+    """Found on the raccoon set (annotations/*.xml + images/, split by CSV lists): `data check DIR`
+    found no layout, even with --task detect. It is read as VOC, every annotation in both
+    splits until data.options.ids splits them (the set's CSV lists)."""
+    root = tmp_path / "raccoon"
+    (root / "annotations").mkdir(parents=True)
+    for i in range(3):
+        _png(root / "images" / f"r-{i}.jpg", seed=i)
+        (root / "annotations" / f"r-{i}.xml").write_text(
+            f"<annotation><filename>r-{i}.jpg</filename><size><width>16</width><height>16</height></size><object>"
+            f"<name>raccoon</name><bndbox><xmin>2</xmin><ymin>2</ymin><xmax>9</xmax><ymax>9</ymax></bndbox>"
+            f"</object></annotation>")
+    (root / "data").mkdir()
+    (root / "data" / "train_labels.csv").write_text("filename,class\nr-0.jpg,raccoon\nr-1.jpg,raccoon\n")
+    (root / "data" / "test_labels.csv").write_text("filename,class\nr-2.jpg,raccoon\n")
+    summary = _check(root, tmp_path)
+    assert (summary["task"], summary["format"], summary["clean"]) == ("detect", "voc", True)
+    assert [(s["images"]["count"], s["classes"][0]["name"]) for s in summary["splits"]] == [(3, "raccoon")] * 2
+    split = check_target(str(root), "detect", ["data.options.ids={train: data/train_labels.csv, val: data/test_labels.csv}"],
+                         out_dir=tmp_path / "split", plots=False)
+    assert [s["images"]["count"] for s in split["splits"]] == [2, 1] and split["clean"]

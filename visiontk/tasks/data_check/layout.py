@@ -8,7 +8,8 @@ top, as for a recipe. Looked for in this order, within ``--task`` when given:
 * a YOLO data yaml (the path itself, or a ``*.yaml`` in the folder with
   ``names`` and ``train``/``val``): detect, yolo;
 * ``annotations/instances_<split>.json``: COCO (detect; segment with --task);
-* ``Annotations/`` or ``SegmentationClass/`` beside ``JPEGImages/``: VOC;
+* ``Annotations/`` or ``SegmentationClass/`` beside ``JPEGImages/``: VOC (detect also
+  ``annotations/*.xml`` beside ``images/``);
 * ``<split>/images`` + ``<split>/masks`` or ``images/<split>`` + ``masks/<split>`` (also named
   ``image`` and ``mask``, ``labels`` or ``label``, as U-Net sets often are): mask folders; masks
   that hold only 0 and 255 are read as black/white (``mask_values: {0: 0, 255: 1}``), and a set
@@ -32,7 +33,8 @@ from visiontk.recipe import apply_overrides, read_recipe
 TEMPLATES = {("detect", "coco"): "detect/coco", ("detect", "yolo"): "detect/yolo", ("detect", "voc"): "detect/voc",
              ("segment", "masks"): "segment/masks", ("segment", "voc"): "segment/voc",
              ("segment", "coco"): "segment/coco", ("classify", "imagefolder"): "classify/imagefolder"}
-LAYOUTS = ("YOLO data yaml", "COCO annotations/instances_<split>.json", "VOC Annotations|SegmentationClass + JPEGImages",
+LAYOUTS = ("YOLO data yaml", "COCO annotations/instances_<split>.json",
+           "VOC Annotations|SegmentationClass + JPEGImages (or annotations/*.xml + images)",
            "mask folders <split>/images|image + <split>/masks|mask|labels|label",
            "ImageFolder <split>/<class>/<image>")
 # Mask-folder names, in the order tried: the template's first.
@@ -64,10 +66,18 @@ def _coco(root: Path) -> dict | None:
 
 def _voc(root: Path, task: str) -> dict | None:
     folder = "Annotations" if task == "detect" else "SegmentationClass"
+    options: dict = {}
     if not ((root / folder).is_dir() and (root / "JPEGImages").is_dir()):
-        return None
+        # Pascal VOC xml outside VOCdevkit's names (the raccoon set: annotations/*.xml + images/).
+        if not (task == "detect" and (root / "annotations").is_dir() and (root / "images").is_dir()
+                and next((root / "annotations").glob("*.xml"), None) is not None):
+            return None
+        options = {"annotations": "annotations", "images": "images"}
     lists = root / "ImageSets" / ("Main" if task == "detect" else "Segmentation")
-    options = {} if (lists / "train.txt").is_file() else {"ids": None}
+    if not (lists / "train.txt").is_file():
+        options["ids"] = None
+        info(f"{root}: no ImageSets split lists: train and val both read every annotation, unless "
+             f"data.options.ids gives them (a list, or a CSV with a filename column, per split)")
     # Without a class list: the names the files hold (detect), VOC's 21 or classes.txt (segment).
     return {"train": "train", "val": "val", "options": options, "classes": None}
 
