@@ -271,3 +271,48 @@ def test_cli_exit_codes_report_and_files(tmp_path):
     res = run_cli("data", "check", str(broken), "--out-dir", str(broken / "report"))
     assert res.returncode == 2 and "inside the data set" in res.stderr
     assert not (broken / "report").exists()
+
+
+def test_unet_style_folders_with_black_and_white_masks_are_a_mask_set(tmp_path):
+    """Found on ISBI 2012: train/image + train/label (0/255 PNGs), no val folder, was taken for an
+    ImageFolder with two classes, 'image' and 'label'. It is a mask set: 255 is class 1 (not
+    ignore), and the last 20 % of train is held out as val."""
+    root = tmp_path / "membrane"
+    rng = np.random.default_rng(4)
+    masks = []
+    for i in range(5):
+        _png(root / "train" / "image" / f"{i}.png", size=16, seed=i, mode="L")
+        mask = np.where(rng.random((16, 16)) < 0.3, 0, 255).astype(np.uint8)
+        (root / "train" / "label").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask).save(root / "train" / "label" / f"{i}.png")
+        masks.append(mask)
+    summary = _check(root, tmp_path)
+    assert (summary["task"], summary["format"], summary["clean"]) == ("segment", "masks", True)
+    train, val = summary["splits"]
+    assert (train["images"]["count"], val["images"]["count"]) == (4, 1)
+    counts = [int((np.stack(masks[:4]) == v).sum()) for v in (0, 255)]
+    assert [(c["name"], c["pixels"]) for c in train["classes"]] == [("0", counts[0]), ("255", counts[1])]
+    assert train["pixels"]["ignored"] == 0
+
+
+def test_voc_xml_beside_an_images_folder_is_a_voc_set(tmp_path):
+    """Found on the raccoon set (annotations/*.xml + images/, split by CSV lists): `data check DIR`
+    found no layout, even with --task detect. It is read as VOC, every annotation in both
+    splits until data.options.ids splits them (the set's CSV lists)."""
+    root = tmp_path / "raccoon"
+    (root / "annotations").mkdir(parents=True)
+    for i in range(3):
+        _png(root / "images" / f"r-{i}.jpg", seed=i)
+        (root / "annotations" / f"r-{i}.xml").write_text(
+            f"<annotation><filename>r-{i}.jpg</filename><size><width>16</width><height>16</height></size><object>"
+            f"<name>raccoon</name><bndbox><xmin>2</xmin><ymin>2</ymin><xmax>9</xmax><ymax>9</ymax></bndbox>"
+            f"</object></annotation>")
+    (root / "data").mkdir()
+    (root / "data" / "train_labels.csv").write_text("filename,class\nr-0.jpg,raccoon\nr-1.jpg,raccoon\n")
+    (root / "data" / "test_labels.csv").write_text("filename,class\nr-2.jpg,raccoon\n")
+    summary = _check(root, tmp_path)
+    assert (summary["task"], summary["format"], summary["clean"]) == ("detect", "voc", True)
+    assert [(s["images"]["count"], s["classes"][0]["name"]) for s in summary["splits"]] == [(3, "raccoon")] * 2
+    split = check_target(str(root), "detect", ["data.options.ids={train: data/train_labels.csv, val: data/test_labels.csv}"],
+                         out_dir=tmp_path / "split", plots=False)
+    assert [s["images"]["count"] for s in split["splits"]] == [2, 1] and split["clean"]

@@ -236,3 +236,26 @@ def test_grey_models_read_grey_pixels_in_every_task(tmp_path):
     y, _ = SegmentationDataset([SegmentationRecord(tmp_path / "a.png", tmp_path / "a_mask.png")], 1, pre)[0]
     assert x.shape == y.shape == (1, 16, 16)
     assert torch.equal(x, pre(tmp_path / "a.png")) and torch.equal(y, x)
+
+
+def test_grey_model_on_three_value_normalisation_checkpoints_load(tmp_path):
+    """Found with transfer/membrane-lite0 (grey input, ImageNet-Lite0's (x - 127) / 128 for 3
+    channels): training wrote 'mean' with 3 values beside preprocess.mean with 1, and eval and
+    predict of its best.pt then refused it ("'mean' is [...] x3 but 'preprocess.mean' is [...]").
+    The older key is read as the preprocess reads a longer list, its first value: the checkpoint
+    loads, and a first value that disagrees is still refused."""
+    from untrained import save_untrained_checkpoint
+
+    from visiontk.engine.build import model_from_checkpoint
+
+    path = save_untrained_checkpoint(tmp_path / "best.pt", "classify/shapes",
+                                     ["model.in_channels=1", "data.mean=[0.5, 0.4, 0.3]", "data.std=[0.25, 0.2, 0.2]",
+                                      "data.image_size=16", "model.backbone_options.width=4"], ["a", "b"])
+    _, ckpt = model_from_checkpoint(path, "classify")
+    assert (ckpt["mean"], ckpt["std"]) == ([0.5, 0.4, 0.3], [0.25, 0.2, 0.2])  # the older keys, as written
+    assert (ckpt["preprocess"]["mean"], ckpt["preprocess"]["std"]) == ([0.5], [0.25])
+    tampered = torch.load(path, weights_only=True)
+    tampered["mean"] = [0.9, 0.4, 0.3]
+    torch.save(tampered, tmp_path / "tampered.pt")
+    with pytest.raises(UserError, match=r"'mean' is \[0.9, 0.4, 0.3\] but 'preprocess.mean' is \[0.5\]"):
+        model_from_checkpoint(tmp_path / "tampered.pt", "classify")

@@ -85,6 +85,17 @@ def test_bad_override_syntax(bad):
         parse_override(bad)
 
 
+def test_path_template_override_says_how_to_quote_it():
+    """Found on the ISBI membrane set: --set 'data.options.images={split}/image' was refused with
+    YAML's "expected '<document start>', but found '<scalar>'" alone. The message now shows the
+    quoted form, and that form gives the template."""
+    with pytest.raises(UserError) as info:
+        parse_override("data.options.images={split}/image")
+    quoted = """--set 'data.options.images="{split}/image"'"""
+    assert quoted in str(info.value)
+    assert parse_override(quoted[len("--set '"):-1]) == ("data.options.images", "{split}/image")
+
+
 def test_override_of_unknown_key_is_rejected(tmp_path):
     with pytest.raises(UserError, match="unknown key 'train.epoch'"):
         load_recipe(write(tmp_path, BASE), ["train.epoch=3"])

@@ -1,4 +1,5 @@
 """Segmentation records from the formats layer: masks loaded and checked under the policy, COCO classes mapped."""
+import dataclasses
 import json
 from pathlib import Path
 
@@ -152,3 +153,25 @@ def test_coco_size_differing_from_the_image_is_a_bad_mask(tmp_path, warnings):
     kept = check_records(records, len(names), "skip")
     assert [r.image.name for r in kept] == ["one.jpg", "two.jpg"]
     assert len(warnings) == 1 and "mask size 12x11 differs from image wrong.jpg size 12x10" in warnings[0]
+
+
+def test_black_and_white_masks_read_as_indices_are_warned_about(tmp_path, monkeypatch):
+    """Found on ISBI 2012 (labels stored 0/255): 255 is ignore, so read as class indices the
+    masks held class 0 alone and training and `data check` said nothing. With mask_values
+    {0: 0, 255: 1} (or any mask holding class 1) there is no such line."""
+    from visiontk.tasks.segment import readers
+
+    said = []
+    monkeypatch.setattr(readers, "warn", said.append)
+    write_image(tmp_path / "img/a.png", 3, 4)
+    write_mask(tmp_path / "masks/a.png", [[0, 0, 255, 255]] * 3)
+    records = folder_records(tmp_path / "img", tmp_path / "masks")
+    assert len(check_records(records, num_classes=2)) == 1
+    assert len(said) == 1 and "only 0 and 255" in said[0] and "mask_values: {0: 0, 255: 1}" in said[0]
+    assert str(tmp_path / "masks/a.png") in said[0]
+    said.clear()
+    table = tuple([0] + [-1] * 254 + [1])
+    check_records([dataclasses.replace(r, values=table) for r in records], num_classes=2)
+    write_mask(tmp_path / "masks/a.png", [[0, 1, 255, 255]] * 3)  # a class-1 pixel: a set with an ignore border
+    check_records(records, num_classes=2)
+    assert said == []

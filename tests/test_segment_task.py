@@ -298,3 +298,41 @@ def test_fcn8s_trains_to_miou_045_with_the_shared_trainer(tmp_path, outcome):
     assert losses[-1] < 0.6 * losses[0]
     assert best >= 0.45, [round(row["val/miou"], 3) for row in history]
     assert result["best_fitness"] == best
+
+
+def test_masks_stored_black_and_white_are_predicted_in_their_stored_values(tmp_path):
+    """Found on ISBI 2012: trained on 0/255 labels through mask_values {0: 0, 255: 1}, predict
+    wrote 0/1 masks (near black, not comparable with the labels). The stored value of each
+    class goes into the checkpoint (category_ids, as a class map's ids do): masks come out 0/255,
+    and 0/1 with --mask-values index. A table giving a class two values keeps the indices."""
+    from untrained import save_untrained_checkpoint
+
+    from visiontk.engine.build import checkpoint_meta
+    from visiontk.engine.predictor import Predictor
+    from visiontk.tasks.options.segment import SegmentPredictOptions
+
+    for i in range(2):
+        mask = np.zeros((16, 16), dtype=np.uint8)
+        mask[:, 4 + i:] = 255
+        write_pair(tmp_path / "train/image" / f"{i}.png", tmp_path / "train/label" / f"{i}.png", mask)
+    opts = {"images": "{split}/image", "masks": "{split}/label", "mask_values": {0: 0, 255: 1}}
+    r = recipe(tmp_path, data__classes=["membrane", "cell"], data__image_size=16, data__options=opts,
+               model={"backbone": "tinycnn", "backbone_options": {"width": 4}, "head": {"decoder": "fcn32s"}})
+    ds, classes = TASK.build_dataset(r, "train", train=False)
+    assert ds.category_ids == [0, 255]
+    two = recipe(tmp_path, data__classes=["membrane", "cell"], data__options={**opts, "mask_values": {0: 0, 128: 1, 255: 1}})
+    assert TASK.build_dataset(two, "train", train=False)[0].category_ids is None
+
+    ckpt_path = save_untrained_checkpoint(tmp_path / "best.pt", "segment/shapes-unet",
+                                          ["data.image_size=16", "model.backbone_options.width=4"], classes)
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    ckpt["category_ids"] = checkpoint_meta(r, classes, ds.category_ids)["category_ids"]  # what the trainer stores
+    # Every pixel class 1 (cell), so that its written value tells the modes apart.
+    ckpt["model"]["decoder.head.bias"] = torch.tensor([0.0, 100.0])
+    torch.save(ckpt, ckpt_path)
+    image = tmp_path / "train/image/0.png"
+    for values, written in (("ids", 255), ("index", 1)):
+        records = []
+        Predictor(ckpt_path, "segment", device="cpu", precision="fp32",
+                  options=SegmentPredictOptions(mask_values=values)).run(iter([image]), records.append)
+        assert records[0]["mask"].shape == (16, 16) and np.unique(records[0]["mask"]).tolist() == [written]

@@ -147,3 +147,41 @@ def test_a_task_option_cannot_shadow_a_shared_one():
     with pytest.raises(ValueError, match="parameter defined twice: device"):
         build_command("X.", [Param("device", str, typer.Option("auto")), Param("device", str, typer.Option("cpu"))],
                       lambda **v: None)
+
+
+def test_eval_names_a_missing_relative_data_root_and_how_to_give_one(tmp_path, monkeypatch):
+    """Found with recipes/classify/hymenoptera-lenet (data.root ../shared/data/...): eval run
+    from another folder than training said only '../shared/data/hymenoptera/val: data folder
+    does not exist'. It now names the checkpoint's root, the folder it was read from, and
+    the DATA argument; given, that root is used."""
+    from untrained import save_untrained_checkpoint
+
+    from visiontk.data.synth import synth_classify
+    from visiontk.engine.evaluator import evaluate_checkpoint
+
+    ckpt = save_untrained_checkpoint(tmp_path / "best.pt", "classify/shapes",
+                                     ["data.root=../data/shapes", "data.image_size=16",
+                                      "model.backbone_options.width=4"], ["circle", "square", "triangle"])
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(UserError) as info:
+        evaluate_checkpoint(ckpt, "classify", device="cpu")
+    message = str(info.value)
+    assert message.startswith("../data/shapes: the data root of") and str(tmp_path / "elsewhere") in message
+    assert f"visiontk classify eval {ckpt} PATH/TO/DATA" in message
+    synth_classify(tmp_path / "shapes", n=12, size=16, seed=0)
+    metrics, _ = evaluate_checkpoint(ckpt, "classify", data=str(tmp_path / "shapes"), device="cpu")
+    assert metrics["count"] == len(list((tmp_path / "shapes" / "val").rglob("*.png")))
+
+
+@pytest.mark.parametrize("task, recipe", [("classify", "classify/hymenoptera-lenet"), ("segment", "segment/membrane")])
+def test_train_names_a_missing_data_root_by_its_key(tmp_path, task, recipe):
+    """Found with the shipped real-data recipes (data.root ../shared/data/...) run from another
+    folder: classify said '.../train: data folder does not exist', segment '.../train/image: not
+    a directory', neither naming data.root. One line for every task, nothing left behind."""
+    res = run_cli(task, "train", recipe, "--set", "data.root=../no-such-set", "--project", str(tmp_path / "runs"),
+                  cwd=tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.strip() == (f"error: ../no-such-set: data root does not exist (data.root, read from the current "
+                                  f"folder {tmp_path}); give it: --set data.root=PATH")
+    assert not (tmp_path / "runs").exists()

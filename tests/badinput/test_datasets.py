@@ -54,7 +54,7 @@ def test_split_with_no_class_folders(data, tmp_path):
 
 def test_missing_data_root(tmp_path):
     out = train(tmp_path / "nowhere", tmp_path / "runs")
-    assert_error(out, f"{tmp_path / 'nowhere' / 'train'}: data folder does not exist")
+    assert_error(out, f"{tmp_path / 'nowhere'}: data root does not exist (data.root); give it: --set data.root=PATH")
 
 
 def test_class_folder_with_no_images_is_a_warning(data, tmp_path):

@@ -40,7 +40,8 @@ def test_missing_pretrained_weights_fail_before_the_data_is_read(tiny_data, tmp_
 
 def test_unreadable_data_root_leaves_nothing_under_project(tmp_path):
     runs = tmp_path / "runs"
-    assert_error(train(tmp_path / "nowhere", runs), f"{tmp_path / 'nowhere' / 'train'}: data folder does not exist")
+    assert_error(train(tmp_path / "nowhere", runs),
+                 f"{tmp_path / 'nowhere'}: data root does not exist (data.root); give it: --set data.root=PATH")
     (tmp_path / "a-file").write_bytes(b"not a folder")
     out = train(tmp_path / "a-file", runs)
     assert out.returncode == 2 and str(tmp_path / "a-file") in out.stderr, out.stderr

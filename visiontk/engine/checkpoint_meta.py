@@ -212,9 +212,14 @@ def _check_consistent(ckpt: dict, pre: Preprocess, recipe: Recipe, source: str) 
         if stored is None or value is None:
             continue
         stored = [stored, stored] if key == "input_size" and isinstance(stored, int) else stored
+        read = stored
+        if key in ("mean", "std") and isinstance(stored, list) and len(stored) > len(value):
+            # Read as the preprocess reads a longer list: its first values. A grey model on
+            # weights normalised per RGB channel (transfer/membrane-lite0) keeps all three here.
+            read = stored[:len(value)]
         same = (list(stored) == value if key == "input_size"
                 else stored == value if key == "in_channels"
-                else len(stored) == len(value) and all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(stored, value)))
+                else len(read) == len(value) and all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(read, value)))
         if not same:
             field = {"input_size": "size", "in_channels": "channels"}.get(key, key)
             raise UserError(f"{source}: '{key}' is {stored} but 'preprocess.{field}' is {value}")

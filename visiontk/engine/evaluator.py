@@ -20,6 +20,7 @@ from visiontk.engine import distributed
 from visiontk.engine.build import model_from_checkpoint
 from visiontk.engine.performance import prepare_for_inference, use_channels_last
 from visiontk.engine.resources import check_batch_memory
+from visiontk.errors import UserError
 from visiontk.tasks.options.fields import with_checkpoint_defaults
 
 
@@ -54,6 +55,18 @@ def evaluate(task, model: nn.Module, loader, device: torch.device, classes: list
     return metric.compute()
 
 
+def stored_root_present(checkpoint: str | Path, task_name: str, root: str) -> None:
+    """The data root stored in the checkpoint's recipe exists, or one line saying how to give
+    another: a relative root (recipes/*/hymenoptera-lenet: ../shared/data/...) is read from the
+    current folder, so eval run from elsewhere than training would otherwise name only a
+    missing split folder."""
+    if Path(root).exists():
+        return
+    where = "" if Path(root).is_absolute() else f", read from the current folder {Path.cwd()}"
+    raise UserError(f"{root}: the data root of {checkpoint}'s recipe does not exist{where}; give the data set's "
+                    f"root: visiontk {task_name} eval {checkpoint} PATH/TO/DATA")
+
+
 def evaluate_checkpoint(checkpoint: str | Path, task_name: str, data: str | None = None, split: str = "val",
                         device: str = "auto", batch_size: int = 32, workers: int = 0, options: object | None = None,
                         before_work: Callable[[dict, str], None] | None = None):
@@ -73,6 +86,8 @@ def evaluate_checkpoint(checkpoint: str | Path, task_name: str, data: str | None
     try:
         model, ckpt = model_from_checkpoint(checkpoint, task_name)
         recipe = ckpt["recipe_obj"]
+        if data is None:
+            stored_root_present(checkpoint, task_name, recipe.data.root)
         if before_work is not None:
             before_work(ckpt, data if data is not None else recipe.data.root)
         model.to(dev)

@@ -180,6 +180,11 @@ class Trainer:
                                 f"line's; resume never writes data there (give --set data.root=DIR to choose where)")
             task.prepare_data(r)
         self._barrier()
+        root = Path(r.data.root)
+        if not root.exists():
+            # Said here for every task and format (the readers would name a split folder at best).
+            where = "" if root.is_absolute() else f", read from the current folder {Path.cwd()}"
+            raise UserError(f"{root}: data root does not exist (data.root{where}); give it: --set data.root=PATH")
         train_ds, classes = task.build_dataset(r, "train", train=True)
         val_ds, _ = task.build_dataset(r, "val", train=False, classes=classes)
         if len(train_ds) == 0:

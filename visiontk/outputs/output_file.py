@@ -91,6 +91,22 @@ class OutputFile:
         if self.path.exists() and not self.overwrite:
             raise UserError(f"{self.path}: output file exists (use --overwrite to replace it)")
 
+    def format_by_name(self, given, by_suffix: dict, default, what: str = "this command"):
+        """The results format: `given` (--format) when the user gave one, else the one --out's
+        name says (`by_suffix`: '.csv' -> csv), else `default`. A name whose suffix maps to
+        None is a format the command does not write: refused rather than written as another
+        (a preds.csv holding JSON lines)."""
+        if given is not None:
+            return given
+        suffix = self.path.suffix.lower() if self.path is not None else ""
+        if suffix not in by_suffix:
+            return default
+        if by_suffix[suffix] is None:
+            known = ", ".join(f"{s} ({getattr(f, 'value', f)})" for s, f in by_suffix.items() if f is not None)
+            raise UserError(f"{self.path}: {what} does not write {suffix} files (--out names: {known}; "
+                            f"or give --format)")
+        return by_suffix[suffix]
+
     def refuse_input(self, path: str | Path, what: str = "an input image") -> None:
         if self.path is not None and same_file(path, self.path):
             raise UserError(f"{path}: is both {what} and the --out file; refusing to overwrite an input")

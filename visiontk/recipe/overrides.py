@@ -19,7 +19,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except (yaml.YAMLError, RecursionError) as e:
-        raise UserError(f"--set {text!r}: value is not valid YAML ({str(e).splitlines()[0]})") from None
+        # `{split}/image` (a path template) starts like a YAML mapping: say how to give it as text.
+        hint = (f"; a text starting with {raw.strip()[0]} needs quotes: --set '{key}=\"{raw.strip()}\"'"
+                if raw.strip()[:1] in "{[" else "")
+        raise UserError(f"--set {text!r}: value is not valid YAML ({str(e).splitlines()[0]}){hint}") from None
     return key, value
 
 

@@ -32,6 +32,8 @@ from visiontk.viz.report_html import Heatmap, PageSection
 # searched for the worst classified (bounds the extra pass on a large split).
 REPORT_GRID = 16
 REPORT_SCAN = 5000
+# The --out names that choose the results format when --format is not given.
+OUT_SUFFIXES = {".csv": ClassifyFormat.csv, ".jsonl": ClassifyFormat.jsonl, ".ndjson": ClassifyFormat.jsonl}
 
 
 class ClassifyHeadOptions(Section):
@@ -200,7 +202,8 @@ class ClassifyTask(Task):
                 "worst_classified.png": sample_grid_png([tile(e) for e in worst])}
 
     def prediction_outputs(self, options: ClassifyPredictOptions, out) -> PredictionOutputs:
-        outputs = PredictionOutputs(CsvWriter if options.format == ClassifyFormat.csv else JsonlWriter, stream=out)
+        fmt = out.format_by_name(options.format, OUT_SUFFIXES, ClassifyFormat.jsonl, "classify predict")
+        outputs = PredictionOutputs(CsvWriter if fmt == ClassifyFormat.csv else JsonlWriter, stream=out)
         return with_cam_folder(outputs, options.cam, out.overwrite) if options.cam else outputs
 
     def cam_scores(self, outputs, context):

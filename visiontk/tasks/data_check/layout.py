@@ -8,8 +8,12 @@ top, as for a recipe. Looked for in this order, within ``--task`` when given:
 * a YOLO data yaml (the path itself, or a ``*.yaml`` in the folder with
   ``names`` and ``train``/``val``): detect, yolo;
 * ``annotations/instances_<split>.json``: COCO (detect; segment with --task);
-* ``Annotations/`` or ``SegmentationClass/`` beside ``JPEGImages/``: VOC;
-* ``<split>/images`` + ``<split>/masks`` or ``images/<split>`` + ``masks/<split>``: mask folders;
+* ``Annotations/`` or ``SegmentationClass/`` beside ``JPEGImages/``: VOC (detect also
+  ``annotations/*.xml`` beside ``images/``);
+* ``<split>/images`` + ``<split>/masks`` or ``images/<split>`` + ``masks/<split>`` (also named
+  ``image`` and ``mask``, ``labels`` or ``label``, as U-Net sets often are): mask folders; masks
+  that hold only 0 and 255 are read as black/white (``mask_values: {0: 0, 255: 1}``), and a set
+  without a ``val`` folder holds out 20 % of ``train`` (``val_fraction``);
 * ``<split>/<class>/<image>``: ImageFolder.
 """
 from __future__ import annotations
@@ -29,8 +33,15 @@ from visiontk.recipe import apply_overrides, read_recipe
 TEMPLATES = {("detect", "coco"): "detect/coco", ("detect", "yolo"): "detect/yolo", ("detect", "voc"): "detect/voc",
              ("segment", "masks"): "segment/masks", ("segment", "voc"): "segment/voc",
              ("segment", "coco"): "segment/coco", ("classify", "imagefolder"): "classify/imagefolder"}
-LAYOUTS = ("YOLO data yaml", "COCO annotations/instances_<split>.json", "VOC Annotations|SegmentationClass + JPEGImages",
-           "mask folders <split>/images + <split>/masks", "ImageFolder <split>/<class>/<image>")
+LAYOUTS = ("YOLO data yaml", "COCO annotations/instances_<split>.json",
+           "VOC Annotations|SegmentationClass + JPEGImages (or annotations/*.xml + images)",
+           "mask folders <split>/images|image + <split>/masks|mask|labels|label",
+           "ImageFolder <split>/<class>/<image>")
+# Mask-folder names, in the order tried: the template's first.
+IMAGE_FOLDERS = ("images", "image")
+MASK_FOLDERS = ("masks", "mask", "labels", "label")
+# The share of data.train held out when a mask set has no val folder.
+VAL_FRACTION = 0.2
 
 
 def _yolo_yaml(path: Path) -> bool:
@@ -55,20 +66,33 @@ def _coco(root: Path) -> dict | None:
 
 def _voc(root: Path, task: str) -> dict | None:
     folder = "Annotations" if task == "detect" else "SegmentationClass"
+    options: dict = {}
     if not ((root / folder).is_dir() and (root / "JPEGImages").is_dir()):
-        return None
+        # Pascal VOC xml outside VOCdevkit's names (the raccoon set: annotations/*.xml + images/).
+        if not (task == "detect" and (root / "annotations").is_dir() and (root / "images").is_dir()
+                and next((root / "annotations").glob("*.xml"), None) is not None):
+            return None
+        options = {"annotations": "annotations", "images": "images"}
     lists = root / "ImageSets" / ("Main" if task == "detect" else "Segmentation")
-    options = {} if (lists / "train.txt").is_file() else {"ids": None}
+    if not (lists / "train.txt").is_file():
+        options["ids"] = None
+        info(f"{root}: no ImageSets split lists: train and val both read every annotation, unless "
+             f"data.options.ids gives them (a list, or a CSV with a filename column, per split)")
     # Without a class list: the names the files hold (detect), VOC's 21 or classes.txt (segment).
     return {"train": "train", "val": "val", "options": options, "classes": None}
 
 
 def _mask_layout(root: Path) -> dict | None:
     """The image and mask folder options of a mask-folder layout, or None."""
-    if (root / "train" / "images").is_dir() and (root / "train" / "masks").is_dir():
-        return {"images": "{split}/images", "masks": "{split}/masks"}
-    if (root / "images" / "train").is_dir() and (root / "masks" / "train").is_dir():
-        return {"images": "images/{split}", "masks": "masks/{split}"}
+    for images in IMAGE_FOLDERS:
+        for masks in MASK_FOLDERS:
+            for image_dir, mask_dir in ((f"{{split}}/{images}", f"{{split}}/{masks}"),
+                                        (f"{images}/{{split}}", f"{masks}/{{split}}")):
+                found = root / mask_dir.format(split="train")
+                # A YOLO set's labels/train holds .txt files: only PNGs make other names a mask folder.
+                if ((root / image_dir.format(split="train")).is_dir() and found.is_dir()
+                        and (masks == MASK_FOLDERS[0] or next(found.rglob("*.png"), None) is not None)):
+                    return {"images": image_dir, "masks": mask_dir}
     return None
 
 
@@ -77,12 +101,23 @@ def _mask_folders(root: Path) -> dict | None:
     if options is None:
         return None
     data: dict = {"train": "train", "val": "val", "options": options, "classes": None}
+    if not (root / options["images"].format(split="val")).is_dir():
+        options["val_fraction"] = VAL_FRACTION
+        info(f"{root}: no val split: the last {VAL_FRACTION:.0%} of train is held out (data.options.val_fraction)")
     named = next((p for p in _yamls(root) if "names" in (_safe_yaml(p) or {})), None)
     if named is not None:
         options["data_yaml"] = named.name
+        return data
+    values = _mask_values(root / options["masks"].format(split="train"))
+    if set(values) == {0, IGNORE_INDEX}:
+        # Black/white masks: 255 is the object here, not VOC's ignore (it would leave class 0 alone).
+        options["mask_values"] = {0: 0, IGNORE_INDEX: 1}
+        info(f"{root}: masks hold only 0 and 255: read as black/white, 255 -> class 1 (data.options.mask_values)")
+        if not (root / "classes.txt").is_file():
+            data["classes"] = ["0", "255"]
     elif not (root / "classes.txt").is_file():
         # No class names anywhere: the classes are the mask values met, named by their value.
-        top = _largest_mask_value(root / options["masks"].format(split="train"))
+        top = max((v for v in values if v != IGNORE_INDEX), default=0)
         data["classes"] = [str(v) for v in range(max(top + 1, 2))]
         info(f"{root}: no class names (classes.txt, a yaml's names): classes are the mask values 0..{max(top, 1)}")
     return data
@@ -100,17 +135,15 @@ def _yamls(root: Path) -> list[Path]:
     return [p for p in sorted(root.iterdir()) if p.suffix.lower() in YAML_SUFFIXES and p.is_file()]
 
 
-def _largest_mask_value(masks: Path) -> int:
-    top = 0
+def _mask_values(masks: Path) -> list[int]:
+    """The values the masks of a folder hold, 255 included (sorted)."""
+    seen = np.zeros(256, dtype=bool)
     for p in sorted(masks.rglob("*.png")):
         try:
-            values = np.unique(load_index_mask(p))
+            seen |= np.bincount(load_index_mask(p).ravel(), minlength=256).astype(bool)
         except DataError:
             continue  # the check reports it
-        values = values[values != IGNORE_INDEX]
-        if values.size:
-            top = max(top, int(values.max()))
-    return top
+    return np.flatnonzero(seen).tolist()
 
 
 def _imagefolder(root: Path) -> dict | None:
@@ -146,7 +179,7 @@ def detect_layout(target: Path, task: str | None = None) -> tuple[str, str, dict
                 return t, fmt, data
     within = f" for --task {task}" if task else ""
     raise UserError(f"{target}: no data set layout found{within} (looked for: {'; '.join(LAYOUTS)}); "
-                    f"give a recipe, or --task")
+                    f"give a recipe{'' if task else ', or --task'}")
 
 
 def layout_recipe(target: Path, task: str | None, overrides: list[str]) -> tuple[dict, str, str]:

@@ -6,6 +6,7 @@ code, and have no boxes to write.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -28,6 +29,10 @@ from visiontk.tasks.options.detect import DetectFormat, DetectPredictOptions
 # Distinct, readable on light and dark images; class k takes colour k mod len.
 PALETTE = ["#FF3838", "#2C99A8", "#FFB21D", "#48F90A", "#8438FF", "#FF37C7", "#00C2FF", "#CFD231",
            "#FF9D97", "#3DDB86", "#1A9334", "#00D4BB", "#344593", "#6473FF", "#FF701F", "#520085"]
+# The --out names that choose the format when --format is not given; None: a
+# format detect does not write (refused, not filled with JSON lines).
+OUT_SUFFIXES = {".json": DetectFormat.coco, ".jsonl": DetectFormat.jsonl, ".ndjson": DetectFormat.jsonl,
+                ".csv": None, ".tsv": None}
 
 
 def _xyxy_to_xywh(box: list[float]) -> list[float]:
@@ -177,6 +182,8 @@ class AnnotatedImageWriter(RecordWriter):
 def prediction_outputs(options: DetectPredictOptions, out: OutputFile) -> PredictionOutputs:
     """jsonl and coco go to --out (a file) or stdout; yolo needs --out as a folder
     and writes nothing on stdout; --save-images adds a folder of drawn images."""
+    fmt = out.format_by_name(options.format, OUT_SUFFIXES, DetectFormat.jsonl, "detect predict")
+    options = dataclasses.replace(options, format=fmt)
     if options.format == DetectFormat.yolo and out.path is None:
         raise UserError("--format yolo writes one .txt file per image: give the folder with --out DIR")
     image_ids = None

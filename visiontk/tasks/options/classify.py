@@ -17,7 +17,9 @@ class ClassifyFormat(str, Enum):
 @dataclass(frozen=True)
 class ClassifyPredictOptions:
     topk: int = option(5, "How many classes to report per image.", min=1)
-    format: ClassifyFormat = option(ClassifyFormat.jsonl, "jsonl or csv.", flags=("--format",))
+    # None: chosen by --out's name (tasks/classify.py OUT_SUFFIXES), jsonl for stdout.
+    format: Optional[ClassifyFormat] = option(None, "jsonl or csv (default: csv when --out ends in .csv, else "
+                                                    "jsonl).", flags=("--format",))
     cam: Optional[str] = option(None, "Write a Grad-CAM overlay of each image's top-1 class into this folder "
                                       "(<name>_cam.png, at the model's input size; the record gets cam, cam_class "
                                       "and cam_peak). A new or empty folder (--overwrite: may hold files), never a "

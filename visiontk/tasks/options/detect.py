@@ -36,8 +36,10 @@ class DetectPredictOptions:
                                    min=0.0, max=1.0, from_checkpoint="conf")
     iou: Optional[float] = _iou_option()
     max_det: Optional[int] = _max_det_option()
-    format: DetectFormat = option(DetectFormat.jsonl, "jsonl (one line per image), coco (a COCO results json) or "
-                                                      "yolo (a txt per image into --out DIR).", flags=("--format",))
+    # None: chosen by --out's name (tasks/detect/writers.py OUT_SUFFIXES), jsonl for stdout.
+    format: Optional[DetectFormat] = option(None, "jsonl (one line per image), coco (a COCO results json) or yolo (a "
+                                                  "txt per image into --out DIR). Default: coco when --out ends in "
+                                                  ".json, else jsonl.", flags=("--format",))
     save_images: Optional[str] = option(None, "Also write each image with its boxes drawn into this folder.",
                                         flags=("--save-images",))
     coco_images_from: Optional[str] = option(

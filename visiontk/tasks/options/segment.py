@@ -27,8 +27,10 @@ class SegmentPredictOptions:
     tile_overlap: int = option(32, "Pixels of context on each side of a tile's kept centre.", flags=("--tile-overlap",),
                                min=0)
     mask_values: MaskValues = option(MaskValues.ids, "ids: mask pixels are the data set's own class ids (its class "
-                                                     "map, e.g. 0, 7, 200; the class index when it has none) | index: "
-                                                     "contiguous class indices 0..K-1.", flags=("--mask-values",))
+                                                     "map, e.g. 0, 7, 200, or the stored values of its "
+                                                     "data.options.mask_values, e.g. 0 and 255; the class index when it "
+                                                     "has neither) | index: contiguous class indices 0..K-1.",
+                                     flags=("--mask-values",))
 
     cam: Optional[str] = option(None, "Write a Grad-CAM overlay per image into this folder (<name>_cam.png, at the "
                                       "model's input size) for --cam-class; a new or empty folder, never a source "
@@ -82,7 +84,8 @@ COMMANDS = CommandSpec(
               "Scored at each image's own size by default; the output says where ('scored_at').",
     predict_help="Segment images: a mask PNG per image (original size) and one JSON line per image on stdout.\n\n"
                  "Mask pixels are class indices, or the data set's own class ids when the model was trained with a "
-                 "class map (data.classes {id: name}, data.options.data_yaml); see --mask-values.",
+                 "class map (data.classes {id: name}, data.options.data_yaml) or a value table "
+                 "(data.options.mask_values: {0: 0, 255: 1} writes 0 and 255); see --mask-values.",
     split_help="Split: train, val (the recipe's), or another split name of the data set.",
     plots_help="Where the confusion matrix PNG goes (default: next to the checkpoint).",
     eval_batch_size=16,

@@ -140,16 +140,35 @@ def _values(recipe, opts, ids: list[int] | None = None) -> tuple[int, ...] | Non
     return value_table({raw: (IGNORE_INDEX if index == ignore else index) for raw, index in mapping.items()}, unlisted)
 
 
+def stored_values(recipe, num_classes: int) -> list[int] | None:
+    """The stored mask value of each class, when ``data.options.mask_values`` gives exactly
+    one per class ({0: 0, 255: 1} -> [0, 255]): predict writes its masks in them, as the
+    data set stores its own. None without a table, or when a class has several values."""
+    opts = recipe.data.options
+    mapping = opts.mask_values if isinstance(opts, MaskFolderOptions) else None
+    if not mapping:
+        return None
+    by_class: dict[int, list[int]] = {}
+    for raw, index in mapping.items():
+        if index not in (IGNORE_INDEX, recipe.loss.ignore_index):
+            by_class.setdefault(index, []).append(raw)
+    if sorted(by_class) != list(range(num_classes)) or any(len(v) > 1 for v in by_class.values()):
+        return None
+    return [by_class[k][0] for k in range(num_classes)]
+
+
 def read_records(recipe, split: str, classes: list[str] | None, root: str | None = None
                  ) -> tuple[list[SegmentationRecord], list[str], list[int] | None]:
     """Checked records of one split, the class names (index 0 first) and the
-    data set's id of each class (None: the mask values are the indices)."""
+    data set's id of each class: its class map's ids or its stored mask values
+    (None: the mask values are the indices)."""
     found = collect_records(recipe, split, classes, root)
     if not found.records:
         raise UserError(f"{found.where}: no usable image/mask pairs for split '{split}'")
     info(f"{split_folder(recipe, split)}: {len(found.records)} images, {len(found.names)} classes; "
          f"{found.report.summary()}")
-    return found.records, found.names, found.class_ids
+    ids = found.class_ids if found.class_ids is not None else stored_values(recipe, len(found.names))
+    return found.records, found.names, ids
 
 
 @dataclasses.dataclass

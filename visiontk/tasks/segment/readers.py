@@ -127,6 +127,7 @@ def check_records(
     ids = None if class_ids is None else frozenset(int(i) for i in class_ids)
     pixels: Counter = Counter()
     masks: Counter = Counter()
+    seen = np.zeros(256, dtype=bool)  # the class values met in the split's masks
     kept = []
     for record in records:
         try:
@@ -155,13 +156,22 @@ def check_records(
             problem = str(exc)
         if problem is None:
             kept.append(record)
+            seen |= np.bincount(mask.ravel(), minlength=256).astype(bool)
         else:
             issues.message(BAD_MASK, problem)
     issues.finish()
+    source = report.source if report is not None else "segmentation masks"
+    if (kept and ids is None and num_classes is not None and num_classes >= 2 and seen[IGNORE_INDEX]
+            and not seen[1:IGNORE_INDEX].any()):
+        # Black/white masks (0 and 255) read as class indices: 255 is ignore, so every
+        # object pixel would be left out and training would see class 0 alone.
+        warn(f"{source}: the masks (e.g. {kept[0].mask_name}) hold only 0 and 255, and 255 means ignore: no pixel is "
+             f"of class 1"
+             f"{'' if num_classes == 2 else f'..{num_classes - 1}'}; for masks stored black/white set "
+             f"data.options.mask_values: {{0: 0, 255: 1}}")
     if pixels:
         # Not a bad annotation (the pixels are simply unlabelled): one line for the whole split.
         shown = ", ".join(f"{v} ({pixels[v]} px in {masks[v]} masks)" for v in sorted(pixels)[:8])
         more = f" and {len(pixels) - 8} more" if len(pixels) > 8 else ""
-        source = report.source if report is not None else "segmentation masks"
         warn(f"{source}: mask values {shown}{more} are not in the class map: ignored (255)")
     return kept
