@@ -62,7 +62,8 @@ def test_bad_recipe_is_one_line_naming_file_and_key(tmp_path, case):
 @pytest.mark.parametrize("override, message", [
     ("train.lr", "--set 'train.lr': expected KEY=VALUE, e.g. train.lr=0.01"),
     ("train..lr=1", "--set 'train..lr=1': bad key 'train..lr'"),
-    ("train.lr=[0.1", "--set 'train.lr=[0.1': value is not valid YAML (while parsing a flow sequence)"),
+    ("train.lr=[0.1", "--set 'train.lr=[0.1': value is not valid YAML (while parsing a flow sequence); "
+                      "if [0.1 is meant as text, quote it: --set 'train.lr=\"[0.1\"'"),
     ("task.x=1", "--set 'task.x=1': 'task' is not a mapping"),
 ], ids=["no '='", "empty key part", "bad YAML value", "into a scalar"])
 def test_bad_override_names_the_override(tmp_path, override, message):

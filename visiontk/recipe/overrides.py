@@ -20,7 +20,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except (yaml.YAMLError, RecursionError) as e:
         # `{split}/image` (a path template) starts like a YAML mapping: say how to give it as text.
-        hint = (f"; a text starting with {raw.strip()[0]} needs quotes: --set '{key}=\"{raw.strip()}\"'"
+        # A mistyped list or mapping gets the same line: "if text" leaves the choice to the user.
+        hint = (f"; if {raw.strip()} is meant as text, quote it: --set '{key}=\"{raw.strip()}\"'"
                 if raw.strip()[:1] in "{[" else "")
         raise UserError(f"--set {text!r}: value is not valid YAML ({str(e).splitlines()[0]}){hint}") from None
     return key, value
