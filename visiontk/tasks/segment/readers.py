@@ -91,15 +91,19 @@ def mask_problem(
     mask: np.ndarray,
     image_hw: tuple[int, int],
     num_classes: int | None,
+    values: np.ndarray | None = None,
 ) -> str | None:
-    """One-line description of what is wrong with ``mask``, or None."""
+    """One-line description of what is wrong with ``mask``, or None.
+
+    ``values``: ``np.unique(mask)`` when the caller has it already.
+    """
     if tuple(mask.shape[:2]) != tuple(image_hw):
         return (
             f"{record.mask_name}: mask size {mask.shape[1]}x{mask.shape[0]} differs from "
             f"image {record.image.name} size {image_hw[1]}x{image_hw[0]}"
         )
     if num_classes is not None:
-        values = np.unique(mask)
+        values = np.unique(mask) if values is None else values
         bad = values[(values >= num_classes) & (values != IGNORE_INDEX)]
         if bad.size:
             shown = ", ".join(str(v) for v in bad[:5]) + (", ..." if bad.size > 5 else "")
@@ -151,12 +155,15 @@ def check_records(
                     pixels[value] += count
                     masks[value] += 1
                 mask = raw if record.values is None else apply_value_table(record.values, raw, record.mask_name)
-            problem = mask_problem(record, mask, image_hw, num_classes)
+            # One pass for the range check and for the values met (the black/white warning below).
+            values = np.unique(mask) if num_classes is not None else None
+            problem = mask_problem(record, mask, image_hw, num_classes, values)
         except DataError as exc:
             problem = str(exc)
         if problem is None:
             kept.append(record)
-            seen |= np.bincount(mask.ravel(), minlength=256).astype(bool)
+            if values is not None:  # in range: below num_classes, or 255
+                seen[values] = True
         else:
             issues.message(BAD_MASK, problem)
     issues.finish()
