@@ -55,14 +55,19 @@ def evaluate(task, model: nn.Module, loader, device: torch.device, classes: list
     return metric.compute()
 
 
+def where_root_is_read(root: str | Path) -> str:
+    """For a missing data root's message: a relative root is read from the current folder
+    (recipes/*/hymenoptera-lenet: ../shared/data/...), which the user may not have in mind."""
+    return "" if Path(root).is_absolute() else f", read from the current folder {Path.cwd()}"
+
+
 def stored_root_present(checkpoint: str | Path, task_name: str, root: str) -> None:
     """The data root stored in the checkpoint's recipe exists, or one line saying how to give
-    another: a relative root (recipes/*/hymenoptera-lenet: ../shared/data/...) is read from the
-    current folder, so eval run from elsewhere than training would otherwise name only a
-    missing split folder."""
+    another: eval run from elsewhere than training would otherwise name only a missing split
+    folder."""
     if Path(root).exists():
         return
-    where = "" if Path(root).is_absolute() else f", read from the current folder {Path.cwd()}"
+    where = where_root_is_read(root)
     raise UserError(f"{root}: the data root of {checkpoint}'s recipe does not exist{where}; give the data set's "
                     f"root: visiontk {task_name} eval {checkpoint} PATH/TO/DATA")
 

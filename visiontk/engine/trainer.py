@@ -31,7 +31,7 @@ from visiontk.backbones.normalization import pin_normalization
 from visiontk.backbones.pretrained import pretrained_file
 from visiontk.engine import distributed
 from visiontk.engine.device import amp_dtype, describe_precision
-from visiontk.engine.evaluator import eval_loader, evaluate
+from visiontk.engine.evaluator import eval_loader, evaluate, where_root_is_read
 from visiontk.engine.fit_to_data import fit_batch_size, step_schedule_note, warmup_iterations
 from visiontk.engine.performance import compile_model, use_channels_last
 from visiontk.engine.optim import build_optimizer, build_scheduler, load_optimizer_state, param_groups
@@ -183,8 +183,8 @@ class Trainer:
         root = Path(r.data.root)
         if not root.exists():
             # Said here for every task and format (the readers would name a split folder at best).
-            where = "" if root.is_absolute() else f", read from the current folder {Path.cwd()}"
-            raise UserError(f"{root}: data root does not exist (data.root{where}); give it: --set data.root=PATH")
+            raise UserError(f"{root}: data root does not exist (data.root{where_root_is_read(root)}); "
+                            f"give it: --set data.root=PATH")
         train_ds, classes = task.build_dataset(r, "train", train=True)
         val_ds, _ = task.build_dataset(r, "val", train=False, classes=classes)
         if len(train_ds) == 0:
