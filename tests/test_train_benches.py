@@ -82,7 +82,7 @@ def test_the_plain_steps_seconds_are_taken_out_of_the_trainers_epoch(tmp_path):
     ours, plain = trainer.pairs[0]
     ours_seconds, plain_seconds = trainer.seconds[0]
     assert len(calls) == 4  # the plain steps left over when the Trainer's epoch ended ran too
-    assert 0.8 <= plain_seconds < 0.9 and plain == pytest.approx(4 / plain_seconds)
+    assert plain_seconds >= 0.8 and plain == pytest.approx(4 / plain_seconds)  # the 4 sleeps, however slow the machine
     # The Trainer's own seconds: its epoch's (which hold the sleeps) less the plain steps'.
     epoch = trainer.history[0]
     assert ours_seconds == pytest.approx(epoch["time"] - plain_seconds, abs=2e-3)
