@@ -49,6 +49,38 @@ def test_sigterm_during_training_saves_and_exits_143(data, tmp_path):
     assert list(run_dir.glob(".*.tmp")) == []
 
 
+def test_a_stop_signal_while_the_temp_file_is_made_leaves_no_temp_file(tmp_path, monkeypatch):
+    """Seen once in a full run of test_sigterm_during_training_saves_and_exits_143: a
+    .val_metrics.json.*.tmp left in the run folder. A stop signal acted on right after the temp
+    file was made, before its name reached the cleanup, left it behind. Here SIGTERM arrives
+    inside mkstemp: the write stops (the handler's exception), and no file is left."""
+    import tempfile
+
+    from visiontk.engine import checkpoint
+
+    class Stopped(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Stopped
+
+    real = tempfile.mkstemp
+
+    def mkstemp_then_sigterm(*args, **kwargs):
+        made = real(*args, **kwargs)
+        signal.raise_signal(signal.SIGTERM)
+        return made
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", mkstemp_then_sigterm)
+    try:
+        with pytest.raises(Stopped):
+            checkpoint.atomic_write_text("{}", tmp_path / "val_metrics.json")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_sighup_in_the_middle_of_a_checkpoint_write_exits_129(data, tmp_path):
     runs = tmp_path / "runs"
     run_dir = runs / "classify" / "hup"

@@ -30,15 +30,19 @@ def _atomic_write(path: Path, mode: str, write, defer_stop: bool = False) -> Non
     half-written one.
     """
     path = Path(path)
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        except OSError as e:  # said of the file the user knows, not of a temp name
-            raise UserError(f"{path}: cannot write ({e.strerror or e.__class__.__name__})") from None
+    f = None
     try:
-        with writing(path, tmp), (deferred() if defer_stop else contextlib.nullcontext()), \
-                os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+        # Stop signals wait while the temp file is made and opened: acted on in between, they
+        # left it behind unnamed, so not removed below (a SIGTERM during training once left
+        # a .val_metrics.json.*.tmp in the run folder).
+        with writing(path), deferred():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            except OSError as e:  # said of the file the user knows, not of a temp name
+                raise UserError(f"{path}: cannot write ({e.strerror or e.__class__.__name__})") from None
+            f = os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+        with writing(path, tmp), (deferred() if defer_stop else contextlib.nullcontext()), f:
             try:
                 write(f)
                 f.flush()
@@ -51,7 +55,9 @@ def _atomic_write(path: Path, mode: str, write, defer_stop: bool = False) -> Non
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if f is not None:  # else no temp file was made
+            f.close()
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
