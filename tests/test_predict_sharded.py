@@ -30,6 +30,10 @@ from untrained import save_untrained_checkpoint
 from visiontk.data.synth import synth_classify, synth_detect, synth_segment
 
 TINY = ["model.backbone_options.width=4"]
+# Outputs are compared exactly across processes: --precision auto could pick bf16 in one
+# process and fp32 in another where the two measure close (an AMX CPU: bf16 5.6 ms against
+# fp32 6.2 ms for a tiny model), so the precision is fixed.
+FP32 = ["--precision", "fp32"]
 CHECKPOINTS = {
     "classify": ("classify/shapes", ["data.image_size=32"], ["circle", "square", "triangle"]),
     "detect": ("detect/shapes", ["data.image_size=64", "model.head.S=4", "model.head.width=8"],
@@ -100,7 +104,7 @@ def test_classify_jsonl_two_ranks_and_two_shards_match_one_process(job, tmp_path
     # Sources of every kind: a glob, a file, the folder's rest read from stdin.
     pattern, first = str(images / "img0*.png"), names[10]
     stdin = "".join(f"{p}\n" for p in names[11:])
-    args = ["classify", "predict", ckpt["classify"], pattern, first, "-", "--batch-size", "1", "--device", "cpu"]
+    args = ["classify", "predict", ckpt["classify"], pattern, first, "-", "--batch-size", "1", "--device", "cpu", *FP32]
     one = _ok(run_cli(*args, stdin=stdin)).stdout
     records = [json.loads(line) for line in one.splitlines()]
     assert [r["path"] for r in records] == [str(p) for p in names]
@@ -127,7 +131,7 @@ def test_classify_jsonl_two_ranks_and_two_shards_match_one_process(job, tmp_path
 def test_detect_coco_two_ranks_and_two_shards_match_one_process(job, tmp_path):
     root, ckpt = job
     args = ["detect", "predict", ckpt["detect"], root / "detect", "--format", "coco", "--conf", "0.01",
-            "--batch-size", "1", "--device", "cpu"]
+            "--batch-size", "1", "--device", "cpu", *FP32]
     _ok(run_cli(*args, "--out", tmp_path / "one.json"))
     one = (tmp_path / "one.json").read_text()
     detections = json.loads(one)
@@ -155,7 +159,7 @@ def test_segment_two_ranks_write_each_mask_once_as_one_process(job, tmp_path):
     # Two images of the same name in two folders: one process names the second mask x-2.png.
     (images / "again").mkdir(exist_ok=True)
     shutil.copy(images / "img03-images.png", images / "again" / "img00-images.png")
-    args = ["segment", "predict", ckpt["segment"], images, "--batch-size", "1", "--device", "cpu"]
+    args = ["segment", "predict", ckpt["segment"], images, "--batch-size", "1", "--device", "cpu", *FP32]
     one = _ok(run_cli(*args, "--out-dir", tmp_path / "one")).stdout
     out0, out1, _, _ = _two_ranks([*args, "--out-dir", tmp_path / "ranks"], tmp_path / "ranks-logs", {})
     assert out0 == one.replace(str(tmp_path / "one"), str(tmp_path / "ranks")) and out1 == ""
