@@ -18,6 +18,10 @@ from pathlib import Path
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 _CONSOLE = re.compile(r":CONSOLE(?:\(\d+\))?:?\d*\] (.*)")
+# Chromium's own pages log too ('"Slow network is detected. ... Fallback font ...",
+# source: chrome://resources/cr_components/composebox/composebox_input.js (574)', seen on
+# a loaded machine): those are the browser's, not the page's.
+_BROWSER_SOURCE = re.compile(r", source: chrome(?:-untrusted)?://\S+ \(\d+\)$")
 
 
 def find_chromium() -> str | None:
@@ -52,5 +56,6 @@ def load_page(html: Path, workdir: Path, width: int = 1200, height: int = 6000) 
         cmd += ["--no-proxy-server", "--host-resolver-rules=MAP * ~NOTFOUND"]
     result = subprocess.run([*cmd, html.resolve().as_uri()], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    console = [m.group(1) for m in map(_CONSOLE.search, result.stderr.splitlines()) if m]
+    console = [m.group(1) for m in map(_CONSOLE.search, result.stderr.splitlines())
+               if m and not _BROWSER_SOURCE.search(m.group(1))]
     return PageLoad(result.stdout, shot, console, bool(prefix))
