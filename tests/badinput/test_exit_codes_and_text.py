@@ -104,3 +104,19 @@ def test_control_characters_in_names_are_escaped_on_the_terminal(tiny_ckpt, imag
     assert out.returncode == 1, out.stderr
     assert "\x1b" not in out.stderr and "\x07" not in out.stderr
     assert out.lines[0] == f"warning: {tmp_path}/\\x1b[2J\\x1b[31mred\\x07\\nline.png: not an image file PIL can decode"
+
+
+def test_emoji_codes_in_names_are_printed_as_they_are(tmp_path):
+    # rich replaces ':smile:' with a smiley by default: a class folder or a file named so
+    # would be misreported in every message and table.
+    from rich.table import Table
+
+    from visiontk.console import err_console, info
+
+    table = Table("class")
+    table.add_row(":thumbs_up:")
+    with err_console.capture() as captured:
+        info(f"{tmp_path}/:smile:.jpg: read")
+        err_console.print(table)
+    text = captured.get()
+    assert f"{tmp_path}/:smile:.jpg: read" in text and ":thumbs_up:" in text

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import torch
@@ -23,7 +23,9 @@ from visiontk.outputs.plan import PredictionOutputs
 from visiontk.outputs.records import JsonlWriter
 from visiontk.recipe import EmptySection, Section, TaskSections, format_options
 from visiontk.tasks.options.fields import NoOptions
-from visiontk.viz.report_html import PageSection
+
+if TYPE_CHECKING:  # the run report's page model; predict never builds a page
+    from visiontk.viz.report_html import PageSection
 
 
 @dataclass(frozen=True)
