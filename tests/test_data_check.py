@@ -257,7 +257,7 @@ def test_cli_exit_codes_report_and_files(tmp_path):
     broken = _yolo_set(tmp_path / "broken", {"a": [GOOD_LINE], "b": ["1 1.5 0.5 0.2 0.2"]})
     res = run_cli("data", "check", str(broken), "--out-dir", str(tmp_path / "r2"), "--json", "--no-plots")
     assert res.returncode == 1, res.stderr
-    assert "error: 1 problems in the data set" in res.stderr
+    assert "error: 1 problem in the data set" in res.stderr
     summary = json.loads(res.stdout)
     assert summary["errors"] == 1 and str(broken / "labels/train/b.txt") in _problem(summary, "box_outside")["first"][0]
     assert json.loads((tmp_path / "r2" / "summary.json").read_text())["errors"] == 1
@@ -316,3 +316,55 @@ def test_voc_xml_beside_an_images_folder_is_a_voc_set(tmp_path):
     split = check_target(str(root), "detect", ["data.options.ids={train: data/train_labels.csv, val: data/test_labels.csv}"],
                          out_dir=tmp_path / "split", plots=False)
     assert [s["images"]["count"] for s in split["splits"]] == [2, 1] and split["clean"]
+
+
+# --------------------------------------------------------------- warnings are not problems, and are said
+
+
+def _membrane(root: Path, n: int = 3) -> Path:
+    rng = np.random.default_rng(4)
+    for i in range(n):
+        _png(root / "train" / "image" / f"{i}.png", size=16, seed=i, mode="L")
+        (root / "train" / "label").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.where(rng.random((16, 16)) < 0.3, 0, 255).astype(np.uint8)).save(
+            root / "train" / "label" / f"{i}.png")
+    return root
+
+
+def test_a_clean_set_with_warnings_says_so_in_its_verdict_and_json(tmp_path):
+    """Found on ISBI 2012 with mask_values unset: the 0/255 warning was printed and the verdict
+    said 'clean: no problems found' alone. Clean of errors (exit 0), with its warnings counted,
+    listed, and in --json and summary.json."""
+    root = _membrane(tmp_path / "membrane", n=5)
+    res = run_cli("data", "check", str(root), "--set", "data.options.mask_values=null", "--out-dir",
+                  str(tmp_path / "r1"), "--no-plots")
+    assert res.returncode == 0, res.stderr
+    assert "hold only 0 and 255" in res.stderr
+    lines = res.stdout.splitlines()
+    verdict = next(line for line in lines if line.startswith("clean"))
+    assert verdict == "clean: no problems found, but 2 warnings (see above)"
+    header = lines.index("2 warnings (not problems; in summary.json 'warnings'):")
+    assert all("data.options.mask_values: {0: 0, 255: 1}" in line for line in lines[header + 1:header + 3])
+    saved = json.loads((tmp_path / "r1" / "summary.json").read_text())
+    assert saved["clean"] and saved["warning_count"] == 2 and len(saved["warnings"]) == 2
+    assert all("hold only 0 and 255" in w for w in saved["warnings"])
+
+    res = run_cli("data", "check", str(root), "--set", "data.options.mask_values=null", "--out-dir",
+                  str(tmp_path / "r2"), "--json", "--no-plots")
+    assert res.returncode == 0 and json.loads(res.stdout)["warning_count"] == 2
+    # Read as black/white (the layout's own reading): no warning, plainly clean.
+    res = run_cli("data", "check", str(root), "--out-dir", str(tmp_path / "r3"), "--no-plots")
+    assert res.returncode == 0
+    assert "clean: no problems found" in res.stdout.splitlines() and "not problems" not in res.stdout
+    assert json.loads((tmp_path / "r3" / "summary.json").read_text())["warnings"] == []
+
+
+def test_counted_problems_are_not_warnings_too(tmp_path):
+    """A bad box is a problem (counted, exit 1); its printed warning is not listed again as a warning."""
+    root = _yolo_set(tmp_path / "set", {"ok": [GOOD_LINE], "bad": ["1 1.5 0.5 0.2 0.2"]})
+    summary = _check(root, tmp_path)
+    assert summary["errors"] == 1 and summary["warnings"] == []
+    res = run_cli("data", "check", str(root), "--out-dir", str(tmp_path / "r"), "--no-plots")
+    assert res.returncode == 1
+    assert "errors: 1 problem in the data set" in res.stdout
+    assert "error: 1 problem in the data set" in res.stderr

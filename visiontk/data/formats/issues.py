@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from visiontk.console import warn
+from visiontk.console import counted_problems, warn
 from visiontk.errors import DataError
 
 Policy = Literal["skip", "error"]
@@ -103,9 +103,12 @@ class Issues:
             raise DataError(text)
         self.report.add(kind, f"{text} ({action})")
         if len(self.report.messages) <= MAX_WARNINGS:
-            warn(f"{text} ({action})")  # warn() prints plain text: '[x, y, w, h]' stays as is
+            # warn() prints plain text: '[x, y, w, h]' stays as is. The report counts it: not a warning of its own.
+            with counted_problems():
+                warn(f"{text} ({action})")
 
     def finish(self) -> ReadReport:
         if self.report.total > MAX_WARNINGS:
-            warn(f"{self.report.total - MAX_WARNINGS} more problems not shown; {self.report.summary()}")
+            with counted_problems():
+                warn(f"{self.report.total - MAX_WARNINGS} more problems not shown; {self.report.summary()}")
         return self.report
