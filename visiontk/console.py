@@ -41,6 +41,10 @@ class _EscapingConsole(Console):
 err_console = _EscapingConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
+# Nouns ending in "ch" said as "k": "epochs", not "epoches".
+_CH_AS_K = {"epoch", "stomach", "monarch", "tech"}
+
+
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
     """``count`` and its noun, singular for 1: ``plural(1, "image")`` is "1 image", ``plural(3, "box")``
     "3 boxes", ``plural(2, "class")`` "2 classes"; ``nouns``: an irregular plural ("1 index", "2 indices").
@@ -49,7 +53,7 @@ def plural(count: int, noun: str, nouns: str | None = None) -> str:
         return f"{count} {noun}"
     if nouns is None:
         head, _, last = noun.rpartition(" ")
-        if last.endswith(("s", "x", "z", "ch", "sh")):
+        if last.endswith(("s", "x", "z", "ch", "sh")) and last not in _CH_AS_K:
             last += "es"
         elif len(last) > 1 and last.endswith("y") and last[-2] not in "aeiou":
             last = last[:-1] + "ies"

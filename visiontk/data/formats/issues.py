@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from visiontk.console import counted_problems, warn
+from visiontk.console import counted_problems, plural, warn
 from visiontk.errors import DataError
 
 Policy = Literal["skip", "error"]
@@ -78,7 +78,7 @@ class ReadReport:
         if not self.total:
             return f"{self.source}: no problems"
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.counts.items()))
-        return f"{self.source}: {self.total} problems ({kinds})"
+        return f"{self.source}: {plural(self.total, 'problem')} ({kinds})"
 
 
 class Issues:
@@ -110,5 +110,5 @@ class Issues:
     def finish(self) -> ReadReport:
         if self.report.total > MAX_WARNINGS:
             with counted_problems():
-                warn(f"{self.report.total - MAX_WARNINGS} more problems not shown; {self.report.summary()}")
+                warn(f"{plural(self.report.total - MAX_WARNINGS, 'more problem')} not shown; {self.report.summary()}")
         return self.report

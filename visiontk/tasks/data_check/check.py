@@ -353,7 +353,7 @@ def summary_lines(summary: dict, verdict: bool = True) -> Iterable[str]:
             for row in s["classes"][:MAX_CLASS_LINES]:
                 yield f"    {_class_text(row)}"
             if len(s["classes"]) > MAX_CLASS_LINES:
-                yield f"    and {len(s['classes']) - MAX_CLASS_LINES} more classes (all in summary.json)"
+                yield f"    and {plural(len(s['classes']) - MAX_CLASS_LINES, 'more class', 'more classes')} (all in summary.json)"
         if s.get("boxes") and s["boxes"]["count"]:
             b = s["boxes"]
             bins = ", ".join(f"{a}-{e}: {n}" for a, e, n in zip(b["edges"][:-1], b["edges"][1:], b["counts"]))
@@ -380,9 +380,9 @@ def summary_lines(summary: dict, verdict: bool = True) -> Iterable[str]:
 
 def _class_text(row: dict) -> str:
     ident = f" (id {row['id']})" if "id" in row else ""
-    parts = [f"{row['images']} images"]
+    parts = [plural(row["images"], "image")]
     if "instances" in row:
-        parts.append(f"{row['instances']} instances")
+        parts.append(plural(row["instances"], "instance"))
     if "pixels" in row:
         parts.append(f"{row['pixel_frequency']:.1%} of pixels")
     return f"{row['name']}{ident} {', '.join(parts)}"
