@@ -370,6 +370,23 @@ def test_text_split_lists_prefer_val_over_test(tmp_path):
     assert str(root / "splits" / "val.txt") in summary["splits"][1]["source"]
 
 
+def test_split_lists_beside_voc_masks_split_them_too(tmp_path):
+    """VOC's SegmentationClass layout without ImageSets (--task segment): lists/ train and val id lists."""
+    root = tmp_path / "VOC"
+    for i in range(3):
+        _png(root / "JPEGImages" / f"{i}.jpg", seed=i)
+        mask = np.zeros((16, 16), np.uint8)
+        mask[1:9, 1:9] = 8
+        (root / "SegmentationClass").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask).save(root / "SegmentationClass" / f"{i}.png")
+    (root / "lists").mkdir()
+    (root / "lists" / "train.txt").write_text("0\n2\n")
+    (root / "lists" / "val.txt").write_text("1\n")
+    summary = check_target(str(root), "segment", [], out_dir=tmp_path / "masks", plots=False)
+    assert (summary["format"], summary["clean"]) == ("voc", True)
+    assert [s["images"]["count"] for s in summary["splits"]] == [2, 1]
+
+
 def test_split_list_naming_missing_files_is_said_in_one_line(tmp_path, capsys):
     """A list whose entries mostly name the set is its split; the entries without an annotation
     are one warning naming the list file, and the check counts them (missing_annotation)."""
