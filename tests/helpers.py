@@ -93,8 +93,10 @@ def _stop_hook(stop_at: tuple[str, int]):
 
 
 def _child(argv: list[str], env: dict, cwd: str | None, stdin_path: str, out_path: str, err_path: str,
-           stop_at: tuple[str, int] | None) -> None:
+           stop_at: tuple[str, int] | None, umask: int | None = None) -> None:
     """The command in the forked process: set up what a fresh process would have, run, exit."""
+    if umask is not None:
+        os.umask(umask)
     os.environ.clear()
     os.environ.update(env)
     if cwd is not None:
@@ -228,13 +230,14 @@ def start_cli(*args: str, log_dir: Path, env: dict | None = None, stop_at: tuple
 
 
 def run_cli(*args: str, stdin: str | None = None, cwd: Path | None = None, timeout: float = 900,
-            env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `visiontk ARGS` to the end: real stdin, stdout, stderr and exit code."""
+            env: dict | None = None, umask: int | None = None) -> subprocess.CompletedProcess:
+    """Run `visiontk ARGS` to the end: real stdin, stdout, stderr and exit code
+    (`umask`: the command's, as a shell's `umask` would set it; default the tests')."""
     argv = [str(a) for a in args]
     full_env = _env(env)
     if FRESH_PROCESSES:
         return subprocess.run([sys.executable, "-m", "visiontk", *argv], input=stdin, capture_output=True, text=True,
-                              cwd=cwd, env=full_env, timeout=timeout)
+                              cwd=cwd, env=full_env, timeout=timeout, umask=-1 if umask is None else umask)
     with tempfile.TemporaryDirectory(prefix="visiontk-cli-") as tmp:
         stdin_path = os.devnull
         if stdin is not None:
@@ -245,7 +248,7 @@ def run_cli(*args: str, stdin: str | None = None, cwd: Path | None = None, timeo
         open(out, "w").close()
         open(err, "w").close()
         proc = _warm_context().Process(target=_child, args=(argv, full_env, None if cwd is None else str(cwd),
-                                                            stdin_path, out, err, None))
+                                                            stdin_path, out, err, None, umask))
         proc.start()
         proc.join(timeout)
         if proc.is_alive():

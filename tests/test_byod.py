@@ -243,7 +243,7 @@ def test_image_ids_match_the_longest_file_name_then_numbers_then_positions(capsy
     assert ids("/x/000000139.jpg", 5) == 139
     ids.summarise()
     err = capsys.readouterr().err
-    assert "2 images are not in gt.json" in err and "1 images have neither" in err
+    assert "2 images are not in gt.json" in err and "1 image has neither" in err and "image_id is its position" in err
 
 
 def test_130_sparse_ids_map_to_contiguous_indices(tmp_path, capsys):
@@ -264,7 +264,7 @@ def test_130_sparse_ids_map_to_contiguous_indices(tmp_path, capsys):
     assert found == ids and names == [f"c{i}" for i in ids]
     loaded = load_mask(records[0]).ravel()
     assert loaded[:128].tolist() == list(range(128)) and set(loaded[128:].tolist()) == {255}
-    assert "mask values 201 (64 px in 1 masks)" in capsys.readouterr().err
+    assert "mask values 201 (64 px in 1 mask)" in capsys.readouterr().err
 
     both = recipe_from_dict({"task": "segment", "data": {"format": "masks", "root": str(tmp_path), "classes": {0: "a", 9: "b"},
                                                          "options": {"mask_values": {0: 0, 9: 1}}}})

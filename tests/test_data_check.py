@@ -6,6 +6,7 @@ Each set is written by the test: a few 16-64 px images, one planted problem.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,9 @@ from PIL import Image
 
 from visiontk.tasks.data_check import check_target
 
+# The real data sets (README: ../shared/data beside the repository; VISIONTK_SHARED_DATA elsewhere).
+SHARED_DATA = Path(os.environ.get("VISIONTK_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+RACCOON = SHARED_DATA / "raccoon"
 GOOD_LINE = "0 0.5 0.5 0.25 0.25"
 
 
@@ -257,7 +261,7 @@ def test_cli_exit_codes_report_and_files(tmp_path):
     broken = _yolo_set(tmp_path / "broken", {"a": [GOOD_LINE], "b": ["1 1.5 0.5 0.2 0.2"]})
     res = run_cli("data", "check", str(broken), "--out-dir", str(tmp_path / "r2"), "--json", "--no-plots")
     assert res.returncode == 1, res.stderr
-    assert "error: 1 problems in the data set" in res.stderr
+    assert "error: 1 problem in the data set" in res.stderr
     summary = json.loads(res.stdout)
     assert summary["errors"] == 1 and str(broken / "labels/train/b.txt") in _problem(summary, "box_outside")["first"][0]
     assert json.loads((tmp_path / "r2" / "summary.json").read_text())["errors"] == 1
@@ -295,24 +299,204 @@ def test_unet_style_folders_with_black_and_white_masks_are_a_mask_set(tmp_path):
     assert train["pixels"]["ignored"] == 0
 
 
-def test_voc_xml_beside_an_images_folder_is_a_voc_set(tmp_path):
-    """Found on the raccoon set (annotations/*.xml + images/, split by CSV lists): `data check DIR`
-    found no layout, even with --task detect. It is read as VOC, every annotation in both
-    splits until data.options.ids splits them (the set's CSV lists)."""
-    root = tmp_path / "raccoon"
+def _xml_set(root: Path, n: int = 3) -> Path:
+    """The raccoon set's layout: annotations/r-<i>.xml beside images/r-<i>.jpg, one box each."""
     (root / "annotations").mkdir(parents=True)
-    for i in range(3):
+    for i in range(n):
         _png(root / "images" / f"r-{i}.jpg", seed=i)
         (root / "annotations" / f"r-{i}.xml").write_text(
             f"<annotation><filename>r-{i}.jpg</filename><size><width>16</width><height>16</height></size><object>"
             f"<name>raccoon</name><bndbox><xmin>2</xmin><ymin>2</ymin><xmax>9</xmax><ymax>9</ymax></bndbox>"
             f"</object></annotation>")
-    (root / "data").mkdir()
-    (root / "data" / "train_labels.csv").write_text("filename,class\nr-0.jpg,raccoon\nr-1.jpg,raccoon\n")
-    (root / "data" / "test_labels.csv").write_text("filename,class\nr-2.jpg,raccoon\n")
+    return root
+
+
+def _box_csv(path: Path, names: list[str]) -> Path:
+    """A CSV list as the raccoon set's: one row per box, so an image may come twice."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("filename,width,height,class,xmin,ymin,xmax,ymax\n"
+                    + "".join(f"{n},16,16,raccoon,2,2,9,9\n" for n in names))
+    return path
+
+
+def test_voc_xml_beside_an_images_folder_is_a_voc_set(tmp_path):
+    """Found on the raccoon set (annotations/*.xml + images/, split by CSV lists): `data check DIR`
+    found no layout, even with --task detect. It is read as VOC; without split lists, every
+    annotation in both splits until data.options.ids splits them."""
+    root = _xml_set(tmp_path / "raccoon")
     summary = _check(root, tmp_path)
     assert (summary["task"], summary["format"], summary["clean"]) == ("detect", "voc", True)
     assert [(s["images"]["count"], s["classes"][0]["name"]) for s in summary["splits"]] == [(3, "raccoon")] * 2
-    split = check_target(str(root), "detect", ["data.options.ids={train: data/train_labels.csv, val: data/test_labels.csv}"],
+    _box_csv(root / "lists" / "a.csv", ["r-0.jpg", "r-1.jpg"])
+    _box_csv(root / "lists" / "b.csv", ["r-2.jpg"])
+    split = check_target(str(root), "detect", ["data.options.ids={train: lists/a.csv, val: lists/b.csv}"],
                          out_dir=tmp_path / "split", plots=False)
     assert [s["images"]["count"] for s in split["splits"]] == [2, 1] and split["clean"]
+
+
+def test_csv_split_lists_beside_a_voc_layout_are_its_split(tmp_path, capsys):
+    """Found on the raccoon set: data/train_labels.csv and data/test_labels.csv (one row per box,
+    a 'filename' column) give its split, and `data check DIR` read every annotation in both
+    splits: validation on the training images. They are found by their names and used as
+    data.options.ids; data/raccoon_labels.csv (every box, no split in its name) is not a split."""
+    root = _xml_set(tmp_path / "raccoon", n=5)
+    _box_csv(root / "data" / "train_labels.csv", ["r-3.jpg", "r-0.jpg", "r-0.jpg", "r-1.jpg"])
+    _box_csv(root / "data" / "test_labels.csv", ["r-2.jpg", "r-4.jpg"])
+    _box_csv(root / "data" / "raccoon_labels.csv", [f"r-{i}.jpg" for i in range(5)])
+    summary = _check(root, tmp_path)
+    assert (summary["format"], summary["clean"], summary["warnings"]) == ("voc", True, [])
+    train, val = summary["splits"]
+    assert (train["images"]["count"], val["images"]["count"]) == (3, 2)
+    assert train["classes"][0]["instances"] == 3  # images, not CSV rows: r-0 once
+    assert str(root / "data" / "train_labels.csv") in train["source"]
+    assert str(root / "data" / "test_labels.csv") in val["source"]
+    err = capsys.readouterr().err
+    assert "split lists found: train data/train_labels.csv (3 images), val data/test_labels.csv (2 images)" in err
+    # The recipe's keys: --set on top of what was found, as everywhere.
+    every = _check(root, tmp_path / "all", "data.options.ids=null")
+    assert [s["images"]["count"] for s in every["splits"]] == [5, 5]
+
+
+def test_text_split_lists_prefer_val_over_test(tmp_path):
+    """Id lists (one id a line, VOC's ImageSets style) in splits/: val.txt is the val split, not test.txt."""
+    root = _xml_set(tmp_path / "set", n=4)
+    (root / "splits").mkdir()
+    (root / "splits" / "train.txt").write_text("r-0\nr-1\n")
+    (root / "splits" / "val.txt").write_text("r-2\n")
+    (root / "splits" / "test.txt").write_text("r-3\n")
+    summary = _check(root, tmp_path)
+    assert [s["images"]["count"] for s in summary["splits"]] == [2, 1]
+    assert summary["splits"][1]["problems"] == {} and summary["clean"]
+    assert str(root / "splits" / "val.txt") in summary["splits"][1]["source"]
+
+
+def test_split_lists_beside_voc_masks_split_them_too(tmp_path):
+    """VOC's SegmentationClass layout without ImageSets (--task segment): lists/ train and val id lists."""
+    root = tmp_path / "VOC"
+    for i in range(3):
+        _png(root / "JPEGImages" / f"{i}.jpg", seed=i)
+        mask = np.zeros((16, 16), np.uint8)
+        mask[1:9, 1:9] = 8
+        (root / "SegmentationClass").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask).save(root / "SegmentationClass" / f"{i}.png")
+    (root / "lists").mkdir()
+    (root / "lists" / "train.txt").write_text("0\n2\n")
+    (root / "lists" / "val.txt").write_text("1\n")
+    summary = check_target(str(root), "segment", [], out_dir=tmp_path / "masks", plots=False)
+    assert (summary["format"], summary["clean"]) == ("voc", True)
+    assert [s["images"]["count"] for s in summary["splits"]] == [2, 1]
+
+
+def test_split_list_naming_missing_files_is_said_in_one_line(tmp_path, capsys):
+    """A list whose entries mostly name the set is its split; the entries without an annotation
+    are one warning naming the list file, and the check counts them (missing_annotation)."""
+    root = _xml_set(tmp_path / "raccoon", n=4)
+    _box_csv(root / "data" / "train_labels.csv", ["r-0.jpg", "r-1.jpg", "r-2.jpg", "gone-7.jpg"])
+    _box_csv(root / "data" / "test_labels.csv", ["r-3.jpg"])
+    summary = _check(root, tmp_path)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "train_labels.csv" in line and "gone-7" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: ")
+    assert f"{root / 'data' / 'train_labels.csv'}: 1 of 4 listed images have no annotation file" in lines[0]
+    assert [s["images"]["count"] for s in summary["splits"]] == [3, 1]
+    assert _problem(summary, "missing_annotation")["count"] == 1 and not summary["clean"]
+    assert any("train_labels.csv" in w and "gone-7" in w for w in summary["warnings"])
+
+
+def test_lists_that_do_not_name_the_set_are_not_its_split(tmp_path, capsys):
+    """A list of other files (another set's, or names where ids are expected), a list without
+    its other split, two lists for one split: none is guessed, each said in one line."""
+    root = _xml_set(tmp_path / "set", n=3)
+    _box_csv(root / "data" / "train.csv", ["other-1.jpg", "other-2.jpg", "r-0.jpg"])
+    _box_csv(root / "data" / "val.csv", ["r-2.jpg"])
+    summary = _check(root, tmp_path)
+    err = capsys.readouterr().err
+    assert f"{root / 'data' / 'train.csv'}: not used as the train split: only 1 of 3 listed images" in err
+    assert [s["images"]["count"] for s in summary["splits"]] == [3, 3]  # every annotation, as without lists
+    assert any("train.csv: not used" in w for w in summary["warnings"])
+
+    lone = _xml_set(tmp_path / "lone", n=2)
+    _box_csv(lone / "data" / "train.csv", ["r-0.jpg"])
+    summary = _check(lone, tmp_path / "lone-report")
+    assert [s["images"]["count"] for s in summary["splits"]] == [2, 2]
+    assert any("train.csv: not used as a split list: no val list" in w for w in summary["warnings"])
+
+    two = _xml_set(tmp_path / "two", n=3)
+    _box_csv(two / "data" / "train.csv", ["r-0.jpg"])
+    _box_csv(two / "splits" / "train.csv", ["r-1.jpg"])
+    _box_csv(two / "data" / "val.csv", ["r-2.jpg"])
+    summary = _check(two, tmp_path / "two-report")
+    assert [s["images"]["count"] for s in summary["splits"]] == [3, 3]
+    assert any("several could be the train split (data/train.csv, splits/train.csv)" in w for w in summary["warnings"])
+
+
+def test_an_image_in_both_split_lists_is_a_warning(tmp_path):
+    root = _xml_set(tmp_path / "set", n=3)
+    _box_csv(root / "data" / "train_labels.csv", ["r-0.jpg", "r-1.jpg"])
+    _box_csv(root / "data" / "test_labels.csv", ["r-1.jpg", "r-2.jpg"])
+    summary = _check(root, tmp_path)
+    assert [s["images"]["count"] for s in summary["splits"]] == [2, 2] and summary["clean"]
+    assert [w for w in summary["warnings"] if "1 image is in both split lists" in w and "r-1" in w]
+
+
+@pytest.mark.skipif(not RACCOON.is_dir(), reason=f"{RACCOON} is absent")
+def test_real_raccoon_set_is_split_by_its_csv_lists(tmp_path):
+    """The real set (../shared/data/raccoon): 160 train and 40 val images, as its README and
+    the detect/raccoon recipe split it."""
+    res = run_cli("data", "check", str(RACCOON), "--out-dir", str(tmp_path / "r"), "--json", "--no-plots")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert [s["images"]["count"] for s in summary["splits"]] == [160, 40]
+    assert [s["classes"][0]["instances"] for s in summary["splits"]] == [173, 44]
+    assert summary["clean"] and summary["warnings"] == []
+
+
+# --------------------------------------------------------------- warnings are not problems, and are said
+
+
+def _membrane(root: Path, n: int = 3) -> Path:
+    rng = np.random.default_rng(4)
+    for i in range(n):
+        _png(root / "train" / "image" / f"{i}.png", size=16, seed=i, mode="L")
+        (root / "train" / "label").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.where(rng.random((16, 16)) < 0.3, 0, 255).astype(np.uint8)).save(
+            root / "train" / "label" / f"{i}.png")
+    return root
+
+
+def test_a_clean_set_with_warnings_says_so_in_its_verdict_and_json(tmp_path):
+    """Found on ISBI 2012 with mask_values unset: the 0/255 warning was printed and the verdict
+    said 'clean: no problems found' alone. Clean of errors (exit 0), with its warnings counted,
+    listed, and in --json and summary.json."""
+    root = _membrane(tmp_path / "membrane", n=5)
+    res = run_cli("data", "check", str(root), "--set", "data.options.mask_values=null", "--out-dir",
+                  str(tmp_path / "r1"), "--no-plots")
+    assert res.returncode == 0, res.stderr
+    assert "hold only 0 and 255" in res.stderr
+    lines = res.stdout.splitlines()
+    verdict = next(line for line in lines if line.startswith("clean"))
+    assert verdict == "clean: no problems found, but 2 warnings (see above)"
+    header = lines.index("2 warnings (not problems; in summary.json 'warnings'):")
+    assert all("data.options.mask_values: {0: 0, 255: 1}" in line for line in lines[header + 1:header + 3])
+    saved = json.loads((tmp_path / "r1" / "summary.json").read_text())
+    assert saved["clean"] and saved["warning_count"] == 2 and len(saved["warnings"]) == 2
+    assert all("hold only 0 and 255" in w for w in saved["warnings"])
+
+    res = run_cli("data", "check", str(root), "--set", "data.options.mask_values=null", "--out-dir",
+                  str(tmp_path / "r2"), "--json", "--no-plots")
+    assert res.returncode == 0 and json.loads(res.stdout)["warning_count"] == 2
+    # Read as black/white (the layout's own reading): no warning, plainly clean.
+    res = run_cli("data", "check", str(root), "--out-dir", str(tmp_path / "r3"), "--no-plots")
+    assert res.returncode == 0
+    assert "clean: no problems found" in res.stdout.splitlines() and "not problems" not in res.stdout
+    assert json.loads((tmp_path / "r3" / "summary.json").read_text())["warnings"] == []
+
+
+def test_counted_problems_are_not_warnings_too(tmp_path):
+    """A bad box is a problem (counted, exit 1); its printed warning is not listed again as a warning."""
+    root = _yolo_set(tmp_path / "set", {"ok": [GOOD_LINE], "bad": ["1 1.5 0.5 0.2 0.2"]})
+    summary = _check(root, tmp_path)
+    assert summary["errors"] == 1 and summary["warnings"] == []
+    res = run_cli("data", "check", str(root), "--out-dir", str(tmp_path / "r"), "--no-plots")
+    assert res.returncode == 1
+    assert "errors: 1 problem in the data set" in res.stdout
+    assert "error: 1 problem in the data set" in res.stderr

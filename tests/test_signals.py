@@ -143,10 +143,14 @@ def test_signals_cli_end_to_end(trained_signals, tmp_path):
     r = run_cli("classify", "predict", str(ckpt), str(tmp_path / "one.npy"), "-", "--topk", "3",
                 stdin=lines + "not numbers\n")
     assert r.returncode == 1, r.stderr  # one unreadable input: its error record, exit 1
+    assert "1 of 4 signals could not be read" in r.stderr  # signals, not images
     records = [json.loads(line) for line in r.stdout.splitlines()]
     assert [rec["path"] for rec in records] == [str(tmp_path / "one.npy"), "<stdin>:1", "<stdin>:2", "<stdin>:3"]
     assert records[0]["topk"] == records[1]["topk"]  # the same signal from a file and from a line
     assert len(records[1]["topk"]) == 3 and "error" in records[3]
+
+    r = run_cli("classify", "predict", str(ckpt), str(tmp_path / "one.npy"))
+    assert r.returncode == 0 and "predicted 1 signal;" in r.stderr
 
     r = run_cli("classify", "eval", str(ckpt), "--json")
     assert r.returncode == 0, r.stderr

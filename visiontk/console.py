@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.text import Text
@@ -44,11 +47,71 @@ class _EscapingConsole(Console):
 err_console = _EscapingConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
+# Nouns ending in "ch" said as "k": "epochs", not "epoches".
+_CH_AS_K = {"epoch", "stomach", "monarch", "tech"}
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``count`` and its noun, singular for 1: ``plural(1, "image")`` is "1 image", ``plural(3, "box")``
+    "3 boxes", ``plural(2, "class")`` "2 classes"; ``nouns``: an irregular plural ("1 index", "2 indices").
+    The noun may be several words, the last one counted ("1 listed image", "2 listed images")."""
+    if count == 1:
+        return f"{count} {noun}"
+    if nouns is None:
+        head, _, last = noun.rpartition(" ")
+        if last.endswith(("s", "x", "z", "ch", "sh")) and last not in _CH_AS_K:
+            last += "es"
+        elif len(last) > 1 and last.endswith("y") and last[-2] not in "aeiou":
+            last = last[:-1] + "ies"
+        else:
+            last += "s"
+        nouns = f"{head} {last}" if head else last
+    return f"{count} {nouns}"
+
+
+# The lists of `recorded_warnings` blocks running now (any thread's warnings go to each).
+_recorders: list[list[str]] = []
+_recorders_lock = threading.Lock()
+_local = threading.local()  # .counted: in a `counted_problems` block of this thread
+
+
+@contextmanager
+def recorded_warnings() -> Iterator[list[str]]:
+    """A list that receives the text of each warning printed while the block runs, in order,
+    besides its printing (`data check` carries them into its summary). Warnings about a
+    problem that a report already counts (printed in `counted_problems`) are left out."""
+    seen: list[str] = []
+    with _recorders_lock:
+        _recorders.append(seen)
+    try:
+        yield seen
+    finally:
+        with _recorders_lock:
+            _recorders.remove(seen)
+
+
+@contextmanager
+def counted_problems() -> Iterator[None]:
+    """Warnings printed in this block (by this thread) are about problems a report counts
+    (the formats' bad annotations): `recorded_warnings` does not take them as warnings."""
+    before = getattr(_local, "counted", False)
+    _local.counted = True
+    try:
+        yield
+    finally:
+        _local.counted = before
+
+
 def warn(message: str) -> None:
     # The message is plain text, never markup: file names such as
     # 'photo [final].jpg' must come out as they are (markup would drop
     # '[final]', and a '[/x]' in a name would raise).
-    err_console.print(Text.assemble(("warning:", "yellow"), " ", printable(str(message), newlines=False)), highlight=False)
+    text = printable(str(message), newlines=False)
+    if _recorders and not getattr(_local, "counted", False):
+        with _recorders_lock:
+            for seen in _recorders:
+                seen.append(text)
+    err_console.print(Text.assemble(("warning:", "yellow"), " ", text), highlight=False)
 
 
 def info(message: str) -> None:

@@ -24,7 +24,7 @@ from torch import nn
 
 from visiontk.backbones.base import Backbone
 from visiontk.backbones.registry import BackboneSpec, get_backbone_spec
-from visiontk.console import info, warn
+from visiontk.console import info, plural, warn
 from visiontk.errors import UserError
 
 NONE = ("", "none", None)
@@ -152,11 +152,11 @@ def load_backbone_weights(backbone: Backbone, state: dict, source: str) -> dict:
                         f"{tuple(mapped[k].shape)} in the file, {tuple(own[k].shape)} in the model)")
     result = backbone.load_state_dict(mapped, strict=False)
     if result.missing_keys:
-        warn(f"{source}: {len(result.missing_keys)} backbone keys missing from the file, left initialised "
+        warn(f"{source}: {plural(len(result.missing_keys), 'backbone key')} missing from the file, left initialised "
              f"(first: {result.missing_keys[0]})")
     used = {id(v) for v in mapped.values()}
     unused = [k for k, v in state.items() if id(v) not in used]
-    info(f"loaded {len(mapped)} tensors into {backbone.name} from {source}"
+    info(f"loaded {plural(len(mapped), 'tensor')} into {backbone.name} from {source}"
          + (f" ({len(unused)} not for the backbone, e.g. {unused[0]})" if unused else ""))
     return mapped
 
@@ -169,9 +169,9 @@ def load_head_weights(model: nn.Module, state: dict, source: str) -> int:
     if fits:
         model.load_state_dict(fits, strict=False)
     if len(fits) == len(head_keys):
-        info(f"head: loaded all {len(fits)} tensors from {source}")
+        info(f"head: loaded all {plural(len(fits), 'tensor')} from {source}")
     else:
-        info(f"head: {len(head_keys) - len(fits)} of {len(head_keys)} tensors re-initialised "
+        info(f"head: {len(head_keys) - len(fits)} of {plural(len(head_keys), 'tensor')} re-initialised "
              f"(they differ from {source})")
     return len(fits)
 

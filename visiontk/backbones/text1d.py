@@ -53,7 +53,7 @@ class TextBackbone(Backbone):
     def load_word_vectors(self, path: Path) -> dict:
         """Copy the vectors of the vocabulary's tokens found in a word2vec / GloVe text file
         into the embedding; returns what `load_pretrained` returns."""
-        from visiontk.console import info
+        from visiontk.console import info, plural
         from visiontk.data.regular_files import open_regular
 
         weight = self.embedding.weight
@@ -79,7 +79,7 @@ class TextBackbone(Backbone):
                 with torch.no_grad():
                     weight[row] = values
                 found += 1
-        info(f"word vectors: {found} of {len(self.vocab) - 2} vocabulary tokens found in {path}")
+        info(f"word vectors: {found} of {plural(len(self.vocab) - 2, 'vocabulary token')} found in {path}")
         return {"kind": "file", "name": str(path), "file": str(path), "state": None}
 
 

@@ -52,12 +52,15 @@ def check(target: str = TARGET, task: Optional[CheckTask] = TASK, set: Optional[
           json_out: bool = JSON, out_dir: Optional[Path] = OUT_DIR, overwrite: bool = OVERWRITE, plots: bool = PLOTS):
     """Read a data set as training would, without training: report its problems and statistics.
 
-    Exit 0 when clean, 1 when the set has problems (each named with its first offending files), 2 for bad usage."""
+    Exit 0 when clean (warnings, listed in the summary, do not change it), 1 when the set has problems (each
+    named with its first offending files), 2 for bad usage."""
+    from visiontk.console import plural
     from visiontk.errors import JobError
 
     summary = _run(target, task, set, json_out, out_dir, overwrite, plots, verdict=True)
     if not summary["clean"]:
-        raise JobError(f"{summary['errors']} problems in the data set {summary['source']} (report in {summary['out_dir']})")
+        raise JobError(f"{plural(summary['errors'], 'problem')} in the data set {summary['source']} "
+                       f"(report in {summary['out_dir']})")
 
 
 @handle_errors

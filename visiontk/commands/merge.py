@@ -6,7 +6,7 @@ from typing import List, Optional
 import typer
 
 from visiontk.commands.errors import handle_errors
-from visiontk.console import info
+from visiontk.console import info, plural
 
 
 @handle_errors
@@ -22,4 +22,4 @@ def merge(
     from visiontk.outputs.output_file import OutputFile
 
     kind, count = merge_parts(parts, OutputFile(out, overwrite))
-    info(f"merged {len(parts)} parts: {count} {'detections' if kind == 'coco' else 'records'} ({kind})")
+    info(f"merged {plural(len(parts), 'part')}: {plural(count, 'detection' if kind == 'coco' else 'record')} ({kind})")

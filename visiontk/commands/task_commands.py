@@ -15,7 +15,7 @@ import typer
 
 from visiontk.commands import shared_options as shared
 from visiontk.commands.signature import build_command, option_params, take_options
-from visiontk.console import info
+from visiontk.console import info, plural
 from visiontk.outputs.json_text import dumps
 from visiontk.tasks.options.spec import CommandSpec
 
@@ -99,6 +99,7 @@ def run_eval(task_name: str, options: object, checkpoint: str, data: Optional[st
 def run_predict(task_name: str, options: object, checkpoint: str, sources: list[str], batch_size: int, device: str,
                 workers: int, precision: str, compile: bool, loader: str, out: Optional[str] = None,
                 overwrite: bool = False, shard: Optional[str] = None, backend: Optional[str] = None) -> None:
+    from visiontk.data.modality import input_noun
     from visiontk.engine import distributed, sharding
     from visiontk.engine.predictor import Predictor
     from visiontk.errors import UserError
@@ -126,18 +127,19 @@ def run_predict(task_name: str, options: object, checkpoint: str, sources: list[
     if stats["images"] == 0 and not stats.get("inputs"):
         # Nothing was predicted: an empty folder, a pattern or list matching nothing.
         raise UserError(f"no {predictor.preprocess.sources.noun} to predict in {', '.join(sources)}")
-    fail_on_unreadable(stats)
-    info(f"predicted {stats['images']} images"
+    noun = input_noun(predictor.preprocess.kind)  # "image", "signal", "text"
+    fail_on_unreadable(stats, noun)
+    info(f"predicted {plural(stats['images'], noun)}"
          + (f" on {world} processes" if world > 1 else f" (shard {part} of {stats['inputs']})" if part else "")
          + f"; {predictor.describe()}")
 
 
-def fail_on_unreadable(stats: dict) -> None:
-    """Exit 1 when some images could not be read (each has been warned about and has an error record)."""
+def fail_on_unreadable(stats: dict, noun: str = "image") -> None:
+    """Exit 1 when some inputs could not be read (each has been warned about and has an error record)."""
     from visiontk.errors import JobError
 
     if stats["errors"]:
-        raise JobError(f"{stats['errors']} of {stats['images']} images could not be read")
+        raise JobError(f"{stats['errors']} of {plural(stats['images'], noun)} could not be read")
 
 
 def task_app(spec: CommandSpec) -> typer.Typer:

@@ -35,13 +35,13 @@ def train(recipe: str, set: Optional[list[str]], resume: Optional[str], **values
 
 def embed(model: str, sources: list[str], out: Optional[str], pretrained: Optional[str], image_size: Optional[int],
           pool: Pool, normalize: bool, batch_size: int, overwrite: bool, device: str, workers: int) -> None:
-    from visiontk.console import info
+    from visiontk.console import info, plural
     from visiontk.engine.embed import run_embed
 
     stats = run_embed(model, sources, out, overwrite, pretrained, image_size, pool.value, normalize, device,
                       batch_size, workers)
     fail_on_unreadable(stats)
-    info(f"embedded {stats['images']} images ({stats['dim']}-d)")
+    info(f"embedded {plural(stats['images'], 'image')} ({stats['dim']}-d)")
 
 
 app.command("train")(build_command(

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from visiontk.commands.errors import handle_errors
-from visiontk.console import info, out_console, print_table
+from visiontk.console import info, out_console, plural, print_table
 from visiontk.outputs.json_text import dumps
 
 app = typer.Typer(help="Pretrained ImageNet weights: which exist, which are cached, are they intact.", no_args_is_help=True)
@@ -70,5 +70,5 @@ def check(files: Optional[List[Path]] = typer.Argument(None, help="Weights files
         print_table(table, out_console)
     bad = [r for r in rows if r["status"].startswith(("corrupt", "unreadable"))]
     if bad:
-        raise JobError(f"{len(bad)} of {len(rows)} weights files failed the check (first: {bad[0]['file']}: {bad[0]['status']}); "
+        raise JobError(f"{len(bad)} of {plural(len(rows), 'weights file')} failed the check (first: {bad[0]['file']}: {bad[0]['status']}); "
                        f"delete and replace them")

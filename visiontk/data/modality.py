@@ -30,6 +30,12 @@ _FORMAT_MODALITY = {"signals": SIGNAL, "text": TEXT}
 _MODULES = {IMAGE: "visiontk.data.imagefolder", SIGNAL: "visiontk.data.signals", TEXT: "visiontk.data.text"}
 
 
+def input_noun(kind: str) -> str:
+    """What one input of a modality (or of a preprocess `kind`) is called in counts:
+    "image", "signal" or "text" (`console.plural` makes "3 signals")."""
+    return {SIGNAL: "signal", TEXT: "text"}.get(kind, "image")
+
+
 def modality_name(data_format: str) -> str:
     return _FORMAT_MODALITY.get(data_format, IMAGE)
 

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import torch
 
+from visiontk.console import plural
 from visiontk.data.images import load_image_sized
 from visiontk.data.sources import IMAGES
 from visiontk.errors import UserError
@@ -75,7 +76,7 @@ def _per_channel(values: Sequence[float], channels: int, key: str) -> tuple[floa
         return tuple(values[:channels])
     if len(values) == 1:
         return tuple(values * channels)
-    raise UserError(f"preprocess: '{key}' has {len(values)} values for {channels} channels")
+    raise UserError(f"preprocess: '{key}' has {plural(len(values), 'value')} for {plural(channels, 'channel')}")
 
 
 @dataclass(frozen=True)

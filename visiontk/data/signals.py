@@ -34,6 +34,7 @@ import torch
 from pydantic import Field
 from torch.utils.data import Dataset
 
+from visiontk.console import plural
 from visiontk.data.regular_files import open_regular, read_regular_text, require_file
 from visiontk.data.sources import SourceRule, StdinLine
 from visiontk.errors import DataError, UserError
@@ -134,7 +135,7 @@ def read_signal_file(path: Path, options: SignalOptions, split: str) -> tuple[np
     x = _as_signals(x, path)
     y = list(np.asarray(y).reshape(-1).tolist())
     if len(y) != len(x):
-        raise UserError(f"{path}: {len(x)} signals but {len(y)} labels")
+        raise UserError(f"{path}: {plural(len(x), 'signal')} but {plural(len(y), 'label')}")
     return x, y, names
 
 
@@ -147,7 +148,7 @@ def label_indices(labels: list, classes: Sequence[str] | None, path: Path) -> tu
             raise UserError(f"{path}: negative label {min(labels)}")
         names = list(classes) if classes is not None else [str(i) for i in range(top + 1)]
         if top >= len(names):
-            raise UserError(f"{path}: label {top} is out of range for {len(names)} classes")
+            raise UserError(f"{path}: label {top} is out of range for {plural(len(names), 'class')}")
         return np.asarray(labels, dtype=np.int64), names
     text = [str(v) for v in labels]
     names = list(classes) if classes is not None else sorted(set(text))
@@ -278,7 +279,7 @@ class SignalPreprocess:
                 raise DataError(f"{where}: not a text file of numbers") from None
         if x.ndim == 1:
             if x.size % self.channels:
-                raise DataError(f"{where}: {x.size} values do not split into {self.channels} channels")
+                raise DataError(f"{where}: {plural(x.size, 'value')} do not split into {plural(self.channels, 'channel')}")
             x = x.reshape(self.channels, -1)
         if x.ndim != 2 or x.shape[0] != self.channels or x.shape[1] < 2:
             raise DataError(f"{where}: expected a signal of {self.channels} channel(s) and at least 2 values, "
@@ -344,7 +345,7 @@ class SignalDataset(Dataset):
 
     def __init__(self, x: np.ndarray, y: np.ndarray, preprocess: SignalPreprocess):
         if x.shape[1] != preprocess.channels:
-            raise UserError(f"signals have {x.shape[1]} channels, the model takes {preprocess.channels}")
+            raise UserError(f"signals have {plural(x.shape[1], 'channel')}, the model takes {preprocess.channels}")
         if x.shape[-1] != preprocess.length:
             x = np.stack([preprocess.finish(s) for s in x])
         self.x = preprocess.normalize_batch(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))

@@ -31,6 +31,7 @@ import torch
 from pydantic import Field
 from torch.utils.data import Dataset
 
+from visiontk.console import plural
 from visiontk.data.regular_files import read_regular_text, require_file
 from visiontk.data.sources import SourceRule, StdinLine
 from visiontk.errors import DataError, UserError
@@ -90,7 +91,7 @@ def read_text_file(path: Path, options: TextOptions) -> tuple[list[str], list[st
         if not row:
             continue
         if len(row) != len(header):
-            raise UserError(f"{path}:{line}: {len(row)} fields, the header has {len(header)}")
+            raise UserError(f"{path}:{line}: {plural(len(row), 'field')}, the header has {len(header)}")
         texts.append(row[ti])
         labels.append(row[li].strip())
     if not texts:

@@ -9,7 +9,7 @@ from torch.overrides import TorchFunctionMode
 
 from visiontk.backbones.pretrained import load_head_weights, load_pretrained, resolve_pretrained
 from visiontk.backbones.registry import create_backbone
-from visiontk.console import info
+from visiontk.console import info, plural
 from visiontk.engine.checkpoint import load_checkpoint
 from visiontk.backbones.normalization import recipe_preprocess, resolve_normalization
 from visiontk.data.preprocess import Preprocess
@@ -41,7 +41,7 @@ def build_model(recipe: Recipe, num_classes: int, load_weights: bool = True, cla
             load_head_weights(model, ref["state"], m.pretrained)
         else:
             info(f"head: re-initialised ({m.pretrained} is a {meta.get('task')} checkpoint with "
-                 f"{len(meta.get('classes') or [])} classes, this run has {num_classes})")
+                 f"{plural(len(meta.get('classes') or []), 'class')}, this run has {num_classes})")
     return model
 
 

@@ -17,6 +17,7 @@ import torch
 
 from visiontk.data.regular_files import file_kind
 from visiontk.errors import UserError, writing
+from visiontk.file_modes import set_new_file_mode
 from visiontk.stop_signals import deferred
 
 FORMAT = "visiontk-checkpoint"
@@ -42,6 +43,8 @@ def _atomic_write(path: Path, mode: str, write, defer_stop: bool = False) -> Non
             except OSError as e:  # said of the file the user knows, not of a temp name
                 raise UserError(f"{path}: cannot write ({e.strerror or e.__class__.__name__})") from None
             f = os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+            # mkstemp's 0600 would survive the rename: the mode of a new file (or of the one replaced).
+            set_new_file_mode(fd, path)
         with writing(path, tmp), (deferred() if defer_stop else contextlib.nullcontext()), f:
             try:
                 write(f)

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import ConfigDict, Field, ValidationError, create_model
 
+from visiontk.console import plural
 from visiontk.data.preprocess import Preprocess
 from visiontk.errors import UserError
 from visiontk.recipe import Recipe, Section, rule
@@ -192,14 +193,14 @@ def _check_consistent(ckpt: dict, pre: Preprocess, recipe: Recipe, source: str) 
     category ids for three classes) would be used half one way, half the other."""
     ids = ckpt.get("category_ids")
     if ids is not None and len(ids) != len(ckpt["classes"]):
-        raise UserError(f"{source}: 'category_ids' has {len(ids)} ids for {len(ckpt['classes'])} classes")
+        raise UserError(f"{source}: 'category_ids' has {plural(len(ids), 'id')} for {plural(len(ckpt['classes']), 'class')}")
     if ids is not None and len(set(ids)) != len(ids):
         raise UserError(f"{source}: 'category_ids' repeats an id")
     if getattr(pre, "kind", "image") != "image":
         return  # a signal's or text's preprocess: its own model checked it (_check_preprocess)
     if len(pre.mean) != pre.channels or len(pre.std) != pre.channels:
         raise UserError(f"{source}: 'preprocess' has {len(pre.mean)} mean and {len(pre.std)} std values "
-                        f"for {pre.channels} channels")
+                        f"for {plural(pre.channels, 'channel')}")
     if pre.channels != recipe.model.in_channels:
         raise UserError(f"{source}: 'preprocess.channels' is {pre.channels} but 'recipe.model.in_channels' is "
                         f"{recipe.model.in_channels}")

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import math
 
+from visiontk.console import plural
+
 # At most half of the iterations warm up: the detect shapes demo's 200 of 600
 # (a third) is what the shipped recipes need at most.
 MAX_WARMUP_SHARE = 0.5
@@ -35,7 +37,7 @@ MAX_WARMUP_SHARE = 0.5
 def fit_batch_size(key: str, batch_size: int, images: int) -> tuple[int, str | None]:
     """`batch_size`, or the training set's size when the set is smaller."""
     if batch_size > images:
-        return images, (f"{key} {batch_size} is larger than the training set ({images} images); "
+        return images, (f"{key} {batch_size} is larger than the training set ({plural(images, 'image')}); "
                         f"using batches of {images}")
     return batch_size, None
 
@@ -51,14 +53,15 @@ def warmup_iterations(cfg, key: str, iters_per_epoch: int, epochs: int,
     total = iters_per_epoch * epochs
     cap = max(1, math.floor(total * MAX_WARMUP_SHARE))
     if wanted > cap:
-        given = f"{key} {epochs_key:g} ({wanted} iterations)" if epochs_key is not None else f"{key} {wanted}"
-        return cap, (f"note: {given} is more than half of the {total} iterations of {where} "
-                     f"({epochs} epoch{'s' if epochs != 1 else ''} x {iters_per_epoch}); warming up over {cap} iterations instead")
+        given = f"{key} {epochs_key:g} ({plural(wanted, 'iteration')})" if epochs_key is not None else f"{key} {wanted}"
+        return cap, (f"note: {given} is more than half of the {plural(total, 'iteration')} of {where} "
+                     f"({plural(epochs, 'epoch')} x {iters_per_epoch}); warming up over {plural(cap, 'iteration')} "
+                     f"instead")
     return wanted, None
 
 
 def step_schedule_note(cfg, epochs: int) -> str | None:
     if cfg.schedule == "step" and cfg.step_size > epochs:
-        return (f"note: train.step_size {cfg.step_size} is more than the {epochs} epochs: "
+        return (f"note: train.step_size {cfg.step_size} is more than the {plural(epochs, 'epoch')}: "
                 f"the step schedule keeps the learning rate at train.lr")
     return None

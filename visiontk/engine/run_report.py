@@ -33,6 +33,8 @@ import torch
 import yaml
 
 from visiontk import __version__
+from visiontk.console import plural
+from visiontk.data.modality import input_noun, modality_name
 from visiontk.engine.checkpoint import atomic_write_bytes, atomic_write_text
 from visiontk.errors import UserError
 from visiontk.outputs.json_text import dumps
@@ -83,11 +85,12 @@ def hardware(device: torch.device, dtype: torch.dtype | None, channels_last: boo
 
 def data_summary(recipe, train_ds, val_ds, classes: list[str]) -> dict:
     d = recipe.data
+    noun = input_noun(modality_name(d.format))  # "image", "signal", "text"
     return {
         "format": d.format,
         "root": str(d.root),
-        "train split": f"{d.train}: {len(train_ds)} images",
-        "val split": f"{d.val}: {len(val_ds)} images",
+        "train split": f"{d.train}: {plural(len(train_ds), noun)}",
+        "val split": f"{d.val}: {plural(len(val_ds), noun)}",
         "image size (h, w)": list(recipe.image_size),
         "channels": recipe.model.in_channels,
         "mean / std": f"{list(d.mean) if d.mean else 'the weights'} / {list(d.std) if d.std else 'the weights'}",
@@ -234,7 +237,7 @@ def build_report(run_dir: str | Path) -> str:
               timing.get(r.get("epoch"), {}).get("report_s")] for r in rows]
     total = sum(r.get("time") or 0 for r in rows) + sum(t.get("val_s") or 0 for t in timing.values())
     sections.append(PageSection("Timing and throughput", [
-        Text(f"{len(rows)} epochs, {total:.1f} s of training and validation"),
+        Text(f"{plural(len(rows), 'epoch')}, {total:.1f} s of training and validation"),
         Table(["epoch", "train s", "train images/s", "val s", "report s"], table)]))
     hw = info.get("hardware")
     sections.append(PageSection("Hardware and precision", [_key_values(hw) if hw else Text("not recorded")]))

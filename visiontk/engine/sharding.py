@@ -32,7 +32,7 @@ from typing import Callable, Iterable, Iterator
 
 import torch.distributed as dist
 
-from visiontk.console import warn
+from visiontk.console import plural, warn
 from visiontk.data.sources import iter_sources
 from visiontk.engine import distributed
 from visiontk.engine.progress import ProgressBar
@@ -100,7 +100,7 @@ def run_shard(run: Callable[..., dict], shard: Shard, paths: Iterable[Path], wri
     stats = run(mine(), lambda record: to_writer(positions.get(), record), flush=flush)
     stats["inputs"] = seen[0]
     if stats["images"] == 0 and seen[0]:
-        warn(f"--shard {shard}: none of the {seen[0]} images is this shard's (more shards than images)")
+        warn(f"--shard {shard}: none of the {plural(seen[0], 'input')} is this shard's (more shards than inputs)")
     return stats
 
 

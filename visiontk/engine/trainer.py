@@ -24,7 +24,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from visiontk import __version__
-from visiontk.console import info, warn
+from visiontk.console import info, plural, warn
+from visiontk.data.modality import input_noun, modality_name
 from visiontk.engine.build import build_model, check_weights_fit, checkpoint_meta, count_parameters, state_dict_fp32, unwrap
 from visiontk.engine.checkpoint import FORMAT, VERSION, atomic_save, atomic_write_text, load_checkpoint, weights_sha256
 from visiontk.backbones.normalization import pin_normalization
@@ -312,7 +313,7 @@ class Trainer:
                     tmp.unlink(missing_ok=True)
                 self._write_csvs()
             if start_epoch >= r.train.epochs:
-                info(f"{self.run_dir}: already trained {start_epoch} of {r.train.epochs} epochs; nothing to do")
+                info(f"{self.run_dir}: already trained {start_epoch} of {plural(r.train.epochs, 'epoch')}; nothing to do")
             elif self._early_stop():
                 # Killed after last.pt of the epoch that stopped it early, before the run ended.
                 info(f"{self.run_dir}: stopped early at epoch {start_epoch} (best epoch {self.best_epoch}); nothing to do")
@@ -326,8 +327,10 @@ class Trainer:
             self.reporter = RunReporter(self.run_dir, {
                 "data": data_summary(r, train_loader.dataset, val_loader.dataset, classes),
                 "hardware": hardware(self.device, dtype, self.channels_last, bool(r.train.compile), self.world)})
+            noun = input_noun(modality_name(r.data.format))  # "image", "signal", "text"
             info(f"{r.task} {r.name}: {r.model.backbone}, {count_parameters(unwrap(model)) / 1e6:.3f} M parameters, "
-                 f"{len(train_loader.dataset)} train / {len(val_loader.dataset)} val images, {len(classes)} classes, "
+                 f"{len(train_loader.dataset)} train / {plural(len(val_loader.dataset), 'val ' + noun)}, "
+                 f"{plural(len(classes), 'class')}, "
                  f"device {self.device}{f' x{self.world} ({dist.get_backend()})' if self.world > 1 else ''}, "
                  f"{describe_precision(dtype, self.scaler is not None)}{', channels_last' if self.channels_last else ''}"
                  f"{', pinned memory' if self.device.type == 'cuda' else ''}, run dir {self.run_dir}")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from visiontk.errors import UserError, writing
+from visiontk.file_modes import set_new_file_mode
 
 
 def _special_kind(path: Path) -> str | None:
@@ -158,7 +159,11 @@ class OutputFile:
                 fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=suffix)
             except OSError as e:  # a read-only folder: said of the user's file, not of a temp name
                 raise UserError(f"{self.path}: cannot write ({e.strerror or e.__class__.__name__})") from None
-        os.close(fd)
+        # mkstemp's 0600 would survive the rename: the mode of a new file (or of the one replaced).
+        try:
+            set_new_file_mode(fd, self.path)
+        finally:
+            os.close(fd)
         try:
             with writing(self.path, tmp):
                 yield Path(tmp)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from visiontk.console import warn
+from visiontk.console import counted_problems, plural, warn
 from visiontk.errors import DataError
 
 Policy = Literal["skip", "error"]
@@ -78,7 +78,7 @@ class ReadReport:
         if not self.total:
             return f"{self.source}: no problems"
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.counts.items()))
-        return f"{self.source}: {self.total} problems ({kinds})"
+        return f"{self.source}: {plural(self.total, 'problem')} ({kinds})"
 
 
 class Issues:
@@ -103,9 +103,12 @@ class Issues:
             raise DataError(text)
         self.report.add(kind, f"{text} ({action})")
         if len(self.report.messages) <= MAX_WARNINGS:
-            warn(f"{text} ({action})")  # warn() prints plain text: '[x, y, w, h]' stays as is
+            # warn() prints plain text: '[x, y, w, h]' stays as is. The report counts it: not a warning of its own.
+            with counted_problems():
+                warn(f"{text} ({action})")
 
     def finish(self) -> ReadReport:
         if self.report.total > MAX_WARNINGS:
-            warn(f"{self.report.total - MAX_WARNINGS} more problems not shown; {self.report.summary()}")
+            with counted_problems():
+                warn(f"{plural(self.report.total - MAX_WARNINGS, 'more problem')} not shown; {self.report.summary()}")
         return self.report

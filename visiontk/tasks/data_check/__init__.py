@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from visiontk.console import recorded_warnings
 from visiontk.recipe import read_recipe, resolve_recipe_path
 from visiontk.recipe.files import read_yaml
 from visiontk.errors import UserError
@@ -42,11 +43,14 @@ def check_target(target: str, task: str | None = None, overrides: list[str] | No
     # Every problem counted, none raised: the check's policy, whatever the recipe says.
     overrides = [*(overrides or []), "data.bad_annotations=skip"]
     layout = None
-    if _is_recipe(target):
-        raw, source = read_recipe(target, overrides)
-    else:
-        raw, source, layout = layout_recipe(Path(target), task, overrides)
-    recipe = recipe_from_dict(raw, source)
-    if task and recipe.task != task:
-        raise UserError(f"{target}: recipe is for task '{recipe.task}', not '{task}' (--task)")
-    return check_data(recipe, out_dir, overwrite, source=source, progress=progress, layout=layout, plots=plots)
+    # The warnings of the layout's detection and of the recipe count too (the summary lists them).
+    with recorded_warnings() as warnings:
+        if _is_recipe(target):
+            raw, source = read_recipe(target, overrides)
+        else:
+            raw, source, layout = layout_recipe(Path(target), task, overrides)
+        recipe = recipe_from_dict(raw, source)
+        if task and recipe.task != task:
+            raise UserError(f"{target}: recipe is for task '{recipe.task}', not '{task}' (--task)")
+        return check_data(recipe, out_dir, overwrite, source=source, progress=progress, layout=layout, plots=plots,
+                          warnings=warnings)

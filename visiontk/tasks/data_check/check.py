@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from visiontk.backbones.normalization import recipe_preprocess
+from visiontk.console import plural, recorded_warnings
 from visiontk.data.formats.boxes import duplicate_boxes
 from visiontk.data.formats.issues import BAD_IMAGE, BOX_DUPLICATE, SIZE_MISMATCH
 from visiontk.data.images import open_image
@@ -59,9 +60,16 @@ Progress = Callable[[str, int], "object"]  # (description, total) -> a context m
 
 
 def check_data(recipe, out_dir: Path | None = None, overwrite: bool = False, source: str = "",
-               progress: Progress | None = None, layout: str | None = None, plots: bool = True) -> dict:
+               progress: Progress | None = None, layout: str | None = None, plots: bool = True,
+               warnings: list[str] | None = None) -> dict:
     """The report of the recipe's data set (both splits) as a JSON-able dict; writes
-    ``summary.json`` and (``plots``) the plots into ``out_dir`` (default runs/data-check/<name>)."""
+    ``summary.json`` and (``plots``) the plots into ``out_dir`` (default runs/data-check/<name>).
+
+    ``warnings``: the list of a `recorded_warnings` block around the call (warnings met
+    before it, by the layout's detection, included); without it the check records its own."""
+    if warnings is None:
+        with recorded_warnings() as seen:
+            return check_data(recipe, out_dir, overwrite, source, progress, layout, plots, warnings=seen)
     root = Path(recipe.data.root)
     if not root.exists():
         raise UserError(f"{root}: data root does not exist (data.root)")
@@ -77,10 +85,14 @@ def check_data(recipe, out_dir: Path | None = None, overwrite: bool = False, sou
         splits.append(_split_summary(recipe, data, pre, progress))
         _refuse_input_folder(folder.path, option, *{p.parent for p in data.images})
     errors = sum(s["errors"] for s in splits)
+    # Warnings are not problems: a set with warnings and no problem is clean (exit 0), and says so
+    # with its warnings. Each once, in the order printed (both splits may say the same).
+    said = list(dict.fromkeys(warnings))
     summary = {
         "source": source or str(root), "task": recipe.task, "format": recipe.data.format, "root": str(root),
         **({"layout": layout} if layout else {}),
-        "input_size": list(recipe.image_size), "errors": errors, "clean": errors == 0, "splits": splits,
+        "input_size": list(recipe.image_size), "errors": errors, "clean": errors == 0,
+        "warning_count": len(said), "warnings": said, "splits": splits,
         "out_dir": str(folder.path),
     }
     summary["files"] = [str(p) for p in _write(summary, folder, plots)]
@@ -341,7 +353,7 @@ def summary_lines(summary: dict, verdict: bool = True) -> Iterable[str]:
             for row in s["classes"][:MAX_CLASS_LINES]:
                 yield f"    {_class_text(row)}"
             if len(s["classes"]) > MAX_CLASS_LINES:
-                yield f"    and {len(s['classes']) - MAX_CLASS_LINES} more classes (all in summary.json)"
+                yield f"    and {plural(len(s['classes']) - MAX_CLASS_LINES, 'more class', 'more classes')} (all in summary.json)"
         if s.get("boxes") and s["boxes"]["count"]:
             b = s["boxes"]
             bins = ", ".join(f"{a}-{e}: {n}" for a, e, n in zip(b["edges"][:-1], b["edges"][1:], b["counts"]))
@@ -351,17 +363,26 @@ def summary_lines(summary: dict, verdict: bool = True) -> Iterable[str]:
         if s.get("pixels"):
             yield f"  pixels: {s['pixels']['labelled']} labelled, {s['pixels']['ignored']} ignored (255)"
     yield ""
+    said = summary.get("warnings") or []
+    if said:
+        yield f"{plural(len(said), 'warning')} (not problems; in summary.json 'warnings'):"
+        for text in said:
+            yield f"  {text}"
     if verdict:
-        yield ("clean: no problems found" if summary["clean"] else
-               f"errors: {summary['errors']} problems in the data set (see above)")
+        if not summary["clean"]:
+            yield f"errors: {plural(summary['errors'], 'problem')} in the data set (see above)"
+        elif said:
+            yield f"clean: no problems found, but {plural(len(said), 'warning')} (see above)"
+        else:
+            yield "clean: no problems found"
     yield f"wrote {', '.join(summary['files'])}"
 
 
 def _class_text(row: dict) -> str:
     ident = f" (id {row['id']})" if "id" in row else ""
-    parts = [f"{row['images']} images"]
+    parts = [plural(row["images"], "image")]
     if "instances" in row:
-        parts.append(f"{row['instances']} instances")
+        parts.append(plural(row["instances"], "instance"))
     if "pixels" in row:
         parts.append(f"{row['pixel_frequency']:.1%} of pixels")
     return f"{row['name']}{ident} {', '.join(parts)}"

@@ -9,7 +9,8 @@ top, as for a recipe. Looked for in this order, within ``--task`` when given:
   ``names`` and ``train``/``val``): detect, yolo;
 * ``annotations/instances_<split>.json``: COCO (detect; segment with --task);
 * ``Annotations/`` or ``SegmentationClass/`` beside ``JPEGImages/``: VOC (detect also
-  ``annotations/*.xml`` beside ``images/``);
+  ``annotations/*.xml`` beside ``images/``); without ImageSets lists, train/val lists beside
+  it (``data/train_labels.csv``, ...: split_lists.py) are its ``data.options.ids``;
 * ``<split>/images`` + ``<split>/masks`` or ``images/<split>`` + ``masks/<split>`` (also named
   ``image`` and ``mask``, ``labels`` or ``label``, as U-Net sets often are): mask folders; masks
   that hold only 0 and 255 are read as black/white (``mask_values: {0: 0, 255: 1}``), and a set
@@ -29,6 +30,8 @@ from visiontk.data.formats.yolo import YAML_SUFFIXES
 from visiontk.data.images import is_image_file
 from visiontk.errors import DataError, UserError
 from visiontk.recipe import apply_overrides, read_recipe
+
+from .split_lists import find_split_lists
 
 TEMPLATES = {("detect", "coco"): "detect/coco", ("detect", "yolo"): "detect/yolo", ("detect", "voc"): "detect/voc",
              ("segment", "masks"): "segment/masks", ("segment", "voc"): "segment/voc",
@@ -75,9 +78,14 @@ def _voc(root: Path, task: str) -> dict | None:
         options = {"annotations": "annotations", "images": "images"}
     lists = root / "ImageSets" / ("Main" if task == "detect" else "Segmentation")
     if not (lists / "train.txt").is_file():
-        options["ids"] = None
-        info(f"{root}: no ImageSets split lists: train and val both read every annotation, unless "
-             f"data.options.ids gives them (a list, or a CSV with a filename column, per split)")
+        # Split lists beside the set (the raccoon set's data/train_labels.csv, data/test_labels.csv).
+        ann = root / options.get("annotations", folder)
+        images = root / options.get("images", "JPEGImages")
+        found = find_split_lists(root, ann, ".xml" if task == "detect" else ".png", skip=(ann, images))
+        options["ids"] = found
+        if found is None:
+            info(f"{root}: no ImageSets split lists: train and val both read every annotation, unless "
+                 f"data.options.ids gives them (a list, or a CSV with a filename column, per split)")
     # Without a class list: the names the files hold (detect), VOC's 21 or classes.txt (segment).
     return {"train": "train", "val": "val", "options": options, "classes": None}
 

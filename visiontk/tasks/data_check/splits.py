@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from visiontk.data.formats.issues import ReadReport
+from visiontk.data.formats.options import split_path, under
 from visiontk.data.formats.records import AnnotatedImage
 from visiontk.data.imagefolder import scan_imagefolder
 from visiontk.errors import UserError
@@ -50,7 +51,12 @@ def read_detect(recipe, split: str, classes: list[str] | None) -> SplitData:
 
     found, where = read_annotations(recipe, split, classes)
     records: list[AnnotatedImage] = found.records
-    data = SplitData(split, _split_name(recipe, split), str(where), found.report, list(found.classes),
+    source = str(where)
+    if recipe.data.format == "voc" and recipe.data.options.ids is not None:
+        # Every split reads the same annotation folder: the id list is what tells them apart.
+        ids = split_path(recipe.data.options.ids, _split_name(recipe, split), "ids")
+        source += f", ids {under(Path(recipe.data.root), ids)}"
+    data = SplitData(split, _split_name(recipe, split), source, found.report, list(found.classes),
                      images=[r.image for r in records], category_ids=found.category_ids, records=records)
     negatives = [r.image for r in records if len(r.labels) == 0]
     if negatives:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_convert
 
-from visiontk.console import printable
+from visiontk.console import plural, printable
 from visiontk.errors import writing
 
 
@@ -191,7 +191,7 @@ def pr_curve_figure(result: Mapping):
             tag = "worst" if name in ranked[:HIGHLIGHT] else "best"
             ax.plot(recall, curves[name], linewidth=1.2, label=f"{name} {ap[name]:.3f} ({tag})")
         ax.plot(recall, np.mean(list(curves.values()), axis=0), color="black", linewidth=2.5,
-                label=f"all {len(curves)} classes (mean)")
+                label=f"all {plural(len(curves), 'class')} (mean)")
     else:
         for name, curve in curves.items():
             ax.plot(recall, curve, label=f"{name} {ap[name]:.3f}", linewidth=1.2)

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from visiontk.console import info
+from visiontk.console import info, plural
 from visiontk.data.formats.coco import CocoOptions, read_coco
 from visiontk.data.formats.options import split_path, under
 from visiontk.data.formats.records import AnnotatedSet
@@ -72,8 +72,8 @@ def read_split(recipe, split: str, classes: list[str] | None = None, root: str |
     report = found.report
     n_boxes = sum(len(r.labels) for r in found.records)
     crowd = f", {report.crowd} crowd annotations left out" if report.crowd else ""
-    info(f"{split_name(recipe, split)}: {len(found.records)} images, {n_boxes} boxes, {len(found.classes)} classes"
-         f"{crowd}; {report.summary()}")
+    info(f"{split_name(recipe, split)}: {plural(len(found.records), 'image')}, {plural(n_boxes, 'box')}, "
+         f"{plural(len(found.classes), 'class')}{crowd}; {report.summary()}")
     return found
 
 

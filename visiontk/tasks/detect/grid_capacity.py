@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_convert
 
+from visiontk.console import plural
 from visiontk.data.formats.records import AnnotatedImage
 
 from .encode import TARGET_OBJ, cell_indices, encode_targets
@@ -42,9 +43,10 @@ class GridCapacity:
                 "first": [str(p) for p in self.images[:first]]}
 
     def text(self) -> str:
-        return (f"recall ceiling {self.recall_ceiling:.2f}: {self.lost} of {self.objects} objects share a "
-                f"{self.S}x{self.S} grid cell with a larger one (a cell's target holds one object); "
-                f"{self.beyond_b} are beyond the B={self.B} boxes of their cell")
+        return (f"recall ceiling {self.recall_ceiling:.2f}: {self.lost} of {plural(self.objects, 'object')} "
+                f"{'shares' if self.lost == 1 else 'share'} a {self.S}x{self.S} grid cell with a larger one (a cell's "
+                f"target holds one object); {self.beyond_b} {'is' if self.beyond_b == 1 else 'are'} beyond the "
+                f"B={self.B} {'box' if self.B == 1 else 'boxes'} of their cell")
 
 
 def grid_capacity(records: Iterable[AnnotatedImage], S: int, B: int, num_classes: int) -> GridCapacity:

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torchvision.utils import draw_bounding_boxes
 
-from visiontk.console import warn
+from visiontk.console import plural, warn
 from visiontk.data.formats.coco import image_ids as coco_image_ids
 from visiontk.data.images import load_image
 from visiontk.errors import UserError, writing
@@ -121,11 +121,15 @@ class ImageIds:
 
     def summarise(self) -> None:
         if self.unknown:
-            warn(f"{self.unknown} images are not in {self.source} (no matching file_name): image_id is their "
-                 f"numeric file name, else their position")
+            one = self.unknown == 1
+            warn(f"{plural(self.unknown, 'image')} {'is' if one else 'are'} not in {self.source} (no matching "
+                 f"file_name): image_id is {'its' if one else 'their'} numeric file name, else "
+                 f"{'its' if one else 'their'} position")
         if self.positional:
-            warn(f"{self.positional} images have neither a known image_id nor a numeric file name: image_id is "
-                 f"their position in the input (give --coco-images-from ANNOTATIONS.json to use the set's ids)")
+            one = self.positional == 1
+            warn(f"{plural(self.positional, 'image')} {'has' if one else 'have'} neither a known image_id nor a numeric "
+                 f"file name: image_id is {'its' if one else 'their'} position in the input (give --coco-images-from "
+                 f"ANNOTATIONS.json to use the set's ids)")
 
 
 class YoloTxtWriter(RecordWriter):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from visiontk.console import info
+from visiontk.console import info, plural
 from visiontk.data.formats.coco import read_coco
 from visiontk.data.formats.files import read_text
 from visiontk.data.formats.issues import ReadReport
@@ -165,7 +165,7 @@ def read_records(recipe, split: str, classes: list[str] | None, root: str | None
     found = collect_records(recipe, split, classes, root)
     if not found.records:
         raise UserError(f"{found.where}: no usable image/mask pairs for split '{split}'")
-    info(f"{split_folder(recipe, split)}: {len(found.records)} images, {len(found.names)} classes; "
+    info(f"{split_folder(recipe, split)}: {plural(len(found.records), 'image')}, {plural(len(found.names), 'class')}; "
          f"{found.report.summary()}")
     ids = found.class_ids if found.class_ids is not None else stored_values(recipe, len(found.names))
     return found.records, found.names, ids
@@ -192,7 +192,7 @@ def collect_records(recipe, split: str, classes: list[str] | None, root: str | N
     class_ids = None if id_map is None else list(id_map)
     names = class_names(recipe, root_dir, classes if classes or id_map is None else list(id_map.values()))
     if class_ids is not None and len(names) != len(class_ids):
-        raise UserError(f"the class map has {len(class_ids)} classes, the checkpoint {len(names)}")
+        raise UserError(f"the class map has {plural(len(class_ids), 'class')}, the checkpoint {len(names)}")
     folder = split_folder(recipe, split)
 
     def path(value, key: str, which: str = folder) -> Path:

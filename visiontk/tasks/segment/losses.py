@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from visiontk.console import plural
 from visiontk.errors import UserError
 
 KINDS = ("ce", "dice", "ce+dice")
@@ -71,8 +72,8 @@ class SegmentationLoss(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         if self.class_weights is not None and self.class_weights.numel() != logits.shape[1]:
             raise UserError(
-                f"class_weights has {self.class_weights.numel()} entries for "
-                f"{logits.shape[1]} classes"
+                f"class_weights has {plural(self.class_weights.numel(), 'entry')} for "
+                f"{plural(logits.shape[1], 'class')}"
             )
         target = target.long()
         parts: dict[str, torch.Tensor] = {}

@@ -24,7 +24,7 @@ import numpy as np
 from visiontk.data.formats.coco import rasterize
 from visiontk.data.formats.files import image_size
 from visiontk.data.formats.issues import BAD_IMAGE, BAD_MASK, Issues, Policy, ReadReport, check_policy
-from visiontk.console import warn
+from visiontk.console import plural, warn
 from visiontk.data.formats.masks import (IGNORE_INDEX, apply_value_table, load_index_mask, mask_header_size,
                                          unlisted_values)
 from visiontk.errors import DataError
@@ -178,7 +178,7 @@ def check_records(
              f"data.options.mask_values: {{0: 0, 255: 1}}")
     if pixels:
         # Not a bad annotation (the pixels are simply unlabelled): one line for the whole split.
-        shown = ", ".join(f"{v} ({pixels[v]} px in {masks[v]} masks)" for v in sorted(pixels)[:8])
+        shown = ", ".join(f"{v} ({pixels[v]} px in {plural(masks[v], 'mask')})" for v in sorted(pixels)[:8])
         more = f" and {len(pixels) - 8} more" if len(pixels) > 8 else ""
         warn(f"{source}: mask values {shown}{more} are not in the class map: ignored (255)")
     return kept

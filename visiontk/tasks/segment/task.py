@@ -17,6 +17,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
+from visiontk.console import plural
 from visiontk.data.formats.masks import IGNORE_INDEX
 from visiontk.backbones.normalization import recipe_preprocess
 from visiontk.errors import UserError
@@ -95,8 +96,8 @@ class SegmentTask(Task):
             raise recipe_error(source, "data.classes", f"needs at least 2 names (index 0 first, e.g. background), "
                                                        f"got {classes!r}")
         if weights is not None and classes and len(weights) != len(classes):
-            raise recipe_error(source, "loss.class_weights", f"has {len(weights)} entries for {len(classes)} "
-                                                             f"classes in data.classes")
+            raise recipe_error(source, "loss.class_weights", f"has {plural(len(weights), 'entry')} for "
+                                                             f"{plural(len(classes), 'class')} in data.classes")
         if isinstance(classes, dict) and recipe.data.format != "masks":
             raise recipe_error(source, "data.classes", "an {id: name} map is read by data.format masks only; "
                                                        "give a list of names")
@@ -149,7 +150,8 @@ class SegmentTask(Task):
     def build_loss(self, recipe, num_classes: int):
         o = recipe.loss
         if o.class_weights is not None and len(o.class_weights) != num_classes:
-            raise UserError(f"loss.class_weights: {len(o.class_weights)} entries for {num_classes} classes")
+            raise UserError(f"loss.class_weights: {plural(len(o.class_weights), 'entry')} for "
+                            f"{plural(num_classes, 'class')}")
         # The data stage folds loss.ignore_index into 255, so the loss ignores 255 only.
         criterion = SegmentationLoss(o.kind, IGNORE_INDEX, o.class_weights, o.dice_weight)
 
