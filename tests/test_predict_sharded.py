@@ -17,7 +17,6 @@ the outputs are compared exactly.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 from pathlib import Path

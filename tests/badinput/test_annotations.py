@@ -103,7 +103,7 @@ def test_coco_with_bad_entries_trains_on_the_good_ones(coco_skip_run):
     out, ann, _ = coco_skip_run
     assert out.returncode == 0, out.stderr
     assert "Traceback" not in out.stderr
-    assert "train: 4 images, 4 boxes, 1 classes; " in out.stderr  # the 4 good images, their 4 boxes
+    assert "train: 4 images, 4 boxes, 1 class; " in out.stderr  # the 4 good images, their 4 boxes
     assert len(warnings_of(out)) == len(BAD_COCO)
 
 
