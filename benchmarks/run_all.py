@@ -37,6 +37,8 @@ BENCHES = {
     "backends": ("backend_bench.py", ["--models", "demo,detect-demo,segment-demo,resnet18", "--rounds", "5"],
                  ["--models", "demo", "--rounds", "1"]),
     "memory": ("memory_bench.py", [], ["--counts", "200,400"]),
+    # bf16 against fp32 on each kind of CPU this one can stand in for (AMX, AVX-512 BF16, AVX2).
+    "cpu-kinds": ("cpu_kinds.py", ["--rounds", "3"], ["--models", "demo", "--rounds", "1"]),
     "detect": ("detect_bench.py", [], None),  # None: no quick form, skipped by --quick
     "segment": ("segment_bench.py", [], None),
     # visiontk against Ultralytics, a plain loop and smp; without the peers installed
