@@ -259,3 +259,16 @@ def test_grey_model_on_three_value_normalisation_checkpoints_load(tmp_path):
     torch.save(tampered, tmp_path / "tampered.pt")
     with pytest.raises(UserError, match=r"'mean' is \[0.9, 0.4, 0.3\] but 'preprocess.mean' is \[0.5\]"):
         model_from_checkpoint(tmp_path / "tampered.pt", "classify")
+
+
+def test_stack_images_gives_torch_stacks_batch_from_arrays_and_tensors():
+    from visiontk.engine.decode_batches import stack_images
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (5, 7, 3), dtype=np.uint8) for _ in range(4)]
+    expected = torch.stack([torch.as_tensor(a) for a in arrays])
+    got = stack_images(arrays)
+    assert got.dtype == torch.uint8 and got.shape == (4, 5, 7, 3) and torch.equal(got, expected)
+    # Tensors (from worker processes) and a mix of both.
+    assert torch.equal(stack_images([torch.as_tensor(a) for a in arrays]), expected)
+    assert torch.equal(stack_images([arrays[0], torch.as_tensor(arrays[1]), arrays[2], arrays[3]]), expected)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from visiontk.engine.decode_batches import stack_images
 from visiontk.viz.cam import cam_overlay, grad_cam
 
 
@@ -17,7 +18,7 @@ def add_cams(model: torch.nn.Module, batch: list, preprocess, task, context, dev
     """`batch`: (uint8 HWC pixels at the model's input size, meta) per image; sets meta["cam"] =
     {overlay: uint8 HWC, class: name, peak: [x, y] of the map's maximum in the original image's pixels}."""
     pixels = [p for p, _ in batch]
-    x = preprocess.normalize_batch(torch.stack([torch.as_tensor(p) for p in pixels]).to(device))
+    x = preprocess.normalize_batch(stack_images(pixels).to(device))
     chosen: list[str] = []
 
     def score(outputs: torch.Tensor) -> torch.Tensor:
