@@ -472,6 +472,8 @@ def test_a_clean_set_with_warnings_says_so_in_its_verdict_and_json(tmp_path):
                   str(tmp_path / "r1"), "--no-plots")
     assert res.returncode == 0, res.stderr
     assert "hold only 0 and 255" in res.stderr
+    # The layout's note on what it would have done is not said when --set replaced it.
+    assert "read as black/white" not in res.stderr and "no val split" in res.stderr
     lines = res.stdout.splitlines()
     verdict = next(line for line in lines if line.startswith("clean"))
     assert verdict == "clean: no problems found, but 2 warnings (see above)"
@@ -486,7 +488,7 @@ def test_a_clean_set_with_warnings_says_so_in_its_verdict_and_json(tmp_path):
     assert res.returncode == 0 and json.loads(res.stdout)["warning_count"] == 2
     # Read as black/white (the layout's own reading): no warning, plainly clean.
     res = run_cli("data", "check", str(root), "--out-dir", str(tmp_path / "r3"), "--no-plots")
-    assert res.returncode == 0
+    assert res.returncode == 0 and "read as black/white, 255 -> class 1" in res.stderr
     assert "clean: no problems found" in res.stdout.splitlines() and "not problems" not in res.stdout
     assert json.loads((tmp_path / "r3" / "summary.json").read_text())["warnings"] == []
 

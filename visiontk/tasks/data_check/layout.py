@@ -19,6 +19,7 @@ top, as for a recipe. Looked for in this order, within ``--task`` when given:
 """
 from __future__ import annotations
 
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,20 @@ from visiontk.errors import DataError, UserError
 from visiontk.recipe import apply_overrides, read_recipe
 
 from .split_lists import find_split_lists
+
+# Notes on what the layout decided, each with the recipe key it set: `layout_recipe`
+# prints them once the user's --set overrides are known, and not those whose key an
+# override replaced (a 'read as black/white' note after --set data.options.mask_values=null
+# would describe what the check did not do).
+_notes: ContextVar[list[tuple[str, str]] | None] = ContextVar("layout_notes", default=None)
+
+
+def _note(key: str, text: str) -> None:
+    held = _notes.get()
+    if held is None:
+        info(text)
+    else:
+        held.append((key, text))
 
 TEMPLATES = {("detect", "coco"): "detect/coco", ("detect", "yolo"): "detect/yolo", ("detect", "voc"): "detect/voc",
              ("segment", "masks"): "segment/masks", ("segment", "voc"): "segment/voc",
@@ -84,8 +99,8 @@ def _voc(root: Path, task: str) -> dict | None:
         found = find_split_lists(root, ann, ".xml" if task == "detect" else ".png", skip=(ann, images))
         options["ids"] = found
         if found is None:
-            info(f"{root}: no ImageSets split lists: train and val both read every annotation, unless "
-                 f"data.options.ids gives them (a list, or a CSV with a filename column, per split)")
+            _note("data.options.ids", f"{root}: no ImageSets split lists: train and val both read every annotation, "
+                  f"unless data.options.ids gives them (a list, or a CSV with a filename column, per split)")
     # Without a class list: the names the files hold (detect), VOC's 21 or classes.txt (segment).
     return {"train": "train", "val": "val", "options": options, "classes": None}
 
@@ -111,7 +126,8 @@ def _mask_folders(root: Path) -> dict | None:
     data: dict = {"train": "train", "val": "val", "options": options, "classes": None}
     if not (root / options["images"].format(split="val")).is_dir():
         options["val_fraction"] = VAL_FRACTION
-        info(f"{root}: no val split: the last {VAL_FRACTION:.0%} of train is held out (data.options.val_fraction)")
+        _note("data.options.val_fraction",
+              f"{root}: no val split: the last {VAL_FRACTION:.0%} of train is held out (data.options.val_fraction)")
     named = next((p for p in _yamls(root) if "names" in (_safe_yaml(p) or {})), None)
     if named is not None:
         options["data_yaml"] = named.name
@@ -120,14 +136,16 @@ def _mask_folders(root: Path) -> dict | None:
     if set(values) == {0, IGNORE_INDEX}:
         # Black/white masks: 255 is the object here, not VOC's ignore (it would leave class 0 alone).
         options["mask_values"] = {0: 0, IGNORE_INDEX: 1}
-        info(f"{root}: masks hold only 0 and 255: read as black/white, 255 -> class 1 (data.options.mask_values)")
+        _note("data.options.mask_values",
+              f"{root}: masks hold only 0 and 255: read as black/white, 255 -> class 1 (data.options.mask_values)")
         if not (root / "classes.txt").is_file():
             data["classes"] = ["0", "255"]
     elif not (root / "classes.txt").is_file():
         # No class names anywhere: the classes are the mask values met, named by their value.
         top = max((v for v in values if v != IGNORE_INDEX), default=0)
         data["classes"] = [str(v) for v in range(max(top + 1, 2))]
-        info(f"{root}: no class names (classes.txt, a yaml's names): classes are the mask values 0..{max(top, 1)}")
+        _note("data.classes",
+              f"{root}: no class names (classes.txt, a yaml's names): classes are the mask values 0..{max(top, 1)}")
     return data
 
 
@@ -192,7 +210,16 @@ def detect_layout(target: Path, task: str | None = None) -> tuple[str, str, dict
 
 def layout_recipe(target: Path, task: str | None, overrides: list[str]) -> tuple[dict, str, str]:
     """(raw recipe, its source for messages, the layout's name) for a folder or data yaml."""
-    task, fmt, data = detect_layout(target, task)
+    held: list[tuple[str, str]] = []
+    token = _notes.set(held)
+    try:
+        task, fmt, data = detect_layout(target, task)
+    finally:
+        _notes.reset(token)
+    replaced = {text.split("=", 1)[0].strip() for text in overrides}
+    for key, text in held:
+        if not any(key == r or key.startswith(r + ".") for r in replaced):
+            info(text)
     raw, _ = read_recipe(TEMPLATES[(task, fmt)])
     section = raw.setdefault("data", {})
     options = {**(section.get("options") or {}), **data.pop("options", {})}
