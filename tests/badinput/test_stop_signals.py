@@ -57,6 +57,7 @@ def test_a_stop_signal_while_the_temp_file_is_made_leaves_no_temp_file(tmp_path,
     import tempfile
 
     from visiontk.engine import checkpoint
+    from visiontk.outputs.output_file import OutputFile
 
     class Stopped(Exception):
         pass
@@ -72,10 +73,14 @@ def test_a_stop_signal_while_the_temp_file_is_made_leaves_no_temp_file(tmp_path,
         return made
 
     previous = signal.signal(signal.SIGTERM, stop)
-    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", mkstemp_then_sigterm)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_sigterm)
     try:
         with pytest.raises(Stopped):
             checkpoint.atomic_write_text("{}", tmp_path / "val_metrics.json")
+        # The same for a staged output (predict's --out, summary.json, export): one helper makes both temps.
+        with pytest.raises(Stopped):
+            with OutputFile(tmp_path / "predictions.jsonl").staged() as staged:
+                staged.write_text("{}\n")
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert list(tmp_path.iterdir()) == []

@@ -10,14 +10,13 @@ import contextlib
 import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 
 from visiontk.data.regular_files import file_kind
 from visiontk.errors import UserError, writing
-from visiontk.file_modes import set_new_file_mode
+from visiontk.outputs.output_file import make_temp_beside
 from visiontk.stop_signals import deferred
 
 FORMAT = "visiontk-checkpoint"
@@ -33,18 +32,10 @@ def _atomic_write(path: Path, mode: str, write, defer_stop: bool = False) -> Non
     path = Path(path)
     f = None
     try:
-        # Stop signals wait while the temp file is made and opened: acted on in between, they
-        # left it behind unnamed, so not removed below (a SIGTERM during training once left
-        # a .val_metrics.json.*.tmp in the run folder).
+        # Stop signals wait until the temp file is open, where the cleanup below holds it.
         with writing(path), deferred():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            except OSError as e:  # said of the file the user knows, not of a temp name
-                raise UserError(f"{path}: cannot write ({e.strerror or e.__class__.__name__})") from None
+            fd, tmp = make_temp_beside(path)
             f = os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
-            # mkstemp's 0600 would survive the rename: the mode of a new file (or of the one replaced).
-            set_new_file_mode(fd, path)
         with writing(path, tmp), (deferred() if defer_stop else contextlib.nullcontext()), f:
             try:
                 write(f)

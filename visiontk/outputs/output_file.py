@@ -28,6 +28,24 @@ from typing import IO, Iterator
 
 from visiontk.errors import UserError, writing
 from visiontk.file_modes import set_new_file_mode
+from visiontk.stop_signals import deferred
+
+
+def make_temp_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
+    """A temp file in `path`'s folder (made if missing), named after it, with the permissions
+    `path` gets once the temp is renamed over it: (open descriptor, name). Callers make it
+    under `stop_signals.deferred()` until their cleanup holds the name: a stop signal acted
+    on in between leaves it behind (a SIGTERM during training once left a
+    .val_metrics.json.*.tmp in the run folder). A folder that cannot hold it is one line
+    about `path`, not about a temp name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    except OSError as e:
+        raise UserError(f"{path}: cannot write ({e.strerror or e.__class__.__name__})") from None
+    # mkstemp's 0600 would survive the rename: the mode of a new file (or of the one replaced).
+    set_new_file_mode(fd, path)
+    return fd, tmp
 
 
 def _special_kind(path: Path) -> str | None:
@@ -153,18 +171,11 @@ class OutputFile:
             # A FIFO or /dev/null is written into, whole at the end, and stays what it is.
             yield from self._staged_into_stream(suffix)
             return
-        with writing(self.path):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=suffix)
-            except OSError as e:  # a read-only folder: said of the user's file, not of a temp name
-                raise UserError(f"{self.path}: cannot write ({e.strerror or e.__class__.__name__})") from None
-        # mkstemp's 0600 would survive the rename: the mode of a new file (or of the one replaced).
+        tmp = None
         try:
-            set_new_file_mode(fd, self.path)
-        finally:
-            os.close(fd)
-        try:
+            with writing(self.path), deferred():
+                fd, tmp = make_temp_beside(self.path, suffix)
+                os.close(fd)
             with writing(self.path, tmp):
                 yield Path(tmp)
                 # On disk before the rename: a crash leaves the old file or the new one, whole.
@@ -172,7 +183,8 @@ class OutputFile:
                     os.fsync(f.fileno())
                 os.replace(tmp, self.path)
         finally:
-            Path(tmp).unlink(missing_ok=True)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
 
     @property
     def is_stream(self) -> bool:
