@@ -19,7 +19,7 @@ For each model and precision, in one process and interleaved round by round:
 Targets: predictor >= 0.9 x ceiling and >= 2 x naive at batch 32.
 
     python benchmarks/predict_bench.py [--models demo,resnet18] [--precisions fp32,bf16] [--rounds 3]
-    python benchmarks/predict_bench.py --schedules alternate,overlap,processes --profile   # item 3: who feeds the model
+    python benchmarks/predict_bench.py --schedules auto,alternate,pipeline,processes --profile   # item 3: who feeds the model
 """
 from __future__ import annotations
 
@@ -40,7 +40,6 @@ import bench_utils as bu  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from visiontk.engine import decode_batches as db  # noqa: E402
 from visiontk.engine.performance import autocast  # noqa: E402
 from visiontk.engine.predictor import Predictor  # noqa: E402
 from visiontk.outputs.output_file import OutputFile  # noqa: E402
@@ -54,11 +53,12 @@ MODELS = {
     "detect-demo": ("detect", "detect/shapes", [], 512),
     "segment-demo": ("segment", "segment/shapes-fcn8s", [], 256),
 }
-# How the Predictor feeds the model (engine/decode_batches.py).
+# How the Predictor feeds the model: --loader (engine/decode_batches.py, engine/cpu_schedule.py).
 SCHEDULES = {
-    "alternate": dict(loader="threads", lookahead=0),  # the CPU default
-    "overlap": dict(loader="threads", lookahead=None),  # decode ahead, beside the model
-    "processes": dict(loader="processes", lookahead=None),  # DataLoader workers (the GPU default)
+    "auto": "auto",  # the default: on the CPU, taking turns or a pipeline, measured on the run's first batches
+    "alternate": "threads",  # decoding threads take turns with the model on every core
+    "pipeline": "pipeline",  # decoding threads ahead of the model, the model on the cores they leave
+    "processes": "processes",  # DataLoader workers (the GPU default)
 }
 
 
@@ -82,15 +82,12 @@ class Bench:
         self.task_name = MODELS[name][0]
         self.ckpt = checkpoint_for(name)
         self.tmp = tmp
-        self.schedule = SCHEDULES[schedule]
         options = task_options(self.task_name, tmp)
         self.predictor = Predictor(self.ckpt, self.task_name, device="cpu", batch_size=batch, workers=workers,
-                                   options=options, precision=precision, loader=self.schedule["loader"])
+                                   options=options, precision=precision, loader=SCHEDULES[schedule])
         # What `predict` writes (records, and segment's mask PNGs), with stdout as the results stream.
         self.outputs = get_task(self.task_name).prediction_outputs(options, OutputFile(None))
         p = self.predictor
-        p._batches = lambda paths: db.decode_batches(paths, p.load_pixels, p.batch_size, p.workers, p.device,
-                                                     self.schedule["loader"], self.schedule["lookahead"])
         pixels = [p.load_pixels(x) for x in paths[:batch]]
         # One batch's raw outputs and metas, for the output stage alone.
         with torch.inference_mode(), autocast(p.device, p.dtype):
@@ -115,6 +112,7 @@ class Bench:
         return n * self.batch
 
     def decode(self) -> int:
+        """The decoding stage alone: the Predictor's decoding threads (or processes), one batch at a time."""
         p = self.predictor
         return sum(len(b) for b in p._batches(iter(self.paths)))
 
@@ -202,8 +200,8 @@ class Bench:
             prof["forward"] += time.perf_counter() - t
             return out
 
-        def timed_batches(paths):
-            it = batches(paths)
+        def timed_batches(*args):
+            it = batches(*args)
             while True:
                 t = time.perf_counter()
                 try:
@@ -228,7 +226,7 @@ def run_model(name: str, precisions: list[str], args, tmp: Path) -> tuple[list[l
     paths = bu.make_jpegs(bu.CACHE / "jpeg640x480", max(n, args.batch), size=(640, 480))[:n]
     rows, notes = [], []
     for precision in precisions:
-        bench = Bench(name, precision, paths, args.batch, args.workers, "alternate", tmp)
+        bench = Bench(name, precision, paths, args.batch, args.workers, "auto", tmp)
         contenders = {"forward": bench.forward, "decode": bench.decode, "output": bench.output,
                       "predictor": bench.predictor_run, "naive": bench.naive}
         if args.cli:
@@ -246,6 +244,7 @@ def run_model(name: str, precisions: list[str], args, tmp: Path) -> tuple[list[l
                bu.fmt_ratio(bu.ratio_stats(rates["predictor"], rates["naive"]), 2.0)]
         row.append(bu.fmt_ratio(bu.ratio_stats(rates["cli"], ceiling)) if args.cli else "-")
         rows.append(row)
+        notes.append(f"{name} {precision}: the predictor's last run: {ran_as(bench)}")
         print(f"  {name} {precision}: " + ", ".join(f"{k} {bu.median(v):.1f}" for k, v in rates.items()), file=sys.stderr)
     return rows, notes
 
@@ -272,7 +271,7 @@ def run_schedules(name: str, precision: str, args, tmp: Path) -> list[list]:
                      f"{bu.median(ceiling):.0f}", f"{bu.median(rates[f'predictor:{s}']):.0f}",
                      bu.fmt_ratio(bu.ratio_stats(rates[f"predictor:{s}"], ceiling), 0.9),
                      f"{prof['wait_decode'] / t:.0%} / {prof['forward'] / t:.0%} / "
-                     f"{(t - prof['wait_decode'] - prof['forward']) / t:.0%}"])
+                     f"{(t - prof['wait_decode'] - prof['forward']) / t:.0%}", ran_as(b)])
     return rows
 
 
@@ -280,7 +279,13 @@ PREDICT_HEADERS = ["model", "input", "precision", "forward img/s", "decode img/s
                    "predictor img/s", "naive img/s", "predictor / ceiling", "predictor / ceiling incl. output",
                    "predictor / naive", "CLI / ceiling"]
 SCHEDULE_HEADERS = ["model", "precision", "schedule", "forward img/s", "decode img/s", "ceiling img/s", "predictor img/s",
-                    "predictor / ceiling", "main thread: wait decode / forward / rest"]
+                    "predictor / ceiling", "main thread: wait decode / forward / rest", "ran as (last run)"]
+
+
+def ran_as(bench: Bench) -> str:
+    """How the Predictor's last run fed the model (auto: what it measured and chose)."""
+    schedule = bench.predictor.schedule
+    return schedule.describe() if schedule is not None else f"{bench.predictor.workers} decoding processes"
 
 
 def main(argv=None) -> str:
@@ -293,7 +298,7 @@ def main(argv=None) -> str:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's, the core count)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cli", action="store_true", help="also time the command line (a subprocess per run)")
-    ap.add_argument("--schedules", default="", help="compare feeding schedules instead: alternate,overlap,processes")
+    ap.add_argument("--schedules", default="", help="compare feeding schedules instead: auto,alternate,pipeline,processes")
     ap.add_argument("--profile", action="store_true", help="(with --schedules) main-thread time split")
     args = ap.parse_args(argv)
     if args.threads:
@@ -312,10 +317,13 @@ def main(argv=None) -> str:
                     rows += run_schedules(m, p, args, Path(tmp))
             out.append(bu.markdown_table(SCHEDULE_HEADERS, rows))
         else:
-            rows = []
+            rows, notes = [], []
             for m in models:
-                rows += run_model(m, precisions, args, Path(tmp))[0]
+                model_rows, model_notes = run_model(m, precisions, args, Path(tmp))
+                rows += model_rows
+                notes += model_notes
             out.append(bu.markdown_table(PREDICT_HEADERS, rows))
+            out += ["", *(f"- {n}" for n in notes)]
     out.append(f"\nmedian over {args.rounds} interleaved rounds (range in brackets); load average at end {bu.load_average()}")
     text = "\n".join(out)
     print(text)

@@ -88,8 +88,10 @@ BACKEND = Param("backend", Optional[str], typer.Option(
 COMPILE = Param("compile", bool, typer.Option(
     False, "--compile", help="torch.compile the model: slow start, faster on long runs."))
 LOADER = Param("loader", str, typer.Option(
-    "auto", "--loader", help="Who decodes images: auto (threads on the CPU, worker processes with a GPU) | threads | "
-                             "processes (on the CPU, faster for small models, slower for large ones)."))
+    "auto", "--loader", help="Who decodes images: auto (with a GPU, worker processes; on the CPU, threads, "
+                             "taking turns with the model or ahead of it, whichever the run's first batches "
+                             "measure faster) | threads (taking turns) | pipeline (ahead of the model, which "
+                             "runs on the cores they leave) | processes."))
 SHARD = Param("shard", Optional[str], typer.Option(
     None, "--shard", help="I/N: predict only images I, I+N, I+2N... of the input (0 <= I < N), for job arrays and "
                           "xargs/parallel; merge the N outputs with 'visiontk merge'. Under torchrun the ranks "

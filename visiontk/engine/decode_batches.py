@@ -7,10 +7,15 @@ decoding is scheduled depends on where the model runs:
 - CPU ("threads", lookahead 0): decoding and the model share the same cores,
   so the two phases take turns: `workers` threads decode a batch (PIL, OpenCV
   and torch release the GIL), then the model runs on every core. Overlapping
-  them would not make the cores faster; it would set decoding threads against
-  the model's intra-op threads, and each of the model's parallel regions waits
-  for its slowest thread (see benchmarks/README.md for the profile). Taking
-  turns reaches the CPU ceiling 1 / (1/forward_rate + 1/decode_rate).
+  them with the model on every core would not make the cores faster; it would
+  set decoding threads against the model's intra-op threads, and each of the
+  model's parallel regions waits for its slowest thread (see
+  benchmarks/README.md for the profile). Taking turns reaches the CPU ceiling
+  1 / (1/forward_rate + 1/decode_rate).
+- CPU ("pipeline", lookahead 1): the next batch is decoded while the model runs
+  on the cores the decoders leave, for models that gain little from more
+  threads (engine/cpu_schedule.py, which also picks between the two under auto;
+  the lookahead can change between batches).
 - GPU ("processes"): the model runs on the GPU, so decoding overlaps with it:
   DataLoader worker processes (no GIL) decode batches ahead, into pinned
   memory, and the copy to the GPU is non-blocking.
@@ -36,7 +41,7 @@ from torch.utils.data import DataLoader
 from visiontk.errors import UserError
 
 Batch = list[tuple[object | None, dict]]
-LOADERS = ("auto", "threads", "processes")
+LOADERS = ("auto", "threads", "pipeline", "processes")
 
 
 def chunks(it: Iterable, n: int) -> Iterator[list]:
@@ -51,7 +56,8 @@ def check_loader(loader: str) -> None:
 
 
 def resolve_loader(loader: str, device: torch.device, workers: int) -> str:
-    """auto: worker processes when the model runs on a GPU, threads otherwise."""
+    """auto: worker processes when the model runs on a GPU, threads otherwise (on the
+    CPU, the predictor then measures whether they run as a pipeline: engine/cpu_schedule.py)."""
     check_loader(loader)
     if loader == "auto":
         return "processes" if device.type == "cuda" and workers > 0 else "threads"
@@ -87,10 +93,12 @@ def _unstack(images: torch.Tensor | list, metas: list[dict], device: torch.devic
     return [(None if "error" in m else next(it), m) for m in metas]
 
 
-def thread_batches(paths: Iterable[Path], load: Callable, batch_size: int, workers: int, lookahead: int,
-                   device: torch.device) -> Iterator[Batch]:
+def thread_batches(paths: Iterable[Path], load: Callable, batch_size: int, workers: int,
+                   lookahead: int | Callable[[], int], device: torch.device) -> Iterator[Batch]:
     """Each image of a batch is a task for the pool; `lookahead` batches are decoded
-    ahead of the one handed out (0: decode a batch only when it is asked for)."""
+    ahead of the one handed out (0: decode a batch only when it is asked for); a
+    callable is asked again before each batch."""
+    ahead = lookahead if callable(lookahead) else (lambda: lookahead)
     if workers == 0:
         for chunk in chunks(paths, batch_size):
             yield [load(p) for p in chunk]
@@ -110,7 +118,7 @@ def thread_batches(paths: Iterable[Path], load: Callable, batch_size: int, worke
 
         for chunk in chunks(paths, batch_size):
             pending.append([pool.submit(load, p) for p in chunk])
-            while len(pending) > lookahead:
+            while len(pending) > ahead():
                 yield done(pending.popleft())
         while pending:
             yield done(pending.popleft())
@@ -139,11 +147,11 @@ def process_batches(paths: Iterable[Path], load: Callable, batch_size: int, work
 
 
 def decode_batches(paths: Iterable[Path], load: Callable, batch_size: int, workers: int, device: torch.device,
-                   loader: str = "auto", lookahead: int | None = None) -> Iterator[Batch]:
+                   loader: str = "auto", lookahead: int | Callable[[], int] | None = None) -> Iterator[Batch]:
     """Batches of decoded images in input order (see the module docstring for the schedule)."""
     kind = resolve_loader(loader, device, workers)
     if kind == "processes":
         return process_batches(paths, load, batch_size, workers, device)
     if lookahead is None:
-        lookahead = 0 if device.type == "cpu" else workers + 1
+        lookahead = workers + 1 if device.type != "cpu" else 1 if kind == "pipeline" else 0
     return thread_batches(paths, load, batch_size, workers, lookahead, device)

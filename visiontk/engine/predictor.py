@@ -1,8 +1,9 @@
 """Streaming batch prediction shared by every task.
 
 Paths are read lazily (stdin lists of any length), decoded into batches
-(engine/decode_batches.py: threads taking turns with the model on the CPU,
-worker processes ahead of the model on a GPU), and every record is handed to
+(engine/decode_batches.py: on the CPU threads taking turns with the model or
+ahead of it, whichever the run measures faster (engine/cpu_schedule.py); worker
+processes ahead of the model on a GPU), and every record is handed to
 the writer as soon as its batch is done, so memory stays flat whatever the
 number of images. Precision, channels_last and torch.compile are the
 switches of engine/performance.py.
@@ -21,7 +22,8 @@ from visiontk.data.preprocess import Preprocess
 from visiontk.engine.build import PendingModel
 from visiontk.engine.checkpoint import load_checkpoint
 from visiontk.engine.cam import add_cams
-from visiontk.engine.decode_batches import check_loader, decode_batches, stack_images
+from visiontk.engine.cpu_schedule import CpuSchedule, alternate, pipeline
+from visiontk.engine.decode_batches import check_loader, decode_batches, resolve_loader, stack_images
 from visiontk.engine.exported_file import is_exported_file, load_exported_file
 from visiontk.engine.device import select_device
 from visiontk.engine.performance import autocast, use_channels_last
@@ -49,7 +51,7 @@ class Predictor:
 
         precision: auto | fp32 | bf16 | fp16 (auto: fp32 on the CPU, bf16 or fp16 on
         CUDA); channels_last: auto | True | False; compile: torch.compile the model;
-        loader: auto | threads | processes (engine/decode_batches.py); backend: torch |
+        loader: auto | threads | pipeline | processes (engine/decode_batches.py); backend: torch |
         onnxruntime | openvino | auto; None: torch, or an exported file's runtime (engine/runtime_choice.py: only the forward pass is
         swapped; auto precision and backend are chosen by measuring them on the CPU)."""
         check_loader(loader)  # before the model is loaded: a typo fails at once
@@ -94,14 +96,30 @@ class Predictor:
                                       backend, use_channels_last(channels_last, self.device), compile, example,
                                       "--cam" if self.cam else None)
         self.model, self.dtype, self.channels_last = self.runtime.model, self.runtime.dtype, self.runtime.channels_last
+        self.schedule: CpuSchedule | None = None  # the last run's (describe)
 
     def describe(self) -> str:
         """The settings this predictor runs with, for the log: device, precision, memory format, decoders."""
-        from visiontk.engine.decode_batches import resolve_loader
-
+        if self.schedule is not None:
+            return f"device {self.device}, {self.runtime.describe()}, {self.schedule.describe()}"
         loader = resolve_loader(self.loader, self.device, self.workers)
         pinned = ", pinned memory" if self.device.type == "cuda" else ""
         return f"device {self.device}, {self.runtime.describe()}, {self.workers} decoding {loader}{pinned}"
+
+    def cpu_schedule(self) -> CpuSchedule | None:
+        """How decoding threads and the model share the CPU in a run (engine/cpu_schedule.py);
+        None for worker processes, a GPU, or no decoding threads. auto measures it
+        where the torch model runs batches of one shape on more than one thread;
+        other backends keep the thread count they were built with."""
+        kind = resolve_loader(self.loader, self.device, self.workers)
+        if self.device.type != "cpu" or self.workers == 0 or kind == "processes":
+            return None
+        threads = torch.get_num_threads()
+        if kind == "pipeline":
+            return CpuSchedule(pipeline(threads, self.workers), self.workers)
+        measured = (self.loader == "auto" and self.runtime.backend == "torch" and self.input_size is not None
+                    and threads > 1)
+        return CpuSchedule(None if measured else alternate(threads), self.workers)
 
     def load(self, path: Path) -> tuple[torch.Tensor | None, dict]:
         """Decode, resize and normalise one image into a CHW tensor; errors become a
@@ -128,8 +146,11 @@ class Predictor:
             meta["image"] = image
         return self.preprocess.finish(image), meta
 
-    def _batches(self, paths: Iterable[Path]) -> Iterator[list[tuple[np.ndarray | None, dict]]]:
-        return decode_batches(paths, self.load_pixels, self.batch_size, self.workers, self.device, self.loader)
+    def _batches(self, paths: Iterable[Path], schedule: CpuSchedule | None = None
+                 ) -> Iterator[list[tuple[np.ndarray | None, dict]]]:
+        lookahead = None if schedule is None else schedule.lookahead
+        return decode_batches(paths, self.load_pixels, self.batch_size, self.workers, self.device, self.loader,
+                              lookahead)
 
     def _forward(self, pixels: list) -> object:
         """The task's raw outputs for a batch of decoded images (uint8 HWC arrays or tensors).
@@ -160,12 +181,23 @@ class Predictor:
         the other end of a pipe gets results as they come, not when a buffer fills.
         `progress`: False when another shows it (rank 0 of a sharded job, engine/sharding.py)."""
         stats = {"images": 0, "errors": 0}
+        self.schedule = schedule = self.cpu_schedule()
+        try:
+            self._run(paths, write, total, flush, progress, stats, schedule)
+        finally:
+            if schedule is not None:
+                schedule.close()  # torch's thread count as it was
+        return stats
+
+    def _run(self, paths, write, total, flush, progress, stats: dict, schedule: CpuSchedule | None) -> None:
         with ProgressBar("predict", total=total, unit="img", enabled=progress) as bar, ThreadPoolExecutor(1) as finisher:
             # Post-processing and writing run in one thread of their own, in order,
             # while the next batch is decoded (cores the decoders leave free);
             # at most one batch waits there, so memory stays flat.
             finishing = None
-            for batch in self._batches(paths):
+            for batch in self._batches(paths, schedule):
+                if schedule is not None:
+                    schedule.batch_arrived()
                 ok = [(t, m) for t, m in batch if t is not None]
                 outputs = None
                 if ok:
@@ -183,7 +215,6 @@ class Predictor:
                     finishing = finisher.submit(self._finish, *args)
             if finishing is not None:
                 finishing.result()
-        return stats
 
     @torch.inference_mode()
     def _finish(self, batch, outputs, write: Callable[[dict], None], flush, stats: dict, bar: ProgressBar) -> None:
