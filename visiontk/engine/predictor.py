@@ -110,7 +110,9 @@ class Predictor:
         """How decoding threads and the model share the CPU in a run (engine/cpu_schedule.py);
         None for worker processes, a GPU, or no decoding threads. auto measures it
         where the torch model runs batches of one shape on more than one thread;
-        other backends keep the thread count they were built with."""
+        other backends keep the thread count they were built with, and a task that
+        keeps each decoded image for its output (segment --overlay) does not hold a third
+        batch of them."""
         kind = resolve_loader(self.loader, self.device, self.workers)
         if self.device.type != "cpu" or self.workers == 0 or kind == "processes":
             return None
@@ -118,7 +120,7 @@ class Predictor:
         if kind == "pipeline":
             return CpuSchedule(pipeline(threads, self.workers), self.workers)
         measured = (self.loader == "auto" and self.runtime.backend == "torch" and self.input_size is not None
-                    and threads > 1)
+                    and threads > 1 and not self.keep_image)
         return CpuSchedule(None if measured else alternate(threads), self.workers)
 
     def load(self, path: Path) -> tuple[torch.Tensor | None, dict]:
