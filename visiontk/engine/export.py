@@ -30,6 +30,7 @@ from visiontk.console import info, warn
 from visiontk.data.preprocess import Preprocess
 from visiontk.errors import JobError, UserError
 from visiontk.engine.resources import check_batch_memory
+from visiontk.engine.runtimes import openvino_core
 from visiontk.outputs.output_file import OutputFile
 
 FORMATS = ("torchscript", "onnx", "openvino")
@@ -107,7 +108,7 @@ def _export_openvino(wrapper: nn.Module, example: torch.Tensor, out: OutputFile,
     with tempfile.TemporaryDirectory(dir=out.path.parent, prefix=f".{out.path.name}.") as tmp:
         onnx_file = Path(tmp) / "model.onnx"
         _export_onnx(wrapper, example, OutputFile(onnx_file, overwrite=True), names, dynamic_batch)
-        model = ov.Core().read_model(str(onnx_file))
+        model = openvino_core().read_model(str(onnx_file))
         ov.save_model(model, str(Path(tmp) / "model.xml"), compress_to_fp16=False)
         # The weights first: a stopped run leaves no graph without them.
         os.replace(Path(tmp) / "model.bin", weights.path)
@@ -148,9 +149,7 @@ def load_exported(path: Path, fmt: str):
 
 
 def _openvino_outputs(path: Path):
-    import openvino as ov
-
-    return ov.Core().read_model(str(path)).outputs
+    return openvino_core().read_model(str(path)).outputs
 
 
 def max_difference(model: nn.Module, exported, x: torch.Tensor) -> float:

@@ -11,6 +11,8 @@ threads as torch has (the predictor's decoders take turns with them).
 """
 from __future__ import annotations
 
+import functools
+
 import importlib.util
 import re
 from collections import OrderedDict
@@ -51,13 +53,26 @@ def require(backend: str) -> None:
         raise UserError(f"--backend {backend}: the {backend} package is not installed ({INSTALL})")
 
 
+@functools.cache
+def openvino_core():
+    """The one OpenVINO Core of the process, never released.
+
+    On a CPU with AMX, OpenVINO's CPU plugin gives each Core's engine a bigger
+    alternate signal stack and, when the Core goes, puts back the one it found.
+    Two Cores released in the order they were made left the first one's stack,
+    already unmapped, in place: the next signal (Ctrl-C, SIGTERM) crashed the
+    process (exit 139) instead of stopping it (openvino 2026 on an AMX Xeon;
+    tests/test_backends.py). One Core makes one engine, and its stack stays valid."""
+    import openvino as ov
+
+    return ov.Core()
+
+
 def openvino_bf16() -> bool:
     """OpenVINO runs bf16 on this CPU (AVX-512 BF16 or AMX): its CPU plugin says so."""
     if not installed("openvino"):
         return False
-    import openvino as ov
-
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "BF16" in openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def precisions(backend: str) -> tuple[str, ...]:
@@ -101,9 +116,7 @@ class _OnnxRuntime:
 
 class _OpenVino:
     def __init__(self, path: Path, threads: int, precision: str):
-        import openvino as ov
-
-        self.core = ov.Core()
+        self.core = openvino_core()
         self.path = path
         self.config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
                        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
