@@ -38,7 +38,7 @@ def speed_overrides(precision: Optional[str], compile: bool) -> list[str]:
 
 def run_train(task: str, recipe: str, set: Optional[list[str]], device: str, precision: Optional[str],
               compile: bool, project: Optional[str], name: Optional[str], resume: Optional[str]) -> None:
-    from visiontk.engine.distributed import launch_info
+    from visiontk.engine.distributed import launch_info, shutdown
     from visiontk.engine.trainer import Trainer
     from visiontk.errors import UserError
     from visiontk.tasks.recipes import load_recipe
@@ -47,7 +47,12 @@ def run_train(task: str, recipe: str, set: Optional[list[str]], device: str, pre
     r = load_recipe(recipe, overrides)
     if r.task != task:
         raise UserError(f"{recipe}: recipe is for task '{r.task}', not '{task}' (use 'visiontk {r.task} train')")
-    result = Trainer(r, device=device, project=project, name=name, resume=resume, overrides=overrides).fit()
+    try:
+        result = Trainer(r, device=device, project=project, name=name, resume=resume, overrides=overrides).fit()
+    finally:
+        # Under torchrun, a failure before fit's loop (a missing weights file, unreadable data)
+        # skips the loop's own shutdown: the process group still ends before the interpreter's exit.
+        shutdown()
     run_dir = Path(result["run_dir"])
     if launch_info()[1] == 0 and (run_dir / "best.pt").exists():  # under torchrun, rank 0 alone says it
         info(f"done: best fitness {result['best_fitness']:.4f} at epoch {result['best_epoch']}")

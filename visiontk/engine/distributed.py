@@ -5,6 +5,7 @@ single process (world 1, rank 0) and no process group is made.
 """
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from typing import Iterator
@@ -32,6 +33,12 @@ def setup_device(device: str) -> torch.device:
             dev = torch.device("cuda", local_rank)
             torch.cuda.set_device(dev)
         if not dist.is_initialized():
+            # torch.distributed.nn's collectives take `group=group.WORLD` as a default
+            # argument, bound when the module is first imported. Imported after the group
+            # exists (DDP's construction imports it), those defaults hold the group for the
+            # life of the process, so shutdown() could not end it (see there); imported
+            # first, they are None.
+            importlib.import_module("torch.distributed.nn")
             dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     return dev
 
@@ -63,6 +70,17 @@ def is_initialized() -> bool:
 
 
 def shutdown() -> None:
+    """Ends the process group, and with it gloo's worker threads, while Python still runs.
+
+    A gloo worker drops its reference to a collective's tensors just after the
+    collective completes, which takes the GIL. Were its threads still alive when the
+    interpreter finalizes, a late drop (the last broadcast's, on a busy machine)
+    ends the thread by pthread_exit inside a C++ destructor: std::terminate, SIGABRT
+    ("terminate called without an active exception") after the run's outputs are
+    written, and torchrun fails the run. destroy_process_group() joins the threads
+    only when it drops the group's last reference: callers drop what else holds it
+    (a DDP wrapper) before calling this.
+    """
     if is_initialized():
         dist.destroy_process_group()
 

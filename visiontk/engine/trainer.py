@@ -408,6 +408,8 @@ class Trainer:
             raise Interrupted(self._save_interrupted(describe(e)), exit_code(e)) from None
         finally:
             if self.world > 1:
+                # The DDP wrapper holds the process group: dropped first, shutdown ends the group.
+                self.model = model = unwrap(self.model)
                 distributed.shutdown()
         result = {"run_dir": str(self.run_dir), "best_fitness": self.best_fitness, "best_epoch": self.best_epoch,
                   "metrics": metrics}
