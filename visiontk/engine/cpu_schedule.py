@@ -18,12 +18,15 @@ to decode), so `--loader auto` on the CPU measures it on the run itself: the
 first batches take turns, the next ones run as a pipeline, each timed from one
 batch reaching the model to the next (so decoding, the model and all around it
 count), and the rest of the run keeps the faster. The trial costs no extra
-work: every batch of it is predicted. The model's outputs do not depend on its
+work: every batch of it is predicted. It ends at a pipelined batch for which
+the model alone took as long as a batch taking turns (a pipeline's period is at
+least its model's time): resnet18 then gives up its second core for one batch. The model's outputs do not depend on its
 thread count (bit for bit on the models and CPUs tried; tests/test_cpu_schedule.py
 checks it), so the choice changes the speed, not the records.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -61,11 +64,11 @@ def pipeline(threads: int, workers: int) -> Schedule:
 
 
 class CpuSchedule:
-    """The schedule of one `Predictor.run`: fixed, or (`trial`) measured on its first batches.
+    """The schedule of one `Predictor.run`: `fixed`, or (None) measured on its first batches.
 
-    `lookahead()` is read by the decoding threads before each batch; `batch_arrived()`
-    is called by the predictor when a batch reaches the model; `close()` gives torch
-    its thread count back."""
+    `lookahead()` is read by the decoding threads before each batch; the predictor
+    calls `batch_arrived()` when a batch reaches the model and `model_done()` when the
+    model is done with it; `close()` gives torch its thread count back."""
 
     def __init__(self, fixed: Schedule | None, workers: int, clock: Callable[[], float] = time.perf_counter):
         self.workers = workers
@@ -77,6 +80,7 @@ class CpuSchedule:
         self.decided: Schedule | None = fixed
         self.last: float | None = None
         self.arrived = 0  # batches since the start or the last switch
+        self.model_time: float | None = None  # a pipelined batch's, when it ended the trial
         self._apply(self.candidates[0])
 
     @property
@@ -102,6 +106,15 @@ class CpuSchedule:
                     self._apply(self.decided)
         self.last = now
 
+    def model_done(self) -> None:
+        """Called when the model is done with the batch that arrived last."""
+        if self.decided is None and self.index == 1 and self.last is not None:
+            took = self.clock() - self.last
+            if took * PIPELINE_GAIN >= self._medians()[0]:
+                self.model_time = took
+                self.decided = self.candidates[0]
+                self._apply(self.decided)
+
     def _fastest(self) -> Schedule:
         taking_turns, piped = self._medians()
         return self.candidates[1] if piped * PIPELINE_GAIN <= taking_turns else self.candidates[0]
@@ -109,7 +122,7 @@ class CpuSchedule:
     def _medians(self) -> list[float]:
         import statistics  # only once a trial ends (start-up: engine/runtime_choice.py does the same)
 
-        return [statistics.median(p) for p in self.periods]
+        return [statistics.median(p) if p else math.nan for p in self.periods]
 
     def _apply(self, schedule: Schedule) -> None:
         if torch.get_num_threads() != schedule.model_threads:
@@ -125,5 +138,9 @@ class CpuSchedule:
             return text
         if self.decided is None:
             return f"{text} (auto: too few batches to compare the schedules)"
+        if self.model_time is not None:
+            threads = self.candidates[1].model_threads
+            return (f"{text} (auto: the model alone took {self.model_time * 1000:.1f} ms a batch on {threads} "
+                    f"thread{'s' if threads != 1 else ''}, a batch taking turns {self._medians()[0] * 1000:.1f} ms)")
         turns, piped = (m * 1000 for m in self._medians())
         return f"{text} (auto: a batch every {piped:.1f} ms as a pipeline, every {turns:.1f} ms taking turns)"

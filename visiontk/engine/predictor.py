@@ -207,6 +207,8 @@ class Predictor:
                         outputs = self._forward([t for t, _ in ok])
                     if self.cam:
                         add_cams(self.model, ok, self.preprocess, self.task, self.context, self.device)
+                if schedule is not None:
+                    schedule.model_done()
                 if finishing is not None:
                     finishing.result()  # re-raises what the previous batch raised (e.g. a closed pipe)
                 args = (batch, outputs, write, flush, stats, bar)
