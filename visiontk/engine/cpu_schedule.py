@@ -20,9 +20,13 @@ batch reaching the model to the next (so decoding, the model and all around it
 count), and the rest of the run keeps the faster. The trial costs no extra
 work: every batch of it is predicted. It ends at a pipelined batch for which
 the model alone took as long as a batch taking turns (a pipeline's period is at
-least its model's time): resnet18 then gives up its second core for one batch. The model's outputs do not depend on its
-thread count (bit for bit on the models and CPUs tried; tests/test_cpu_schedule.py
-checks it), so the choice changes the speed, not the records.
+least its model's time): resnet18 then gives up its second core for one batch.
+The model's outputs do not depend on its thread count (bit for bit on the
+models and CPUs tried; tests/test_cpu_schedule.py checks it), so the choice
+changes the speed, not the records. A pipeline reads one batch of paths ahead:
+from a slow stdin, a batch's records wait for the next batch's paths (with
+paths trickling in, both schedules time the same input-bound period, and the
+run takes turns).
 """
 from __future__ import annotations
 
@@ -32,6 +36,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+
+from visiontk.console import plural
 
 # Periods not timed after the start and after a switch (the first call of the
 # model, a pipeline that is not yet full), then the periods timed per schedule.
@@ -49,10 +55,10 @@ class Schedule:
     model_threads: int
 
     def describe(self, workers: int) -> str:
-        decoders = f"{workers} decoding thread{'s' if workers != 1 else ''}"
+        decoders = f"{plural(workers, 'decoding thread')}"
         if self.name == "alternate":
             return f"{decoders} taking turns with the model"
-        return f"{decoders} ahead of the model on {self.model_threads} thread{'s' if self.model_threads != 1 else ''}"
+        return f"{decoders} ahead of the model on {plural(self.model_threads, 'thread')}"
 
 
 def alternate(threads: int) -> Schedule:
@@ -139,8 +145,8 @@ class CpuSchedule:
         if self.decided is None:
             return f"{text} (auto: too few batches to compare the schedules)"
         if self.model_time is not None:
-            threads = self.candidates[1].model_threads
-            return (f"{text} (auto: the model alone took {self.model_time * 1000:.1f} ms a batch on {threads} "
-                    f"thread{'s' if threads != 1 else ''}, a batch taking turns {self._medians()[0] * 1000:.1f} ms)")
+            threads = plural(self.candidates[1].model_threads, "thread")
+            return (f"{text} (auto: the model alone took {self.model_time * 1000:.1f} ms a batch on {threads}, "
+                    f"a batch taking turns {self._medians()[0] * 1000:.1f} ms)")
         turns, piped = (m * 1000 for m in self._medians())
         return f"{text} (auto: a batch every {piped:.1f} ms as a pipeline, every {turns:.1f} ms taking turns)"
