@@ -323,3 +323,23 @@ def test_a_stop_signal_after_openvino_ran_is_handled_not_a_crash(tmp_path):
     done = subprocess.run([sys.executable, "-c", STOP_AFTER_OPENVINO, str(tmp_path / "relu.xml")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout == "stopped\n", (done.returncode, done.stderr[-2000:])
+
+
+def test_pipeline_and_auto_loaders_leave_other_backends_their_threads(setup):
+    """onnxruntime's session keeps the threads it was built with: `--loader pipeline` takes none
+    from torch for it (and says so), and auto does not put it on trial."""
+    from helpers import torch_threads
+
+    with torch_threads(2):
+        for loader in ("pipeline", "auto"):
+            predictor = Predictor(setup["ckpts"]["classify"], "classify", device="cpu", batch_size=BATCH, workers=2,
+                                  precision="fp32", backend="onnxruntime", loader=loader)
+            seen = []
+            forward = predictor._forward
+            predictor._forward = lambda pixels: (seen.append(torch.get_num_threads()), forward(pixels))[1]
+            predictor.run(iter(setup["images"]), lambda record: None, progress=False)
+            assert set(seen) == {2}, loader
+            assert predictor.schedule.decided is not None, loader
+            expected = ("2 decoding threads ahead of the model on 2 threads" if loader == "pipeline"
+                        else "2 decoding threads taking turns with the model")
+            assert predictor.describe().endswith(expected), predictor.describe()

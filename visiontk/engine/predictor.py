@@ -117,9 +117,11 @@ class Predictor:
         if self.device.type != "cpu" or self.workers == 0 or kind == "processes":
             return None
         threads = torch.get_num_threads()
+        torch_runs = self.runtime.backend == "torch"
         if kind == "pipeline":
-            return CpuSchedule(pipeline(threads, self.workers), self.workers)
-        measured = (self.loader == "auto" and self.runtime.backend == "torch" and self.input_size is not None
+            # onnxruntime and OpenVINO keep the threads they were built with: nothing given up for them.
+            return CpuSchedule(pipeline(threads, self.workers if torch_runs else 0), self.workers)
+        measured = (self.loader == "auto" and torch_runs and self.input_size is not None
                     and threads > 1 and not self.keep_image)
         return CpuSchedule(None if measured else alternate(threads), self.workers)
 
